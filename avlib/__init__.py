@@ -1,0 +1,8 @@
+"""avlib: a PyTorch companion to Owens & Efros, "Audio-Visual Scene Analysis with
+Self-Supervised Multisensory Features" (ECCV 2018).
+
+Data flows one way: files -> ``avlib.io`` -> ``avlib.data`` -> ``avlib.models`` ->
+``avlib.losses`` / ``avlib.metrics`` -> ``avlib.results``.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Clip indexes, datasets and the synthetic audio-visual world."""

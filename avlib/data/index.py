@@ -1,0 +1,119 @@
+"""A clip index: every video of a folder or list file, probed once, cached beside the data.
+
+``build_index(source)`` probes each file with :func:`avlib.io.probe` and keeps the result in
+``<root>/.avlib-index.json``. The cache is keyed by each file's relative path, size and
+modification time, so an edited, added or removed file is re-probed or dropped on the next
+build while the others are read from the cache.
+
+A file that cannot be probed stops the build with its :class:`~avlib.io.MediaError`, unless
+``skip_bad=True``: then it is skipped, counted, and listed in the log and in ``index.bad``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from avlib.io import MediaError, VideoInfo, probe
+from avlib.results import write_text
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
+CACHE_NAME = ".avlib-index.json"
+_CACHE_VERSION = 1
+
+
+@dataclass
+class ClipIndex:
+    """The probed videos under ``root`` (paths relative to it) and the ones that failed."""
+
+    root: Path
+    videos: list[VideoInfo]
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (relative path, problem)
+    probed: int = 0  # files probed in this build (the rest came from the cache)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, item: int) -> VideoInfo:
+        return self.videos[item]
+
+    def with_audio(self) -> list[VideoInfo]:
+        return [video for video in self.videos if video.has_audio]
+
+    def longer_than(self, seconds: float) -> list[VideoInfo]:
+        return [video for video in self.videos if video.usable_duration >= seconds]
+
+
+def _list_files(source: Path) -> tuple[Path, list[Path]]:
+    """(root, files) for a folder (searched recursively) or a list file (one path a line, relative to it)."""
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such folder or list file")
+    if source.is_dir():
+        files = sorted(path for path in source.rglob("*") if path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith("."))
+        return source, files
+    root = source.parent
+    files = []
+    for line in source.read_text().splitlines():
+        entry = line.split()[0] if line.strip() and not line.lstrip().startswith("#") else ""
+        if entry:
+            files.append((root / entry) if not os.path.isabs(entry) else Path(entry))
+    return root, files
+
+
+def _signature(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _read_cache(cache: Path) -> dict:
+    try:
+        data = json.loads(cache.read_text())
+        return data["files"] if data.get("version") == _CACHE_VERSION else {}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def build_index(source: str | os.PathLike, *, skip_bad: bool = False, cache: bool = True) -> ClipIndex:
+    """Probe every video under a folder (or named in a list file), re-using the cache where valid."""
+    root, files = _list_files(Path(source))
+    cache_path = root / CACHE_NAME
+    cached = _read_cache(cache_path) if cache else {}
+    entries: dict[str, dict] = {}
+    videos: list[VideoInfo] = []
+    bad: list[tuple[str, str]] = []
+    probed = 0
+    for path in files:
+        relative = os.path.relpath(path, root)
+        try:
+            signature = _signature(path)
+        except FileNotFoundError:
+            signature = None
+        hit = cached.get(relative)
+        if signature is not None and hit and hit["signature"] == signature:
+            info = VideoInfo(**{**hit["info"], "path": str(path)})
+        else:
+            probed += 1
+            try:
+                info = probe(path)
+            except MediaError as error:
+                if not skip_bad:
+                    raise
+                bad.append((relative, error.problem))
+                log.warning("skipping %s: %s", relative, error.problem)
+                continue
+        entries[relative] = {"signature": signature, "info": {**info.to_dict(), "path": relative}}
+        videos.append(info)
+    if bad:
+        log.warning("skipped %d unreadable file(s) of %d under %s: %s", len(bad), len(files), root,
+                    ", ".join(name for name, _ in bad))
+    if cache and (probed or set(entries) != set(cached)):
+        try:
+            write_text(cache_path, json.dumps({"version": _CACHE_VERSION, "files": entries}, sort_keys=True))
+        except OSError as error:  # a read-only dataset still indexes, just without a cache
+            log.warning("cannot write the index cache %s: %s", cache_path, error)
+    return ClipIndex(root=root, videos=videos, bad=bad, probed=probed)

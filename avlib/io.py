@@ -1,0 +1,501 @@
+"""Probe and decode clips: frames (PyAV, or decord) and audio (PyAV), in sync, at the paper's rates.
+
+The paper's network sees a 4.2 s window: ``int(4.2 * 29.97) = 125`` frames and
+``round(125 / 29.97 * 21000) = 87 588`` stereo samples (``../shared/paper.md`` section 1).
+:func:`read_clip` returns that window from any video:
+
+- frames are decoded by PyAV (default) or decord and chosen **by timestamp**: output frame ``i`` is the source frame on screen at
+  ``start + i / fps``, so 25, 30, 29.97 or variable-rate sources all map to the requested rate;
+- audio is decoded with PyAV, placed on the same clock by its timestamps, channel-mapped
+  (mono duplicated, 5.1 and other layouts down-mixed with ITU coefficients, never dropped)
+  and resampled with soxr;
+- time 0 is the first video frame's presentation time.
+
+Every problem with an input raises a :class:`MediaError` subclass that names the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+import soxr
+
+try:
+    import decord
+except ImportError:  # decord has no wheel for some platforms; PyAV serves frames there
+    decord = None
+
+#: Default frame decoder. PyAV, not decord: on the paper's clip (125 frames, 224 x 224, one
+#: core) PyAV decodes about twice as fast as decord here (bench/decode.py); decord stays
+#: selectable and is tested to give the same frames.
+DEFAULT_FRAME_BACKEND = "pyav"
+
+#: The paper's clip: 4.2 s at 29.97 fps, 21 kHz stereo (``src/shift_params.py``).
+PAPER_FPS = 29.97
+PAPER_SAMPLE_RATE = 21000
+PAPER_DURATION = 4.2
+
+
+class MediaError(Exception):
+    """A media file cannot give what was asked. ``path`` and ``problem`` say which and why."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+class MissingFileError(MediaError, FileNotFoundError):
+    """The file does not exist."""
+
+
+class CorruptFileError(MediaError):
+    """The file is not a readable video: corrupt, truncated, or not media at all."""
+
+
+class NoVideoStreamError(MediaError):
+    """The file has no video stream."""
+
+
+class NoAudioError(MediaError):
+    """The file has no audio track (pass ``missing_audio="silence"`` to get silence and a flag)."""
+
+
+class WindowError(MediaError, ValueError):
+    """The requested window does not fit in the file (past the end, or the clip is too short)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` learns from a file's headers, without decoding it."""
+
+    path: str
+    duration: float  # seconds of video
+    fps: float  # average frame rate of the video stream
+    num_frames: int  # from the container if it says, else duration * fps
+    width: int
+    height: int
+    video_codec: str
+    video_start: float  # presentation time of the first frame, seconds (the clip clock's zero)
+    has_audio: bool
+    sample_rate: int = 0
+    channels: int = 0
+    audio_codec: str = ""
+    audio_duration: float = 0.0  # seconds of audio after the first video frame
+
+    @property
+    def usable_duration(self) -> float:
+        """Seconds in which both frames and (if present) audio exist."""
+        return min(self.duration, self.audio_duration) if self.has_audio else self.duration
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Clip:
+    """A window of a video as the network sees it.
+
+    ``frames``: T x H x W x 3 uint8 RGB. ``audio``: C x N float32 in [-1, 1].
+    ``frame_times``: the presentation time (s, clip clock) of the source frame shown at each
+    output frame. ``has_audio`` is False when the file had no audio and silence was returned.
+    """
+
+    path: str
+    frames: np.ndarray
+    audio: np.ndarray
+    fps: float
+    sample_rate: int
+    start: float
+    frame_times: np.ndarray
+    has_audio: bool = True
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered: ``num_frames / fps`` (the audio covers the same span)."""
+        return self.num_frames / self.fps
+
+
+def num_frames_for(duration: float, fps: float) -> int:
+    """Frames in a window, as the paper counts them: ``int(duration * fps)`` (4.2 s -> 125)."""
+    return int(duration * fps + 1e-9)
+
+
+def num_samples_for(num_frames: int, fps: float, sample_rate: int) -> int:
+    """Samples spanning ``num_frames`` frames: ``round(sample_rate / fps * num_frames)`` (-> 87 588)."""
+    return int(round(sample_rate / fps * num_frames))
+
+
+def _open(path: Path):
+    if not path.exists():
+        raise MissingFileError(path, "no such file")
+    if path.is_dir():
+        raise CorruptFileError(path, "is a directory, not a video file")
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as error:
+        raise CorruptFileError(path, f"cannot be opened as media ({error.strerror or error})") from error
+
+
+def _video_stream(container, path: Path):
+    if not container.streams.video:
+        raise NoVideoStreamError(path, "has no video stream")
+    return container.streams.video[0]
+
+
+def _stream_seconds(stream, value) -> float | None:
+    return None if value is None else float(value * stream.time_base)
+
+
+def _probe_container(container, path: Path) -> VideoInfo:
+    vstream = _video_stream(container, path)
+    rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
+    if not rate or not vstream.codec_context.width:
+        raise CorruptFileError(path, "video stream has no frame rate or size")
+    fps = float(rate)
+    video_start = _stream_seconds(vstream, vstream.start_time) or 0.0
+    duration = _stream_seconds(vstream, vstream.duration)
+    if duration is None:
+        if container.duration is None:
+            raise CorruptFileError(path, "neither the video stream nor the container states a duration")
+        duration = container.duration / av.time_base - video_start
+    num_frames = int(vstream.frames) or int(round(duration * fps))
+    info = dict(
+        path=str(path), duration=duration, fps=fps, num_frames=num_frames,
+        width=vstream.codec_context.width, height=vstream.codec_context.height,
+        video_codec=vstream.codec_context.name, video_start=video_start, has_audio=False,
+    )
+    if container.streams.audio:
+        astream = container.streams.audio[0]
+        audio_start = _stream_seconds(astream, astream.start_time) or 0.0
+        audio_duration = _stream_seconds(astream, astream.duration)
+        if audio_duration is None:
+            audio_duration = container.duration / av.time_base - audio_start if container.duration else duration
+        info.update(
+            has_audio=True, sample_rate=int(astream.codec_context.sample_rate),
+            channels=int(astream.codec_context.channels), audio_codec=astream.codec_context.name,
+            audio_duration=audio_start + audio_duration - video_start,
+        )
+    return VideoInfo(**info)
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Duration, frame rate, frame count, size and audio format of a video, from its headers."""
+    path = Path(path)
+    with _open(path) as container:
+        return _probe_container(container, path)
+
+
+# ----------------------------------------------------------------------------- frames
+
+ResizeMode = Literal["squash", "short_side"]
+
+
+def output_size(width: int, height: int, size: int | tuple[int, int] | None, resize: ResizeMode) -> tuple[int, int]:
+    """(height, width) after resizing a ``width`` x ``height`` frame.
+
+    ``squash``: exactly ``size`` (H, W), aspect ratio not kept, as the paper's
+    ``ffmpeg -vf scale=256:256``. ``short_side``: the short side becomes ``size``, aspect kept.
+    """
+    if size is None:
+        return height, width
+    if resize == "squash":
+        return (size, size) if isinstance(size, int) else tuple(size)
+    if resize == "short_side":
+        short = size if isinstance(size, int) else min(size)
+        scale = short / min(width, height)
+        return max(short, int(round(height * scale))), max(short, int(round(width * scale)))
+    raise ValueError(f"resize must be 'squash' or 'short_side', got {resize!r}")
+
+
+def crop_frames(frames: np.ndarray, crop: int | tuple[int, int] | None, offset: tuple[int, int] | None = None) -> np.ndarray:
+    """Crop T x H x W x 3 frames to ``crop``; ``offset`` (y, x) of the top-left corner, centre if None."""
+    if crop is None:
+        return frames
+    crop_h, crop_w = (crop, crop) if isinstance(crop, int) else crop
+    height, width = frames.shape[1:3]
+    if crop_h > height or crop_w > width:
+        raise ValueError(f"crop {crop_h}x{crop_w} is larger than the frames {height}x{width}")
+    y, x = offset if offset is not None else ((height - crop_h) // 2, (width - crop_w) // 2)
+    if not (0 <= y <= height - crop_h and 0 <= x <= width - crop_w):
+        raise ValueError(f"crop offset {(y, x)} puts a {crop_h}x{crop_w} crop outside {height}x{width} frames")
+    return frames[:, y : y + crop_h, x : x + crop_w]
+
+
+def _select(source_times: np.ndarray, targets: np.ndarray, frame_period: float) -> np.ndarray:
+    """Index of the source frame on screen at each target time (the last one shown at or before it)."""
+    # A tolerance of 1 % of a source frame absorbs float rounding of rational timestamps.
+    index = np.searchsorted(source_times, targets + 0.01 * frame_period, side="right") - 1
+    return np.clip(index, 0, len(source_times) - 1)
+
+
+def _frames_decord(path: Path, targets: np.ndarray, out_hw: tuple[int, int], native_hw: tuple[int, int], threads: int):
+    height, width = out_hw
+    resize = (height, width) != native_hw
+    try:
+        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), width=width if resize else -1,
+                                    height=height if resize else -1, num_threads=threads)
+        stamps = reader.get_frame_timestamp(range(len(reader)))
+    except decord.DECORDError as error:
+        raise CorruptFileError(path, f"decord cannot decode the video stream ({str(error).splitlines()[0]})") from error
+    if len(stamps) == 0:
+        raise CorruptFileError(path, "video stream holds no decodable frames")
+    starts = stamps[:, 0].astype(np.float64) - float(stamps[0, 0])
+    period = float(np.median(np.diff(stamps[:, 0]))) if len(stamps) > 1 else float(stamps[0, 1] - stamps[0, 0])
+    end = starts[-1] + period
+    _check_window(path, targets, end, period)
+    index = _select(starts, targets, period)
+    try:
+        frames = reader.get_batch(index.tolist()).asnumpy()
+    except decord.DECORDError as error:
+        raise CorruptFileError(path, f"frames {index[0]}-{index[-1]} cannot be decoded, the file may be truncated") from error
+    finally:
+        del reader
+    return frames, starts[index]
+
+
+def _check_window(path: Path, targets: np.ndarray, video_end: float, period: float) -> None:
+    if targets[0] < -1e-9:
+        raise WindowError(path, f"window starts at {targets[0]:.3f} s, before the video")
+    if targets[-1] >= video_end + 0.5 * period:
+        raise WindowError(path, f"window needs frames up to {targets[-1]:.3f} s but the video ends at {video_end:.3f} s")
+
+
+def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, out_hw: tuple[int, int]):
+    """Decode from the keyframe before the window, converting only the frames that are shown."""
+    vstream = container.streams.video[0]
+    vstream.thread_type = "AUTO"
+    period = 1.0 / info.fps
+    _check_window(path, targets, info.duration, period)
+    try:
+        container.seek(max(0, int((targets[0] - 1.0 + info.video_start) / vstream.time_base)), stream=vstream, backward=True)
+        shown = _shown_frames(container.decode(vstream), info.video_start, targets, period, out_hw)
+        if shown is None:  # the seek overshot the window (no usable index): decode from the start
+            container.seek(0, stream=vstream)
+            shown = _shown_frames(container.decode(vstream), info.video_start, targets, period, out_hw)
+    except av.error.FFmpegError as error:
+        raise CorruptFileError(path, f"video decoding failed ({error.strerror or error}), the file may be corrupt") from error
+    frames, times = shown or ([], [])
+    if len(frames) < len(targets):
+        raise CorruptFileError(path, f"only {len(frames)} of {len(targets)} frames could be decoded; the file may be truncated")
+    return np.stack(frames), np.asarray(times)
+
+
+def _shown_frames(decoded, video_start: float, targets: np.ndarray, period: float, out_hw: tuple[int, int]):
+    """The decoded frame on screen at each target time, or None if decoding began after the first target.
+
+    A frame is on screen from its own timestamp until the next frame's, so each frame is
+    emitted (converted once) when its successor arrives.
+    """
+    height, width = out_hw
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    previous, previous_time = None, 0.0
+
+    def emit(until: float) -> None:
+        image = None
+        while len(frames) < len(targets) and targets[len(frames)] + 0.01 * period < until:
+            if image is None:
+                image = previous.reformat(width=width, height=height, format="rgb24", interpolation="BICUBIC").to_ndarray()
+            frames.append(image)
+            times.append(previous_time)
+
+    for frame in decoded:
+        if frame.time is None:
+            continue
+        frame_time = frame.time - video_start
+        if previous is None:
+            if frame_time > targets[0] + 0.01 * period:
+                return None
+        else:
+            emit(frame_time)
+            if len(frames) == len(targets):
+                return frames, times
+        previous, previous_time = frame, frame_time
+    if previous is not None:
+        emit(previous_time + 1.5 * period)
+    return frames, times
+
+
+# ----------------------------------------------------------------------------- audio
+
+# ITU-R BS.775 down-mix weights to (left, right); LFE is left out, as in FFmpeg's default.
+_CENTRE = 1 / math.sqrt(2)
+_DOWNMIX = {
+    "FL": (1.0, 0.0), "FR": (0.0, 1.0), "FC": (_CENTRE, _CENTRE), "LFE": (0.0, 0.0),
+    "BL": (_CENTRE, 0.0), "BR": (0.0, _CENTRE), "SL": (_CENTRE, 0.0), "SR": (0.0, _CENTRE),
+    "FLC": (_CENTRE, 0.0), "FRC": (0.0, _CENTRE), "BC": (0.5, 0.5), "TC": (0.5, 0.5),
+}
+
+
+def downmix_matrix(channel_names: list[str]) -> np.ndarray:
+    """2 x C matrix mapping named channels to stereo, rows normalised so a full-scale input cannot clip."""
+    if channel_names == ["FC"] or len(channel_names) == 1:
+        return np.ones((2, 1), dtype=np.float32)
+    unknown = [name for name in channel_names if name not in _DOWNMIX]
+    if unknown:
+        # Unnamed layouts (e.g. 4 unknown channels): split evenly between left and right.
+        half = len(channel_names) // 2
+        matrix = np.zeros((2, len(channel_names)), dtype=np.float32)
+        matrix[0, :half] = 1.0
+        matrix[1, half:] = 1.0
+    else:
+        matrix = np.array([_DOWNMIX[name] for name in channel_names], dtype=np.float32).T
+    return matrix / matrix.sum(axis=1, keepdims=True)
+
+
+def map_channels(audio: np.ndarray, channel_names: list[str], channels: int) -> np.ndarray:
+    """Map C_in x N audio to ``channels`` (1 or 2): mono is duplicated, surround is down-mixed."""
+    if channels not in (1, 2):
+        raise ValueError(f"channels must be 1 or 2, got {channels}")
+    if audio.shape[0] == 2 and len(channel_names) == 2:
+        stereo = audio
+    else:
+        stereo = downmix_matrix(channel_names) @ audio
+    return stereo.mean(axis=0, keepdims=True) if channels == 1 else stereo
+
+
+_INT_SCALE = {"s16": 32768.0, "s16p": 32768.0, "s32": 2.0**31, "s32p": 2.0**31}
+
+
+def _frame_samples(frame) -> np.ndarray:
+    """One decoded audio frame as C x n float32 in [-1, 1], whatever its sample format."""
+    array = frame.to_ndarray()
+    fmt = frame.format.name
+    channels = len(frame.layout.channels)
+    if not frame.format.is_planar:
+        array = array.reshape(-1, channels).T
+    if fmt in _INT_SCALE:
+        return array.astype(np.float32) / _INT_SCALE[fmt]
+    if fmt in ("u8", "u8p"):
+        return (array.astype(np.float32) - 128.0) / 128.0
+    return array.astype(np.float32, copy=False)
+
+
+def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: float) -> tuple[np.ndarray, list[str], int]:
+    """Native-rate samples covering [start, stop) on the clip clock, placed by their timestamps."""
+    astream = container.streams.audio[0]
+    rate = int(astream.codec_context.sample_rate)
+    if rate <= 0:
+        raise CorruptFileError(path, f"audio track states an invalid sample rate ({rate})")
+    first = int(math.floor((start + info.video_start) * rate))
+    total = int(math.ceil((stop - start) * rate))
+    buffer = None
+    names: list[str] = []
+    filled = np.zeros(total, dtype=bool)
+
+    def decode_from(seconds: float):
+        container.seek(max(0, int(seconds / astream.time_base)), stream=astream, backward=True)
+        return container.decode(astream)
+
+    try:
+        frames = decode_from(start + info.video_start - 0.5)
+        restarted = False
+        for frame in frames:
+            if frame.pts is None:
+                continue
+            frame_first = int(round(frame.pts * frame.time_base * rate))
+            if buffer is None and frame_first > first and not restarted and start + info.video_start > 0.5:
+                container.seek(0, stream=astream)
+                frames, restarted = container.decode(astream), True
+                continue
+            samples = _frame_samples(frame)
+            if buffer is None:
+                names = [channel.name for channel in frame.layout.channels]
+                buffer = np.zeros((samples.shape[0], total), dtype=np.float32)
+            lo, hi = frame_first - first, frame_first - first + samples.shape[1]
+            if hi > 0 and lo < total:
+                a, b = max(lo, 0), min(hi, total)
+                buffer[:, a:b] = samples[:, a - lo : b - lo]
+                filled[a:b] = True
+            if lo >= total:
+                break
+    except av.error.FFmpegError as error:
+        raise CorruptFileError(path, f"audio decoding failed ({error.strerror or error}), the file may be corrupt") from error
+    if buffer is None:
+        raise CorruptFileError(path, "audio track holds no decodable samples")
+    missing = total - int(filled.sum())
+    # Up to a frame's worth of samples may be missing at the edges of a real track (encoder padding).
+    if missing > rate / info.fps:
+        raise WindowError(path, f"audio covers only {(total - missing) / rate:.3f} s of the {total / rate:.3f} s window starting at {start:.3f} s")
+    return buffer, names, rate
+
+
+def read_clip(
+    path: str | os.PathLike,
+    start: float = 0.0,
+    duration: float = PAPER_DURATION,
+    *,
+    fps: float = PAPER_FPS,
+    size: int | tuple[int, int] | None = None,
+    resize: ResizeMode = "squash",
+    crop: int | tuple[int, int] | None = None,
+    crop_offset: tuple[int, int] | None = None,
+    sample_rate: int = PAPER_SAMPLE_RATE,
+    channels: int = 2,
+    num_frames: int | None = None,
+    missing_audio: Literal["raise", "silence"] = "raise",
+    frame_backend: Literal["decord", "pyav"] = DEFAULT_FRAME_BACKEND,
+    threads: int = 1,
+) -> Clip:
+    """Read ``duration`` seconds from ``start`` at ``fps`` frames/s and ``sample_rate`` Hz.
+
+    The window holds ``num_frames_for(duration, fps)`` frames (or ``num_frames``) and
+    ``num_samples_for(num_frames, fps, sample_rate)`` samples. The paper's setting is
+    ``read_clip(path, start, 4.2, size=256, crop=224)``: squash to 256 x 256, crop 224.
+
+    ``size``/``resize``: resize in the decoder, in uint8 (see :func:`output_size`).
+    ``crop``/``crop_offset``: crop after resizing, centred unless an offset (y, x) is given.
+    ``channels``: 2 (mono duplicated, more channels down-mixed) or 1 (average).
+    ``missing_audio``: ``"raise"`` -> :class:`NoAudioError`; ``"silence"`` -> zeros and
+    ``clip.has_audio = False``. ``frame_backend``: ``"pyav"`` (default) or ``"decord"``.
+    """
+    path = Path(path)
+    count = num_frames if num_frames is not None else num_frames_for(duration, fps)
+    if count < 1:
+        raise WindowError(path, f"a {duration} s window at {fps} fps holds no frame")
+    targets = start + np.arange(count) / fps
+    backend = frame_backend
+    if backend not in ("pyav", "decord"):
+        raise ValueError(f"frame_backend must be 'pyav' or 'decord', got {backend!r}")
+    if backend == "decord" and decord is None:
+        raise ImportError("frame_backend='decord' needs the decord package; use frame_backend='pyav'")
+
+    with _open(path) as container:
+        info = _probe_container(container, path)
+        if not info.has_audio and missing_audio == "raise":
+            raise NoAudioError(path, "has no audio track (pass missing_audio='silence' to read silence)")
+        out_hw = output_size(info.width, info.height, size, resize)
+        if backend == "decord":
+            frames, frame_times = _frames_decord(path, targets, out_hw, (info.height, info.width), threads)
+        else:
+            frames, frame_times = _frames_pyav(container, path, info, targets, out_hw)
+
+        samples = num_samples_for(count, fps, sample_rate)
+        if info.has_audio:
+            margin = 0.05  # resampler context on both sides; cut away below
+            stop = start + samples / sample_rate
+            native, names, native_rate = _decode_audio(container, path, info, max(0.0, start - margin), stop + margin)
+            mapped = map_channels(native, names, channels)
+            resampled = soxr.resample(mapped.T, native_rate, sample_rate, quality="HQ").T
+            offset = int(round((start - max(0.0, start - margin)) * sample_rate))
+            audio = np.ascontiguousarray(resampled[:, offset : offset + samples], dtype=np.float32)
+            if audio.shape[1] < samples:
+                audio = np.pad(audio, ((0, 0), (0, samples - audio.shape[1])))
+            np.clip(audio, -1.0, 1.0, out=audio)
+        else:
+            audio = np.zeros((channels, samples), dtype=np.float32)
+
+    frames = crop_frames(frames, crop, crop_offset)
+    return Clip(path=str(path), frames=np.ascontiguousarray(frames), audio=audio, fps=fps, sample_rate=sample_rate,
+                start=start, frame_times=np.asarray(frame_times, dtype=np.float64), has_audio=info.has_audio)

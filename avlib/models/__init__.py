@@ -1,0 +1,1 @@
+"""Models of the paper: the fused multisensory network, the separation U-Net, I3D."""

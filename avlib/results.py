@@ -1,0 +1,159 @@
+"""Tables and figures with provenance, written atomically under ``results/<profile>/``.
+
+Every file gets a sidecar ``<name>.provenance.json`` saying what made it: profile, seed, git
+commit (and whether the checkout had local changes), versions of python, torch, decord, av and
+numpy, the device, the date and the wall time since the run began. Markdown tables carry the
+same facts in a line under the table, and PNG figures in their metadata, so a copy that leaves
+the folder still says where it came from.
+
+A ``smoke`` run's numbers mean nothing: its tables say so in their first line.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import os
+import platform
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from avlib.provenance import _git, git_commit
+
+#: ``results/`` of this checkout, the default destination.
+RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
+PROFILES = ("smoke", "synth", "paper")
+SMOKE_BANNER = "SMOKE RUN: these numbers only show that the code runs; they are not results."
+_VERSIONED = ("torch", "decord", "av", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of python and of the packages a number depends on ('absent' if not importable)."""
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = str(importlib.import_module(name).__version__)
+        except ImportError:
+            versions[name] = "absent"
+    return versions
+
+
+def source_dirty() -> bool | None:
+    """Local changes to the code (everything outside ``results/``, which a run itself writes)."""
+    status = _git("status", "--porcelain", "--", ".", ":(exclude)results")
+    return None if status is None else bool(status)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + path.suffix, dir=path.parent)
+    os.close(handle)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as written:
+            os.fsync(written.fileno())
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+@dataclass
+class ResultWriter:
+    """Writes one notebook's tables, figures and media for one profile, with provenance.
+
+    >>> out = ResultWriter(profile="synth", seed=0, device="cpu", notebook="00_data")
+    >>> out.table(dataframe, "alignment")        # tables/alignment.{csv,md,provenance.json}
+    >>> out.figure(fig, "frames")                # figures/frames.{png,provenance.json}
+    """
+
+    profile: str
+    seed: int
+    device: str = "cpu"
+    notebook: str = ""
+    root: Path | str = RESULTS_ROOT
+    extra: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; expected one of {PROFILES}")
+        self.root = Path(self.root)
+
+    @property
+    def directory(self) -> Path:
+        return self.root / self.profile
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "seed": self.seed,
+            "notebook": self.notebook,
+            "git_commit": git_commit(),
+            "git_dirty": source_dirty(),
+            "versions": package_versions(),
+            "device": self.device,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": round(time.time() - self.started, 1),
+            **self.extra,
+        }
+
+    def provenance_line(self, record: dict[str, Any] | None = None) -> str:
+        record = record or self.provenance()
+        commit = record["git_commit"][:10] + (" (local changes)" if record["git_dirty"] else "")
+        versions = ", ".join(f"{name} {version}" for name, version in record["versions"].items())
+        return (f"profile `{record['profile']}`, seed {record['seed']}, commit {commit}, device {record['device']}, "
+                f"{record['date']}, {record['wall_time_s']} s since the notebook began; {versions}")
+
+    def _sidecar(self, path: Path, kind: str, caption: str | None) -> dict[str, Any]:
+        record = {"file": path.name, "kind": kind, "caption": caption or "", **self.provenance()}
+        write_text(path.with_name(path.stem + ".provenance.json"), json.dumps(record, indent=2, sort_keys=True) + "\n")
+        return record
+
+    def table(self, frame, name: str, caption: str | None = None, float_format: str = "%.4g") -> dict[str, Path]:
+        """Write a pandas DataFrame as ``tables/<name>.csv`` and ``.md`` (with provenance under it)."""
+        directory = self.directory / "tables"
+        csv_path, md_path = directory / f"{name}.csv", directory / f"{name}.md"
+        with atomic_path(csv_path) as tmp:
+            frame.to_csv(tmp, index=False, float_format=float_format)
+        record = self._sidecar(csv_path, "table", caption)
+        lines = []
+        if self.profile == "smoke":
+            lines += [f"> **{SMOKE_BANNER}**", ""]
+        if caption:
+            lines += [caption, ""]
+        lines += [frame.to_markdown(index=False, floatfmt=".4g"), "", f"<sub>{self.provenance_line(record)}</sub>", ""]
+        write_text(md_path, "\n".join(lines))
+        return {"csv": csv_path, "md": md_path}
+
+    def figure(self, fig, name: str, caption: str | None = None, dpi: int = 110) -> Path:
+        """Save a matplotlib figure as ``figures/<name>.png`` with provenance in a sidecar and in the PNG."""
+        path = self.directory / "figures" / f"{name}.png"
+        record = self._sidecar(path, "figure", caption)
+        title = f"{self.profile} profile" + (" (SMOKE: not a result)" if self.profile == "smoke" else "")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight",
+                        metadata={"Title": title, "Description": self.provenance_line(record), "Software": "avlib"})
+        return path
+
+    def media(self, source: Path | str, name: str, caption: str | None = None) -> Path:
+        """Copy a media file (audio, video) into ``media/<name>`` with a provenance sidecar."""
+        path = self.directory / "media" / name
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(Path(source).read_bytes())
+        self._sidecar(path, "media", caption)
+        return path

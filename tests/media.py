@@ -1,0 +1,70 @@
+"""Test media written at test time: frames that encode their own index, clicks at known frames.
+
+Each frame shows its index as 10 binary blocks (white = 1) across the top half, large enough
+to survive lossy coding; the bottom half is mid-grey. A click (a short 2 kHz burst) starts at
+the presentation time of each frame listed in ``click_frames``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from avlib.writer import write_video
+
+BITS = 10
+
+
+def index_frames(num_frames: int, height: int, width: int) -> np.ndarray:
+    frames = np.full((num_frames, height, width, 3), 128, dtype=np.uint8)
+    block = width // BITS
+    for index in range(num_frames):
+        for bit in range(BITS):
+            value = 255 if (index >> bit) & 1 else 0
+            frames[index, : height // 2, bit * block : (bit + 1) * block] = value
+    return frames
+
+
+def decode_indices(frames: np.ndarray) -> np.ndarray:
+    """Recover each frame's encoded index (frames T x H x W x 3, any size the blocks survive)."""
+    height, width = frames.shape[1:3]
+    block = width / BITS
+    indices = np.zeros(len(frames), dtype=np.int64)
+    for bit in range(BITS):
+        lo, hi = int(bit * block + block * 0.25), int((bit + 1) * block - block * 0.25)
+        level = frames[:, height // 8 : height // 2 - height // 8, lo:hi].mean(axis=(1, 2, 3))
+        indices |= (level > 128).astype(np.int64) << bit
+    return indices
+
+
+def click_track(num_samples: int, sample_rate: int, click_times: list[float], channels: int = 2) -> np.ndarray:
+    audio = np.zeros((channels, num_samples), dtype=np.float32)
+    length = int(0.004 * sample_rate)
+    burst = 0.8 * np.sin(2 * np.pi * 2000 * np.arange(length) / sample_rate).astype(np.float32)
+    for time in click_times:
+        start = int(round(time * sample_rate))
+        audio[:, start : start + length] = burst[: max(0, min(length, num_samples - start))]
+    return audio
+
+
+def onsets(audio: np.ndarray, sample_rate: int, threshold: float = 0.3, refractory: float = 0.1) -> np.ndarray:
+    """Times (s) where the channel-summed envelope first exceeds ``threshold`` of its peak."""
+    envelope = np.abs(audio).max(axis=0)
+    above = np.flatnonzero(envelope > threshold * envelope.max())
+    times: list[float] = []
+    for sample in above:
+        if not times or sample / sample_rate - times[-1] > refractory:
+            times.append(sample / sample_rate)
+    return np.asarray(times)
+
+
+def make_video(path: Path, *, num_frames: int = 100, fps: float = 25.0, height: int = 64, width: int = 160,
+               channels: int | None = 2, sample_rate: int = 44100, click_frames: tuple[int, ...] = (),
+               audio: np.ndarray | None = None, **writer_options) -> Path:
+    """Write an indexed-frames video; ``channels=None`` writes no audio track."""
+    frames = index_frames(num_frames, height, width)
+    if channels is not None and audio is None:
+        num_samples = int(round(num_frames / fps * sample_rate))
+        audio = click_track(num_samples, sample_rate, [frame / fps for frame in click_frames], channels)
+    return write_video(path, frames, fps, audio if channels is not None else None, sample_rate, **writer_options)

@@ -1,0 +1,242 @@
+"""avlib.io on real containers written at test time (H.264/AAC mp4, MPEG-4 avi with PCM or MP3)."""
+
+from __future__ import annotations
+
+import gc
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from avlib import io
+from media import click_track, decode_indices, make_video, onsets
+
+PAPER = dict(fps=io.PAPER_FPS, sample_rate=io.PAPER_SAMPLE_RATE)
+CONTAINERS = {  # name -> (suffix, audio codec, known audio delay in seconds)
+    "mp4-aac": (".mp4", None, 0.0),
+    "avi-pcm": (".avi", "pcm_s16le", 0.0),
+    "avi-mp3": (".avi", None, 0.025),  # MP3 encoder delay AVI cannot signal (as in UCF-101)
+}
+
+
+@pytest.mark.parametrize("source_fps", [25.0, 30.0, 30000 / 1001])
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_frame_index_after_rate_conversion(tmp_path, container, source_fps):
+    suffix, audio_codec, _ = CONTAINERS[container]
+    path = make_video(tmp_path / f"v{suffix}", num_frames=150, fps=source_fps, audio_codec=audio_codec)
+    start = 0.5
+    clip = io.read_clip(path, start, 3.0, **PAPER)
+    assert clip.frames.shape == (io.num_frames_for(3.0, io.PAPER_FPS), 64, 160, 3)
+    targets = start + np.arange(clip.num_frames) / io.PAPER_FPS
+    # the source frame on screen at each target time
+    expected = np.floor(targets * Fraction(source_fps).limit_denominator(1001).__float__() + 1e-6).astype(int)
+    np.testing.assert_array_equal(decode_indices(clip.frames), expected)
+    np.testing.assert_allclose(clip.frame_times, expected / source_fps, atol=1e-3)
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_click_and_frame_in_sync(tmp_path, container):
+    suffix, audio_codec, delay = CONTAINERS[container]
+    click_frames = (30, 75, 120)
+    path = make_video(tmp_path / f"v{suffix}", num_frames=150, fps=25.0, click_frames=click_frames, audio_codec=audio_codec)
+    start = 0.4
+    clip = io.read_clip(path, start, 5.0, **PAPER)
+    indices = decode_indices(clip.frames)
+    heard = onsets(clip.audio, clip.sample_rate) + start
+    assert len(heard) == len(click_frames)
+    for frame, heard_at in zip(click_frames, heard):
+        seen_at = start + np.flatnonzero(indices == frame)[0] / clip.fps  # first output frame showing it
+        # within one output frame, after removing the container's documented delay
+        assert abs(heard_at - delay - seen_at) < 1 / clip.fps, (frame, heard_at, seen_at)
+    if delay:
+        lag = heard - np.asarray(click_frames) / 25.0
+        assert np.all((lag > 0.015) & (lag < 0.035)), f"MP3-in-AVI delay changed: {lag}"
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_decord_and_pyav_frames_agree(tmp_path, suffix):
+    path = make_video(tmp_path / f"v{suffix}", num_frames=90, fps=30.0, height=96, width=160)
+    # native size: the same FFmpeg conversion; resized: decord scales in YUV before converting,
+    # PyAV converts and scales in one pass, so edges differ by a few levels.
+    for size, mean_limit, p99_limit in ((None, 0.5, 4), ((64, 80), 1.5, 24)):
+        by_decord = io.read_clip(path, 0.3, 2.0, size=size, frame_backend="decord", **PAPER)
+        by_pyav = io.read_clip(path, 0.3, 2.0, size=size, frame_backend="pyav", **PAPER)
+        np.testing.assert_array_equal(decode_indices(by_decord.frames), decode_indices(by_pyav.frames))
+        difference = np.abs(by_decord.frames.astype(int) - by_pyav.frames.astype(int))
+        assert difference.mean() < mean_limit and np.percentile(difference, 99) <= p99_limit, (size, difference.mean())
+        np.testing.assert_array_equal(by_decord.audio, by_pyav.audio)
+
+
+def _tone(frequency: float, num_samples: int, sample_rate: int) -> np.ndarray:
+    return 0.3 * np.sin(2 * np.pi * frequency * np.arange(num_samples) / sample_rate).astype(np.float32)
+
+
+def _energy_at(signal: np.ndarray, frequency: float, sample_rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+    bin_ = int(round(frequency * len(signal) / sample_rate))
+    return float(spectrum[bin_ - 2 : bin_ + 3].max() / spectrum.max())
+
+
+def test_channel_mapping_mono_stereo_surround(tmp_path):
+    sample_rate, seconds = 48000, 3.0
+    n = int(sample_rate * seconds)
+    # 5.1 in FFmpeg order: FL FR FC LFE BL BR, each with its own tone
+    tones = {"FL": 300, "FR": 500, "FC": 700, "LFE": 60, "BL": 1100, "BR": 1300}
+    surround = np.stack([_tone(f, n, sample_rate) for f in tones.values()])
+    path = make_video(tmp_path / "surround.mp4", num_frames=75, fps=25.0, channels=6, sample_rate=sample_rate, audio=surround)
+    clip = io.read_clip(path, 0.5, 2.0, **PAPER)
+    left, right = clip.audio
+    for name, frequency in tones.items():
+        expect_left = name in ("FL", "FC", "BL")
+        expect_right = name in ("FR", "FC", "BR")
+        assert (_energy_at(left, frequency, clip.sample_rate) > 0.1) == expect_left, name
+        assert (_energy_at(right, frequency, clip.sample_rate) > 0.1) == expect_right, name
+
+    stereo = np.stack([_tone(300, n, sample_rate), _tone(900, n, sample_rate)])
+    path = make_video(tmp_path / "stereo.mp4", num_frames=75, fps=25.0, channels=2, sample_rate=sample_rate, audio=stereo)
+    left, right = io.read_clip(path, 0.5, 2.0, **PAPER).audio
+    assert _energy_at(left, 300, 21000) > 0.5 and _energy_at(left, 900, 21000) < 0.05
+    assert _energy_at(right, 900, 21000) > 0.5 and _energy_at(right, 300, 21000) < 0.05
+    mono_mix = io.read_clip(path, 0.5, 2.0, channels=1, **PAPER).audio
+    assert mono_mix.shape[0] == 1 and _energy_at(mono_mix[0], 300, 21000) > 0.5 and _energy_at(mono_mix[0], 900, 21000) > 0.5
+
+    path = make_video(tmp_path / "mono.mp4", num_frames=75, fps=25.0, channels=1, sample_rate=sample_rate,
+                      audio=_tone(440, n, sample_rate)[None])
+    clip = io.read_clip(path, 0.5, 2.0, **PAPER)
+    np.testing.assert_array_equal(clip.audio[0], clip.audio[1])
+    assert np.abs(clip.audio).max() > 0.2
+
+
+def test_paper_window_from_720p_25fps_surround(tmp_path):
+    """The issue's acceptance: 1280x720, 25 fps, H.264, 5.1 AAC -> 125 frames and 87 588 stereo samples."""
+    sample_rate, fps, frames = 48000, 25.0, 150
+    n = int(frames / fps * sample_rate)
+    surround = np.stack([_tone(200 + 150 * channel, n, sample_rate) for channel in range(6)])
+    path = make_video(tmp_path / "hd.mp4", num_frames=frames, fps=fps, height=720, width=1280, channels=6,
+                      sample_rate=sample_rate, audio=surround)
+    info = io.probe(path)
+    assert (info.width, info.height, info.channels, info.has_audio) == (1280, 720, 6, True)
+    clip = io.read_clip(path, 1.0, 4.2, size=256, crop=224)
+    assert clip.frames.shape == (125, 224, 224, 3) and clip.frames.dtype == np.uint8
+    assert clip.audio.shape == (2, 87588) and clip.audio.dtype == np.float32
+    assert np.isfinite(clip.audio).all()
+    assert np.sqrt((clip.audio**2).mean(axis=1)).min() > 0.05  # both channels carry the signal
+
+
+def test_no_audio_raises_or_returns_silence(tmp_path):
+    path = make_video(tmp_path / "silent.avi", num_frames=100, fps=25.0, channels=None)
+    assert not io.probe(path).has_audio
+    with pytest.raises(io.NoAudioError, match="silent.avi"):
+        io.read_clip(path, 0.0, 2.0)
+    clip = io.read_clip(path, 0.0, 2.0, missing_audio="silence")
+    assert clip.has_audio is False and clip.audio.shape == (2, io.num_samples_for(59, io.PAPER_FPS, 21000))
+    assert not clip.audio.any()
+
+
+def test_bad_inputs_raise_named_errors(tmp_path):
+    with pytest.raises(io.MissingFileError, match="nothing.mp4"):
+        io.read_clip(tmp_path / "nothing.mp4")
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(io.CorruptFileError, match="garbage.mp4"):
+        io.probe(garbage)
+
+    audio_only = tmp_path / "audio_only.m4a"
+    with av.open(str(audio_only), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=44100, layout="stereo")
+        tone = np.zeros((2, 44100), dtype=np.float32)
+        for offset in range(0, 44100, 1024):
+            frame = av.AudioFrame.from_ndarray(tone[:, offset : offset + 1024].copy(), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 44100, offset
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with pytest.raises(io.NoVideoStreamError, match="audio_only.m4a"):
+        io.read_clip(audio_only, 0.0, 0.5)
+
+    short = make_video(tmp_path / "short.mp4", num_frames=50, fps=25.0)  # 2 s
+    with pytest.raises(io.WindowError, match="short.mp4"):
+        io.read_clip(short, 0.0, 4.2)
+    with pytest.raises(io.WindowError, match="short.mp4"):
+        io.read_clip(short, 1.5, 1.0)
+    with pytest.raises(io.WindowError):
+        io.read_clip(short, -0.5, 1.0)
+
+
+@pytest.mark.parametrize("faststart", [False, True])
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_truncated_file_raises(tmp_path, faststart, backend):
+    options = {"video_options": {}} if not faststart else {}
+    path = make_video(tmp_path / "full.mp4", num_frames=200, fps=25.0, height=128, width=320, **options)
+    if faststart:  # move the index to the front, as web-ready files have it, then cut the tail off
+        moved = tmp_path / "fast.mp4"
+        with av.open(str(path)) as source, av.open(str(moved), "w", options={"movflags": "faststart"}) as target:
+            streams = {s.index: target.add_stream_from_template(s) for s in source.streams}
+            for packet in source.demux():
+                if packet.dts is not None:
+                    packet.stream = streams[packet.stream.index]
+                    target.mux(packet)
+        path = moved
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises((io.CorruptFileError, io.WindowError), match="cut.mp4"):
+        io.read_clip(cut, 5.0, 2.5, frame_backend=backend)
+
+
+class _ClipDataset(torch.utils.data.Dataset):
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: int):
+        clip = io.read_clip(self.paths[item], 0.2, 1.0, size=64, crop=48)
+        return torch.from_numpy(clip.frames), torch.from_numpy(clip.audio)
+
+
+def test_dataloader_with_two_workers(tmp_path):
+    paths = [make_video(tmp_path / f"v{index}.mp4", num_frames=40, fps=25.0, click_frames=(10,)) for index in range(4)]
+    loader = torch.utils.data.DataLoader(_ClipDataset(paths), batch_size=2, num_workers=2)
+    batches = list(loader)
+    assert len(batches) == 2
+    frames, audio = batches[0]
+    assert frames.shape == (2, 29, 48, 48, 3) and audio.shape == (2, 2, io.num_samples_for(29, io.PAPER_FPS, 21000))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_memory_flat_over_300_opens(tmp_path):
+    path = make_video(tmp_path / "v.mp4", num_frames=40, fps=25.0, click_frames=(10,))
+    for _ in range(30):
+        io.read_clip(path, 0.0, 1.0)
+    gc.collect()
+    before = _rss_mb()
+    for _ in range(300):
+        io.read_clip(path, 0.0, 1.0)
+    gc.collect()
+    grown = _rss_mb() - before
+    assert grown < 15, f"resident memory grew {grown:.1f} MB over 300 reads"
+
+
+def test_resize_policies_and_crop(tmp_path):
+    path = make_video(tmp_path / "wide.mp4", num_frames=30, fps=25.0, height=90, width=160, channels=None)
+    squashed = io.read_clip(path, 0, 0.5, size=256, crop=224, missing_audio="silence")
+    assert squashed.frames.shape[1:] == (224, 224, 3)
+    kept = io.read_clip(path, 0, 0.5, size=64, resize="short_side", missing_audio="silence")
+    assert kept.frames.shape[1:3] == (64, 114)
+    offset = io.read_clip(path, 0, 0.5, size=64, resize="short_side", crop=64, crop_offset=(0, 50), missing_audio="silence")
+    np.testing.assert_array_equal(offset.frames, kept.frames[:, :, 50:114])
+    with pytest.raises(ValueError, match="outside"):
+        io.crop_frames(kept.frames, 64, (0, 60))
