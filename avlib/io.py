@@ -431,6 +431,40 @@ def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: fl
     return buffer, names, rate
 
 
+def _audio_window(container, path: Path, info: VideoInfo, start: float, samples: int, sample_rate: int,
+                  channels: int) -> np.ndarray:
+    """``samples`` samples at ``sample_rate`` from ``start`` (clip clock), channel-mapped, in [-1, 1]."""
+    margin = 0.05  # resampler context on both sides, cut away below
+    first = max(0.0, start - margin)
+    native, names, native_rate = _decode_audio(container, path, info, first, start + samples / sample_rate + margin)
+    mapped = map_channels(native, names, channels)
+    resampled = soxr.resample(mapped.T, native_rate, sample_rate, quality="HQ").T
+    offset = int(round((start - first) * sample_rate))
+    audio = np.ascontiguousarray(resampled[:, offset : offset + samples], dtype=np.float32)
+    if audio.shape[1] < samples:
+        audio = np.pad(audio, ((0, 0), (0, samples - audio.shape[1])))
+    return np.clip(audio, -1.0, 1.0, out=audio)
+
+
+def read_audio(path: str | os.PathLike, start: float, num_samples: int, *, sample_rate: int = PAPER_SAMPLE_RATE,
+               channels: int = 2) -> np.ndarray:
+    """Only the audio of a window: ``channels`` x ``num_samples`` float32 from ``start`` (clip clock).
+
+    Used for the shifted audio of an alignment pair, whose frames are not needed.
+    """
+    path = Path(path)
+    if start < 0:
+        raise WindowError(path, f"window starts at {start:.3f} s, before the video")
+    with _open(path) as container:
+        info = _probe_container(container, path)
+        if not info.has_audio:
+            raise NoAudioError(path, "has no audio track")
+        if start + num_samples / sample_rate > info.audio_duration + 1.0 / info.fps:
+            raise WindowError(path, f"audio window up to {start + num_samples / sample_rate:.3f} s passes the end "
+                                    f"of the audio at {info.audio_duration:.3f} s")
+        return _audio_window(container, path, info, start, num_samples, sample_rate, channels)
+
+
 def read_clip(
     path: str | os.PathLike,
     start: float = 0.0,
@@ -483,16 +517,7 @@ def read_clip(
 
         samples = num_samples_for(count, fps, sample_rate)
         if info.has_audio:
-            margin = 0.05  # resampler context on both sides; cut away below
-            stop = start + samples / sample_rate
-            native, names, native_rate = _decode_audio(container, path, info, max(0.0, start - margin), stop + margin)
-            mapped = map_channels(native, names, channels)
-            resampled = soxr.resample(mapped.T, native_rate, sample_rate, quality="HQ").T
-            offset = int(round((start - max(0.0, start - margin)) * sample_rate))
-            audio = np.ascontiguousarray(resampled[:, offset : offset + samples], dtype=np.float32)
-            if audio.shape[1] < samples:
-                audio = np.pad(audio, ((0, 0), (0, samples - audio.shape[1])))
-            np.clip(audio, -1.0, 1.0, out=audio)
+            audio = _audio_window(container, path, info, start, samples, sample_rate, channels)
         else:
             audio = np.zeros((channels, samples), dtype=np.float32)
 

@@ -240,3 +240,15 @@ def test_resize_policies_and_crop(tmp_path):
     np.testing.assert_array_equal(offset.frames, kept.frames[:, :, 50:114])
     with pytest.raises(ValueError, match="outside"):
         io.crop_frames(kept.frames, 64, (0, 60))
+
+
+def test_read_audio_matches_read_clip(tmp_path):
+    path = make_video(tmp_path / "v.mp4", num_frames=150, fps=25.0, click_frames=(40, 90))
+    clip = io.read_clip(path, 1.3, 2.0)
+    alone = io.read_audio(path, 1.3, clip.audio.shape[1])
+    np.testing.assert_array_equal(alone, clip.audio)
+    with pytest.raises(io.WindowError, match="v.mp4"):
+        io.read_audio(path, 5.0, 2 * 21000)
+    silent = make_video(tmp_path / "silent.mp4", num_frames=50, fps=25.0, channels=None)
+    with pytest.raises(io.NoAudioError, match="silent.mp4"):
+        io.read_audio(silent, 0.0, 100)

@@ -1,0 +1,254 @@
+"""Alignment pairs for the self-supervised "shift" task (``../shared/paper.md`` section 3).
+
+Every video of a batch is used twice: its frames with **their own audio** (label 1, aligned)
+and with audio from **another window of the same video** (label 0, shifted). The paper's
+windows are 4.2 s long, from 10.1 s clips, shifted by 2.0-5.8 s; at smaller scales the shift
+range keeps the same fraction of the window (:meth:`ShiftConfig.scaled`).
+
+Windows start on the frame grid of the network's rate, so a window is ``num_frames`` frames
+from frame ``f`` and the samples from ``round(f / fps * sample_rate)``.
+
+Two sources give windows: :class:`DecodedClips` decodes each (short) clip once at the
+network's rates and keeps it in memory (the synthetic profiles), :class:`FileClips` reads each
+window from its file (real data, in DataLoader workers). Both have the same methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+from avlib import io
+from avlib.results import atomic_path
+
+#: The paper's window and shift range, seconds (``src/shift_params.py``; the paper states 2.0-5.8 s).
+PAPER_WINDOW = 4.2
+PAPER_SHIFT = (2.0, 5.8)
+
+
+@dataclass(frozen=True)
+class ShiftConfig:
+    """What the network sees in the alignment task, and how negatives are made."""
+
+    window: float = PAPER_WINDOW  # seconds of video and audio per example
+    fps: float = io.PAPER_FPS  # frames per second fed to the network (paper: 29.97; low-fps stage 7.49)
+    sample_rate: int = io.PAPER_SAMPLE_RATE
+    min_shift: float = PAPER_SHIFT[0]  # |offset| of the shifted audio, seconds
+    max_shift: float = PAPER_SHIFT[1]
+    size: int = 256  # frames squashed to size x size ...
+    crop: int = 224  # ... then cropped (random in training, centre at test)
+    flip: bool = True  # horizontal flip of the whole clip with p = 0.5 in training (the paper's only image augmentation)
+
+    @property
+    def num_frames(self) -> int:
+        return io.num_frames_for(self.window, self.fps)
+
+    @property
+    def num_samples(self) -> int:
+        return io.num_samples_for(self.num_frames, self.fps, self.sample_rate)
+
+    def scaled(self, window: float) -> "ShiftConfig":
+        """The same task for a shorter window: the shift range keeps its ratio to the window."""
+        ratio = window / self.window
+        return replace(self, window=window, min_shift=self.min_shift * ratio, max_shift=self.max_shift * ratio)
+
+
+class ClipSource(Protocol):
+    def __len__(self) -> int: ...
+    def num_frames(self, video: int) -> int: ...
+    def window(self, video: int, first_frame: int, num_frames: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def audio(self, video: int, first_frame: int, num_frames: int) -> np.ndarray: ...
+
+
+def _sample_offset(first_frame: int, num_frames: int, fps: float, sample_rate: int) -> int:
+    return int(round(first_frame / fps * sample_rate))
+
+
+class DecodedClips:
+    """Whole clips decoded once at the network's rates, kept in memory; optionally cached on disk.
+
+    Frames are squashed to ``size`` (uncropped, so random crops stay possible); audio is
+    resampled to ``sample_rate``. The disk cache (``cache_dir``) is keyed by each file's path,
+    size and modification time and the decoding settings.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike], config: ShiftConfig, cache_dir: str | os.PathLike | None = None,
+                 progress: bool = False):
+        from tqdm.auto import tqdm
+
+        self.paths = [Path(path) for path in paths]
+        self.config = config
+        self.frames: list[np.ndarray] = []
+        self.audio_tracks: list[np.ndarray] = []
+        for path in tqdm(self.paths, desc="decoding clips", disable=not progress):
+            frames, audio = self._load(path, Path(cache_dir) if cache_dir else None)
+            self.frames.append(frames)
+            self.audio_tracks.append(audio)
+
+    def _decode(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        info = io.probe(path)
+        count = int(info.usable_duration * self.config.fps - 1e-6)
+        if count < self.config.num_frames:
+            raise io.WindowError(path, f"{info.usable_duration:.2f} s is shorter than the {self.config.window} s window")
+        clip = io.read_clip(path, 0.0, fps=self.config.fps, num_frames=count, size=self.config.size,
+                            sample_rate=self.config.sample_rate)
+        return clip.frames, clip.audio
+
+    def _load(self, path: Path, cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+        if cache_dir is None:
+            return self._decode(path)
+        stat = path.stat()
+        settings = dict(path=str(path.resolve()), size=stat.st_size, mtime=stat.st_mtime_ns, fps=self.config.fps,
+                        sample_rate=self.config.sample_rate, frame_size=self.config.size, version=1)
+        key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
+        cached = cache_dir / f"{path.stem}-{key}.npz"
+        if cached.exists():
+            with np.load(cached) as data:
+                return data["frames"], data["audio"]
+        frames, audio = self._decode(path)
+        with atomic_path(cached) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, frames=frames, audio=audio)
+        return frames, audio
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def num_frames(self, video: int) -> int:
+        return len(self.frames[video])
+
+    def window(self, video: int, first_frame: int, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.frames[video][first_frame : first_frame + num_frames], self.audio(video, first_frame, num_frames)
+
+    def audio(self, video: int, first_frame: int, num_frames: int) -> np.ndarray:
+        start = _sample_offset(first_frame, num_frames, self.config.fps, self.config.sample_rate)
+        samples = io.num_samples_for(num_frames, self.config.fps, self.config.sample_rate)
+        track = self.audio_tracks[video]
+        if 0 < start + samples - track.shape[1] <= 1:  # independent roundings of start and length
+            start = track.shape[1] - samples
+        if start + samples > track.shape[1]:
+            raise io.WindowError(self.paths[video], f"audio window {start}+{samples} passes the decoded {track.shape[1]} samples")
+        return track[:, start : start + samples]
+
+
+class FileClips:
+    """Windows read from their files on demand (real data; use DataLoader workers)."""
+
+    def __init__(self, videos: Sequence[io.VideoInfo], config: ShiftConfig):
+        self.videos = list(videos)
+        self.config = config
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def num_frames(self, video: int) -> int:
+        return int(self.videos[video].usable_duration * self.config.fps - 1e-6)
+
+    def window(self, video: int, first_frame: int, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        clip = io.read_clip(self.videos[video].path, first_frame / self.config.fps, fps=self.config.fps,
+                            num_frames=num_frames, size=self.config.size, sample_rate=self.config.sample_rate)
+        return clip.frames, clip.audio
+
+    def audio(self, video: int, first_frame: int, num_frames: int) -> np.ndarray:
+        samples = io.num_samples_for(num_frames, self.config.fps, self.config.sample_rate)
+        return io.read_audio(self.videos[video].path, first_frame / self.config.fps, samples,
+                             sample_rate=self.config.sample_rate)
+
+
+def sample_pair_starts(rng: np.random.Generator, total_frames: int, config: ShiftConfig) -> tuple[int, int]:
+    """(first frame of the window, first frame of the shifted audio), uniformly over valid pairs.
+
+    The offset's magnitude lies in [min_shift, max_shift] seconds and both windows lie inside
+    the clip; earlier and later shifts are both possible.
+    """
+    window = config.num_frames
+    latest = total_frames - window
+    low, high = int(np.ceil(config.min_shift * config.fps)), int(np.floor(config.max_shift * config.fps))
+    if latest < low:
+        raise ValueError(f"a clip of {total_frames} frames cannot hold a {window}-frame window and a "
+                         f"{config.min_shift:.2f} s shift at {config.fps} fps")
+    starts = np.arange(latest + 1)
+    span = high - low + 1
+    later = np.clip(latest - starts - low + 1, 0, span)  # valid offsets after each start
+    earlier = np.clip(starts - low + 1, 0, span)  # and before it
+    counts = later + earlier
+    start = int(rng.choice(starts, p=counts / counts.sum()))
+    pick = int(rng.integers(counts[start]))
+    shifted = start + low + pick if pick < later[start] else start - low - (pick - later[start])
+    return start, int(shifted)
+
+
+def _augment(frames: np.ndarray, config: ShiftConfig, rng: np.random.Generator | None) -> np.ndarray:
+    """Random crop and flip with ``rng`` (training), centre crop without (evaluation)."""
+    height, width = frames.shape[1:3]
+    if rng is None:
+        return io.crop_frames(frames, config.crop)
+    offset = (int(rng.integers(height - config.crop + 1)), int(rng.integers(width - config.crop + 1)))
+    frames = io.crop_frames(frames, config.crop, offset)
+    return frames[:, :, ::-1] if config.flip and rng.random() < 0.5 else frames
+
+
+@dataclass
+class ShiftExample:
+    frames: np.ndarray  # T x H x W x 3 uint8
+    audio: np.ndarray  # C x N float32, aligned with the frames
+    shifted_audio: np.ndarray  # C x N float32, from the same video, shifted
+    shift: float  # seconds; negative = earlier audio
+
+
+def make_example(source: ClipSource, video: int, rng: np.random.Generator, config: ShiftConfig, train: bool) -> ShiftExample:
+    start, shifted_start = sample_pair_starts(rng, source.num_frames(video), config)
+    frames, audio = source.window(video, start, config.num_frames)
+    shifted = source.audio(video, shifted_start, config.num_frames)
+    frames = _augment(frames, config, rng if train else None)
+    return ShiftExample(np.ascontiguousarray(frames), audio, shifted, (shifted_start - start) / config.fps)
+
+
+def collate(examples: Sequence[ShiftExample]) -> dict[str, torch.Tensor]:
+    return {
+        "frames": torch.from_numpy(np.stack([example.frames for example in examples])),
+        "audio": torch.from_numpy(np.stack([example.audio for example in examples])),
+        "shifted_audio": torch.from_numpy(np.stack([example.shifted_audio for example in examples])),
+        "shift": torch.tensor([example.shift for example in examples], dtype=torch.float32),
+    }
+
+
+class ShiftBatches:
+    """Training batches as a function of the step: ``batches(step, rank, world_size)``.
+
+    Each step draws its videos and windows from a generator seeded by (seed, step, rank), so a
+    resumed run sees exactly the batches of an uninterrupted one, and each DDP rank its own.
+    """
+
+    def __init__(self, source: ClipSource, config: ShiftConfig, batch_size: int, seed: int = 0):
+        self.source, self.config, self.batch_size, self.seed = source, config, batch_size, seed
+
+    def __call__(self, step: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step, rank])
+        videos = rng.integers(len(self.source), size=self.batch_size)
+        return collate([make_example(self.source, int(video), rng, self.config, train=True) for video in videos])
+
+
+def evaluation_set(source: ClipSource, config: ShiftConfig, per_video: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A fixed held-out set: ``per_video`` pairs per video, centre crops, and a 50/50 label per pair.
+
+    ``label`` 1 means the example is to be scored with its aligned audio, 0 with the shifted
+    one, as the official test protocol (``do_shift``); both audios are kept so that the
+    pairwise score (aligned logit > shifted logit) can be reported too.
+    """
+    rng = np.random.default_rng([seed, 2**31 - 1])
+    examples = [make_example(source, video, rng, config, train=False) for video in range(len(source)) for _ in range(per_video)]
+    batch = collate(examples)
+    batch["label"] = torch.from_numpy(rng.integers(0, 2, size=len(examples))).float()
+    return batch
+
+
+def config_dict(config: ShiftConfig) -> dict:
+    return asdict(config)

@@ -1,0 +1,551 @@
+"""One plain training loop for every experiment: pretraining, UCF-101 fine-tuning, separation.
+
+``fit`` takes a model, a loss function and a source of batches, and does the rest: device placement,
+optional bf16 autocast / channels_last_3d / torch.compile on CUDA, gradient clipping, step decay of the
+learning rate, a CSV log, atomic checkpoints, exact resume and DDP under ``torchrun``::
+
+    config = TrainConfig(steps=650_000, out_dir="checkpoints/shift")    # the paper's shift pretraining
+    history = fit(model, alignment_loss, batches, config)
+
+Resume is exact: a run killed after a checkpoint and started again ends with the same weights, bit for
+bit on the CPU, as a run that was never stopped. That needs the batches of step ``s`` to be a function
+of ``s`` alone, hence the preferred callable form ``batches(step)`` (see :func:`fit`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import math
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from avlib.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+    load_model_state,
+    model_config_dict,
+    save_checkpoint,
+)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.csv"
+EVAL_FILE = "eval.csv"
+
+LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, Mapping[str, float | torch.Tensor]]]
+EvalFn = Callable[[nn.Module], Mapping[str, float | torch.Tensor]]
+History = dict[str, list[dict[str, float]]]
+
+
+class Stateful(Protocol):
+    """Anything whose state a checkpoint can carry (a sampler, an EMA of the weights, ...)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Defaults are the paper's alignment ("shift") pretraining: SGD, momentum 0.9,
+    lr 1e-2 constant, gradient clipping by global norm 5, weight decay 1e-5.
+
+    The paper's weight decay is slim's L2 term ``1e-5 * 0.5 * ||w||^2`` added to the loss; its gradient
+    ``1e-5 * w`` is what the optimizer's ``weight_decay=1e-5`` adds (for Adam too: torch's Adam couples it
+    into the gradient like an L2 loss). Like slim's ``weights_regularizer`` it applies to conv and linear
+    weights only, not to biases or BatchNorm offsets. One difference: slim's L2 gradient is inside the
+    clipped global norm, the optimizer adds it after clipping; at 1e-5 this is negligible.
+
+    steps:                 optimizer steps in the whole run (a resumed run continues up to it)
+    lr, momentum:          learning rate; momentum is used by SGD only
+    weight_decay:          L2 coefficient on conv/linear weights
+    weight_decay_prefixes: if not empty, weight decay applies only to parameters whose name starts
+                           with one of these (the separation net decays only its U-Net, paper §7.4)
+    optimizer:             'sgd' or 'adam' (the separation net: Adam, lr 1e-4)
+    grad_clip:             clip the global gradient norm to this; None for no clipping
+    lr_milestones, lr_gamma: multiply lr by lr_gamma from each milestone step on (separation: [120_000])
+    checkpoint_every:      write out_dir/checkpoint.pt every this many steps, and at the end
+    log_every:             append a row to out_dir/metrics.csv every this many steps, and at the end
+    seed:                  seeds torch, numpy and random (plus the rank under DDP)
+    device:                'cpu', 'cuda' or 'auto' (CUDA when available)
+    amp:                   'none' or 'bf16'; bf16 autocast is used on CUDA only, the CPU runs in float32
+    channels_last:         store 5-D weights and inputs as channels_last_3d on CUDA (faster 3-D convs)
+    compile:               run the model through torch.compile
+    out_dir:               folder for checkpoint.pt, metrics.csv and eval.csv
+    """
+
+    steps: int
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    weight_decay_prefixes: list[str] = field(default_factory=list)
+    optimizer: str = "sgd"
+    grad_clip: float | None = 5.0
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.1
+    checkpoint_every: int = 1000
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    out_dir: str = "checkpoints/run"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.amp not in ("none", "bf16"):
+            raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        for name in ("steps", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Learning rate of the update made at 0-based ``step``: ``lr * lr_gamma ** (milestones <= step)``,
+    the same schedule as torch's MultiStepLR, computed from the step so that resume needs no state."""
+    return config.lr * config.lr_gamma ** sum(step >= milestone for milestone in config.lr_milestones)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or Adam over the trainable parameters, weight decay on conv/linear weights only (see
+    :class:`TrainConfig`)."""
+    decayed, not_decayed = [], []
+    prefixes = tuple(config.weight_decay_prefixes)
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        in_scope = not prefixes or name.startswith(prefixes)
+        (decayed if parameter.ndim >= 2 and in_scope else not_decayed).append(parameter)
+    groups = [
+        {"params": decayed, "weight_decay": config.weight_decay},
+        {"params": not_decayed, "weight_decay": 0.0},
+    ]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    return torch.optim.Adam(groups, lr=config.lr)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's random, numpy and torch (every CUDA device too)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """``batch`` with every tensor moved to ``device``, through dicts, lists, tuples, named tuples and
+    dataclasses; with ``channels_last``, 5-D float tensors (video) become channels_last_3d."""
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device, non_blocking=True)
+        if channels_last and batch.ndim == 5 and batch.is_floating_point():
+            batch = batch.contiguous(memory_format=torch.channels_last_3d)
+        return batch
+    if isinstance(batch, Mapping):
+        return {key: to_device(value, device, channels_last) for key, value in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(value, device, channels_last) for value in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(value, device, channels_last) for value in batch)
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        fields = [f.name for f in dataclasses.fields(batch) if f.init]
+        return dataclasses.replace(
+            batch, **{name: to_device(getattr(batch, name), device, channels_last) for name in fields}
+        )
+    return batch
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Callable[..., Any] | Iterable[Any],
+    config: TrainConfig,
+    *,
+    resume: bool = True,
+    eval_fn: EvalFn | None = None,
+    eval_every: int | None = None,
+    extra_state: Mapping[str, Stateful] | None = None,
+    run_config: Mapping[str, Any] | None = None,
+) -> History:
+    """Train ``model`` for ``config.steps`` optimizer steps and return the logged history.
+
+    model:       any nn.Module; its forward may return anything. Its ``config`` dataclass, if it has one,
+                 goes into the checkpoint and is checked on resume.
+    loss_fn:     ``loss_fn(model, batch) -> (loss, metrics)``: the scalar loss to minimise and a dict of
+                 scalars to log. ``model`` is the module to call (wrapped by torch.compile / DDP when those
+                 are on), so call it rather than reaching into its attributes.
+    batches:     preferably a callable. ``batches(step)`` returns the batch of 0-based ``step``; under
+                 torchrun it is called ``batches(step, rank, world_size)`` and returns that rank's shard
+                 (write ``def batches(step, rank=0, world_size=1)`` to serve both). Because the batch is a
+                 function of the step, a resumed run sees exactly the batches of an uninterrupted one.
+                 An iterable (a DataLoader, already sharded per rank) also works: it is restarted when
+                 exhausted, and a resume skips the batches already used, which is exact only if it
+                 yields the same sequence every time it is iterated.
+    resume:      continue from ``out_dir/checkpoint.pt`` when it exists (model, optimizer, step, RNG
+                 states, ``extra_state``); with False, start over: the old checkpoint and logs go.
+    eval_fn:     ``eval_fn(model) -> metrics``, called on rank 0 in eval mode without gradients every
+                 ``eval_every`` steps (None: only at the end); rows go to ``out_dir/eval.csv``.
+    extra_state: named objects with ``state_dict``/``load_state_dict`` saved in and restored from the
+                 checkpoint.
+    run_config:  JSON-able facts about the run stored in the checkpoint's config (profile, data settings).
+
+    Returns ``{'train': rows of metrics.csv, 'eval': rows of eval.csv}`` on rank 0, the whole run's rows
+    (also those logged before a resume); other ranks get empty lists. Rows hold step, loss, the metrics,
+    lr, grad_norm (before clipping) and elapsed_s (training seconds, summed over resumes); the logged
+    loss and metrics are rank 0's own.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _resolve_device(config.device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    created_group = world_size > 1 and not dist.is_initialized()
+    if created_group:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _train(
+            model, loss_fn, batches, config, device, rank, world_size,
+            resume=resume, eval_fn=eval_fn, eval_every=eval_every,
+            extra_state=dict(extra_state or {}), run_config=dict(run_config or {}),
+        )
+    finally:
+        if created_group:
+            dist.destroy_process_group()
+
+
+def _train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Callable[..., Any] | Iterable[Any],
+    config: TrainConfig,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+    *,
+    resume: bool,
+    eval_fn: EvalFn | None,
+    eval_every: int | None,
+    extra_state: dict[str, Stateful],
+    run_config: dict[str, Any],
+) -> History:
+    is_main = rank == 0
+    out_dir = Path(config.out_dir)
+    checkpoint_path = out_dir / CHECKPOINT_FILE
+    metrics_path, eval_path = out_dir / METRICS_FILE, out_dir / EVAL_FILE
+    on_cuda = device.type == "cuda"
+    channels_last = config.channels_last and on_cuda
+
+    model.to(device)
+    if channels_last:
+        _to_channels_last_3d(model)
+    optimizer = make_optimizer(model, config)
+    # Each rank draws its own dropout masks; DDP copies rank 0's initial weights to all ranks.
+    seed_everything(config.seed + rank)
+
+    start_step, elapsed_before = 0, 0.0
+    if resume and checkpoint_path.exists():
+        start_step, elapsed_before = _restore(
+            checkpoint_path, model, optimizer, config, device, rank, world_size, extra_state
+        )
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            # A fresh run killed before its first checkpoint must not resume the old one later.
+            checkpoint_path.unlink(missing_ok=True)
+        # Rows logged after the checkpoint belong to steps that will be run again.
+        _truncate_log(metrics_path, start_step)
+        _truncate_log(eval_path, start_step)
+
+    forward_model = torch.compile(model) if config.compile else model
+    train_model: nn.Module = forward_model
+    if world_size > 1:
+        train_model = DistributedDataParallel(forward_model, device_ids=[device.index] if on_cuda else None)
+    next_batch = _batch_source(batches, start_step, rank, world_size)
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    train_model.train()
+
+    progress = tqdm(total=config.steps, initial=start_step, disable=not is_main, desc=f"train {out_dir.name}")
+    started = time.perf_counter() - elapsed_before
+    for step in range(start_step, config.steps):
+        lr = lr_at(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = to_device(next_batch(step), device, channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp == "bf16" and on_cuda):
+            loss, metrics = loss_fn(train_model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is None:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
+        else:
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+        optimizer.step()
+        done = step + 1
+        progress.update()
+
+        # Log and evaluate before checkpointing, so every step up to the checkpoint has its rows.
+        if is_main and (done % config.log_every == 0 or done == config.steps):
+            row = {"step": done, "loss": loss.item()}
+            if not math.isfinite(row["loss"]):
+                raise FloatingPointError(f"loss is {row['loss']} at step {done}; see {metrics_path}")
+            row.update({name: float(value) for name, value in metrics.items()})
+            row.update(lr=lr, grad_norm=float(grad_norm), elapsed_s=time.perf_counter() - started)
+            _append_row(metrics_path, row)
+            progress.set_postfix(loss=f"{row['loss']:.4g}", lr=f"{lr:.3g}")
+        eval_due = (eval_every is not None and done % eval_every == 0) or done == config.steps
+        if is_main and eval_fn is not None and eval_due:
+            _append_row(eval_path, {"step": done, **_evaluate(eval_fn, forward_model, train_model)})
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            _save(
+                checkpoint_path, model, optimizer, done, config, run_config, extra_state,
+                elapsed_s=time.perf_counter() - started,
+                device=device, is_main=is_main, world_size=world_size,
+            )
+    progress.close()
+
+    if world_size > 1:
+        # BatchNorm statistics end as each rank's own; hand every rank the checkpoint's (rank 0's).
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+    if not is_main:
+        return {"train": [], "eval": []}
+    return {"train": _read_log(metrics_path), "eval": _read_log(eval_path)}
+
+
+def _resolve_device(name: str, local_rank: int) -> torch.device:
+    """The torch device for 'cpu' | 'cuda' | 'auto'; under torchrun each process takes its LOCAL_RANK GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("TrainConfig.device is 'cuda' but torch sees no CUDA device")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def _to_channels_last_3d(model: nn.Module) -> None:
+    """Store the model's 5-D tensors channels_last_3d; other ranks (2-D audio convs, linears) have no
+    such layout and stay as they are, which ``Module.to(memory_format=...)`` would refuse."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if tensor.ndim == 5:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last_3d)
+
+
+def _batch_source(
+    batches: Callable[..., Any] | Iterable[Any], start_step: int, rank: int, world_size: int
+) -> Callable[[int], Any]:
+    """A function step -> batch over either form of ``batches`` (see :func:`fit`)."""
+    if callable(batches):
+        if world_size == 1:
+            return batches
+        return lambda step: batches(step, rank, world_size)
+    stream = itertools.islice(_repeat_passes(batches), start_step, None)
+    return lambda step: next(stream)
+
+
+def _repeat_passes(batches: Iterable[Any]) -> Iterator[Any]:
+    """The iterable's items, pass after pass (epochs)."""
+    while True:
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError(
+                "batches yielded nothing on a new pass; give fit a re-iterable (a DataLoader) or a "
+                "callable batches(step)"
+            )
+
+
+def _evaluate(eval_fn: EvalFn, forward_model: nn.Module, train_model: nn.Module) -> dict[str, float]:
+    """Run ``eval_fn`` on the unwrapped (no DDP) model in eval mode without gradients."""
+    forward_model.eval()
+    try:
+        with torch.no_grad():
+            metrics = eval_fn(forward_model)
+    finally:
+        train_model.train()
+    return {name: float(value) for name, value in metrics.items()}
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """This process's random generator states, as tensors and plain values (weights_only can load them).
+    Only the training GPU's: asking every GPU would open a CUDA context on each from every rank."""
+    _, key, position, has_gauss, cached_gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "numpy": {
+            "key": torch.from_numpy(key.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gauss": float(cached_gauss),
+        },
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        ("MT19937", numpy_state["key"].numpy().astype(np.uint32), numpy_state["position"],
+         numpy_state["has_gauss"], numpy_state["cached_gauss"])
+    )
+    random.setstate(state["python"])
+
+
+def _save(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    config: TrainConfig,
+    run_config: dict[str, Any],
+    extra_state: dict[str, Stateful],
+    *,
+    elapsed_s: float,
+    device: torch.device,
+    is_main: bool,
+    world_size: int,
+) -> None:
+    """Write the checkpoint from rank 0, with every rank's RNG states so each resumes its own streams."""
+    rng_states = [_rng_state(device)]
+    if world_size > 1:
+        gathered: list[Any] = [None] * world_size
+        dist.all_gather_object(gathered, rng_states[0])
+        rng_states = gathered
+    if not is_main:
+        return
+    save_checkpoint(
+        path,
+        model=model,
+        optimizer=optimizer,
+        step=step,
+        config={"train": asdict(config), "run": run_config},
+        extra={
+            "rng": rng_states,
+            "elapsed_s": elapsed_s,
+            "state": {name: stateful.state_dict() for name, stateful in extra_state.items()},
+        },
+    )
+
+
+def _restore(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+    extra_state: dict[str, Stateful],
+) -> tuple[int, float]:
+    """Load the checkpoint into model, optimizer, RNGs and ``extra_state``; return (step, elapsed_s)."""
+    checkpoint = load_checkpoint(
+        path, expected_model_class=type(model), expected_config=model_config_dict(model)
+    )
+    extra = checkpoint["extra"]
+    if not isinstance(extra, dict) or "rng" not in extra:
+        raise CheckpointError(f"checkpoint {path} was not written by avlib.train.fit: it has no RNG states")
+    load_model_state(model, checkpoint["model"], path)
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    except (ValueError, KeyError) as error:
+        raise CheckpointError(
+            f"checkpoint {path}: its optimizer state does not fit this run: {error}"
+        ) from error
+
+    stored_train = checkpoint["config"].get("train", {})
+    # A longer run (steps) or a moved folder (out_dir) is an ordinary resume; other changes deserve a word.
+    changed = sorted(
+        key for key, value in asdict(config).items()
+        if key not in ("steps", "out_dir") and stored_train.get(key) != value
+    )
+    if changed:
+        details = ", ".join(
+            f"{key}: {stored_train.get(key)!r} -> {getattr(config, key)!r}" for key in changed
+        )
+        warnings.warn(f"resuming {path} with changed training settings ({details})", stacklevel=3)
+
+    if len(extra["rng"]) == world_size:
+        _set_rng_state(extra["rng"][rank], device)
+    else:
+        warnings.warn(
+            f"{path} was written by {len(extra['rng'])} processes, this run has {world_size}: "
+            "random streams are reseeded, so the resume is not exact",
+            stacklevel=3,
+        )
+        seed_everything(config.seed + rank + checkpoint["step"])
+    for name, stateful in extra_state.items():
+        if name not in extra["state"]:
+            raise CheckpointError(f"checkpoint {path} has no state for {name!r}")
+        stateful.load_state_dict(extra["state"][name])
+    return checkpoint["step"], float(extra["elapsed_s"])
+
+
+def _append_row(path: Path, row: dict[str, float]) -> None:
+    """Append one row to a CSV log, writing the header with the first row. Opened per row so that a
+    killed run loses nothing it logged."""
+    new_file = not path.exists() or path.stat().st_size == 0
+    fieldnames = list(row) if new_file else _read_header(path)
+    if set(row) != set(fieldnames):
+        raise ValueError(f"{path} has columns {fieldnames} but this row has {list(row)}")
+    with path.open("a", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=fieldnames)
+        if new_file:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _read_header(path: Path) -> list[str]:
+    with path.open(newline="") as file:
+        return next(csv.reader(file))
+
+
+def _read_log(path: Path) -> list[dict[str, float]]:
+    """The rows of a CSV log as numbers (step as int)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as file:
+        return [
+            {key: int(value) if key == "step" else float(value) for key, value in row.items()}
+            for row in csv.DictReader(file)
+        ]
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+    """Drop the rows of a CSV log after ``last_step`` (atomically); at step 0 drop the file."""
+    if not path.exists():
+        return
+    if last_step == 0:
+        path.unlink()
+        return
+    with path.open(newline="") as file:
+        lines = file.read().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= last_step]
+    if len(kept) < len(lines):
+        atomic_write(path, lambda out: out.write("".join(kept).encode()))

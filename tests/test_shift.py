@@ -1,0 +1,76 @@
+"""Alignment pairs: shift range, windows inside the clip, deterministic batches, two equal sources."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from avlib import io
+from avlib.data.shift import (DecodedClips, FileClips, ShiftBatches, ShiftConfig, evaluation_set,
+                              sample_pair_starts)
+from media import decode_indices, make_video
+
+
+def test_pair_starts_respect_the_paper_range():
+    config = ShiftConfig()
+    rng = np.random.default_rng(0)
+    pairs = np.array([sample_pair_starts(rng, 302, config) for _ in range(5000)])  # a 10.1 s clip
+    offsets = (pairs[:, 1] - pairs[:, 0]) / config.fps
+    assert np.abs(offsets).min() >= 2.0 and np.abs(offsets).max() <= 5.8
+    assert pairs.min() >= 0 and pairs.max() <= 302 - config.num_frames
+    assert 0.4 < (offsets > 0).mean() < 0.6  # earlier and later shifts alike
+    with pytest.raises(ValueError, match="cannot hold"):
+        sample_pair_starts(rng, config.num_frames + 10, config)
+
+
+def test_scaled_config_keeps_the_ratio():
+    small = ShiftConfig().scaled(2.1)
+    assert small.min_shift == pytest.approx(1.0) and small.max_shift == pytest.approx(2.9)
+    assert ShiftConfig().num_frames == 125 and ShiftConfig().num_samples == 87588
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shift")
+    return [make_video(root / f"v{index}.mp4", num_frames=150, fps=25.0, height=48, width=80,
+                       click_frames=(20 + 10 * index, 100)) for index in range(3)]
+
+
+def _config() -> ShiftConfig:
+    return ShiftConfig(window=1.2, fps=10.0, sample_rate=8000, min_shift=1.0, max_shift=3.0, size=40, crop=32)
+
+
+def test_batches_are_a_function_of_the_step(videos, tmp_path):
+    source = DecodedClips(videos, _config(), cache_dir=tmp_path / "cache")
+    batches = ShiftBatches(source, _config(), batch_size=4, seed=7)
+    first, again = batches(3), batches(3)
+    for key in first:
+        assert torch.equal(first[key], again[key])
+    assert not torch.equal(batches(4)["audio"], first["audio"])
+    assert not torch.equal(batches(3, rank=1, world_size=2)["audio"], first["audio"])
+    assert first["frames"].shape == (4, 12, 32, 32, 3) and first["frames"].dtype == torch.uint8
+    assert first["audio"].shape == first["shifted_audio"].shape == (4, 2, 9600)
+    assert (first["shift"].abs() >= 1.0 - 1e-6).all()
+    cached = DecodedClips(videos, _config(), cache_dir=tmp_path / "cache")  # from the disk cache
+    assert all(np.array_equal(a, b) for a, b in zip(source.frames, cached.frames))
+
+
+def test_decoded_and_file_sources_give_the_same_windows(videos):
+    config = _config()
+    decoded, from_files = DecodedClips(videos, config), FileClips([io.probe(path) for path in videos], config)
+    assert decoded.num_frames(0) == from_files.num_frames(0) == 59
+    for first in (0, 13, 40):
+        frames_a, audio_a = decoded.window(1, first, config.num_frames)
+        frames_b, audio_b = from_files.window(1, first, config.num_frames)
+        np.testing.assert_array_equal(decode_indices(frames_a), decode_indices(frames_b))
+        np.testing.assert_array_equal(decode_indices(frames_a), np.floor(np.arange(first, first + 12) * 2.5 + 1e-6))
+        assert np.abs(audio_a - audio_b).max() < 0.02  # only resampler edge effects differ
+        np.testing.assert_allclose(from_files.audio(1, first, config.num_frames), audio_b, atol=1e-6)
+
+
+def test_evaluation_set_is_fixed_and_balanced(videos):
+    source = DecodedClips(videos, _config())
+    first, again = evaluation_set(source, _config(), per_video=20, seed=1), evaluation_set(source, _config(), per_video=20, seed=1)
+    assert torch.equal(first["label"], again["label"]) and torch.equal(first["shifted_audio"], again["shifted_audio"])
+    assert 0.3 < first["label"].mean().item() < 0.7 and len(first["label"]) == 60
