@@ -1,0 +1,59 @@
+"""The paper's numbers, in one place, each with its source and how far it is verified.
+
+Tables put these beside ours; nothing else in the project types a paper number. Sources are
+the tags of ``../shared/paper.md``: PAPER-Q (a sentence of the paper quoted verbatim in a GitHub
+issue of the official repository), CODE (read in the official code), 2ND (a secondary summary),
+SUMMARY (the project's source summary of the paper, section 12), MEM (a recollection,
+UNVERIFIED against the PDF).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PaperNumber:
+    key: str
+    value: float
+    unit: str
+    what: str
+    dataset: str
+    source: str
+    verified: bool  # True only where the paper's own sentence was read (PAPER-Q) or the code states it
+
+    @property
+    def status(self) -> str:
+        return "verified" if self.verified else "UNVERIFIED"
+
+
+NUMBERS: tuple[PaperNumber, ...] = (
+    PaperNumber("alignment_accuracy", 59.9, "%", "alignment (shift) task accuracy on held-out videos, chance 50 %",
+                "AudioSet", "PAPER-Q issues #31, #34 of andrewowens/multisensory", True),
+    PaperNumber("human_alignment_accuracy", 66.6, "%", "humans on the same task (15 s clips, 5 s shift, 30 workers)",
+                "AudioSet", "SUMMARY section 12; MEM section 4 (66.6 ± 2.4 %)", False),
+    PaperNumber("ucf101_multisensory", 82.1, "%", "UCF-101 split 1, fine-tuned from self-supervised pretraining",
+                "UCF-101", "2ND emergentmind; SUMMARY section 12; cited by AVTS and XDC", False),
+    PaperNumber("ucf101_supervised", 94.5, "%", "UCF-101, fully supervised (labelled pretraining)",
+                "UCF-101", "SUMMARY section 12", False),
+    PaperNumber("ucf101_no_audio", 77.1, "%", "UCF-101, audio removed (stated as about 5 points below 82.1)",
+                "UCF-101", "SUMMARY section 12 ('about 5 points lower')", False),
+    PaperNumber("ucf101_random_init", 68.1, "%", "UCF-101, random initialisation (stated as about 14 points below 82.1)",
+                "UCF-101", "SUMMARY section 12 ('about 14 points lower')", False),
+    PaperNumber("shift_min_s", 2.0, "s", "smallest shift of the negative audio", "AudioSet", "MEM / 3P (paper section 3)", False),
+    PaperNumber("shift_max_s", 5.8, "s", "largest shift of the negative audio", "AudioSet", "MEM / 3P (paper section 3)", False),
+    PaperNumber("pretraining_videos", 750_000, "videos", "AudioSet videos used for pretraining", "AudioSet",
+                "PAPER-Q issue #35", True),
+    PaperNumber("pretraining_iterations", 650_000, "iterations", "iterations of the released shift model",
+                "AudioSet", "ISSUE #17 (maintainer)", True),
+)
+
+BY_KEY = {number.key: number for number in NUMBERS}
+
+
+def paper_number(key: str) -> PaperNumber:
+    """The number under ``key``; a KeyError names the known keys, so no table invents one."""
+    try:
+        return BY_KEY[key]
+    except KeyError:
+        raise KeyError(f"no paper number {key!r}; known: {sorted(BY_KEY)}") from None

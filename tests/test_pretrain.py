@@ -1,0 +1,67 @@
+"""Alignment pretraining glue: loss labels, held-out protocol, confidence interval, checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from avlib.checkpoint import CheckpointError
+from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, from_checkpoint
+from avlib.pretrain import Stage, alignment_accuracy, alignment_loss, pretrain, wilson_interval
+from avlib.profiles import get_profile
+
+
+class _Oracle(torch.nn.Module):
+    """Scores +1 when the audio's first sample is positive: a stand-in whose right answer is known."""
+
+    def forward_pair(self, frames, audio, shifted_audio):
+        return audio[:, 0, 0].sign(), shifted_audio[:, 0, 0].sign()
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
+
+
+def _batch(n: int = 8) -> dict[str, torch.Tensor]:
+    return {"frames": torch.zeros(n, 4, 8, 8, 3, dtype=torch.uint8), "audio": torch.ones(n, 2, 16),
+            "shifted_audio": -torch.ones(n, 2, 16), "label": torch.tensor([1.0, 0.0] * (n // 2))}
+
+
+def test_loss_labels_aligned_one_and_shifted_zero():
+    loss, metrics = alignment_loss(_Oracle(), _batch())
+    assert metrics["accuracy"] == 1.0
+    assert loss.item() == pytest.approx(torch.nn.functional.softplus(torch.tensor(-1.0)).item())
+
+
+def test_held_out_protocol_and_interval():
+    result = alignment_accuracy(_Oracle(), _batch(20), batch_size=6)
+    assert result["accuracy"] == 1.0 and result["pair_accuracy"] == 1.0 and result["n"] == 20
+    assert 0.8 < result["ci_low"] < 1.0 and result["ci_high"] == pytest.approx(1.0)
+    low, high = wilson_interval(60, 100)
+    assert low == pytest.approx(0.502, abs=1e-3) and high == pytest.approx(0.691, abs=1e-3)
+
+
+def test_smoke_pretraining_writes_a_loadable_checkpoint_that_refuses_damage(tmp_path):
+    profile = get_profile("smoke")
+    config = replace(profile.pretrain, stages=(Stage("shift_lowfps", profile.pretrain.shift.fps, 2, 2),), eval_every=2)
+    from avlib.pretrain import scene_sources
+
+    sources, _, _ = scene_sources(profile, seed=0)
+    run = pretrain(config, sources, tmp_path / "pretrain", seed=0)
+    model = from_checkpoint(run["checkpoint"])
+    assert isinstance(model, MultisensoryNet) and model.config.width == profile.pretrain.model.width
+    assert from_checkpoint(run["checkpoint"], use_sound=False).config.use_sound is False
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(run["checkpoint"].read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated.pt"):
+        from_checkpoint(truncated)
+    other = MultisensoryNet(MultisensoryConfig(width=4, num_frames=15, frame_size=32, num_samples=16016))
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        from avlib.checkpoint import load_checkpoint, load_model_state
+
+        load_model_state(other, load_checkpoint(run["checkpoint"])["model"], run["checkpoint"])
