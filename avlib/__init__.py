@@ -6,3 +6,10 @@ Data flows one way: files -> ``avlib.io`` -> ``avlib.data`` -> ``avlib.models`` 
 """
 
 __version__ = "0.1.0"
+
+
+def separate(video, checkpoint, out_dir, **options):
+    """Split a video's sound into on-screen and off-screen speech (see :func:`avlib.separation.separate`)."""
+    from avlib.separation import separate as _separate
+
+    return _separate(video, checkpoint, out_dir, **options)

@@ -382,8 +382,14 @@ def _frame_samples(frame) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
-def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: float) -> tuple[np.ndarray, list[str], int]:
-    """Native-rate samples covering [start, stop) on the clip clock, placed by their timestamps."""
+def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: float,
+                  required: tuple[float, float] | None = None) -> tuple[np.ndarray, list[str], int]:
+    """Native-rate samples covering [start, stop) on the clip clock, placed by their timestamps.
+
+    Samples the track does not have are zeros. Within ``required`` (default: all of it) at most
+    one video frame's or two codec frames' worth may be missing, whichever is more (an AAC track
+    decodes up to ~2 frames short of what its header states); more raises :class:`WindowError`.
+    """
     astream = container.streams.audio[0]
     rate = int(astream.codec_context.sample_rate)
     if rate <= 0:
@@ -424,10 +430,12 @@ def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: fl
         raise CorruptFileError(path, f"audio decoding failed ({error.strerror or error}), the file may be corrupt") from error
     if buffer is None:
         raise CorruptFileError(path, "audio track holds no decodable samples")
-    missing = total - int(filled.sum())
-    # Up to a frame's worth of samples may be missing at the edges of a real track (encoder padding).
-    if missing > rate / info.fps:
-        raise WindowError(path, f"audio covers only {(total - missing) / rate:.3f} s of the {total / rate:.3f} s window starting at {start:.3f} s")
+    lo, hi = required if required is not None else (start, stop)
+    needed = filled[max(0, int((lo - start) * rate)) : int(math.ceil((hi - start) * rate))]
+    missing = needed.size - int(needed.sum())
+    if missing > max(rate / info.fps, 2 * (astream.codec_context.frame_size or 1024)):
+        raise WindowError(path, f"audio covers only {(needed.size - missing) / rate:.3f} s of the {needed.size / rate:.3f} s "
+                                f"window starting at {lo:.3f} s")
     return buffer, names, rate
 
 
@@ -436,7 +444,8 @@ def _audio_window(container, path: Path, info: VideoInfo, start: float, samples:
     """``samples`` samples at ``sample_rate`` from ``start`` (clip clock), channel-mapped, in [-1, 1]."""
     margin = 0.05  # resampler context on both sides, cut away below
     first = max(0.0, start - margin)
-    native, names, native_rate = _decode_audio(container, path, info, first, start + samples / sample_rate + margin)
+    stop = start + samples / sample_rate
+    native, names, native_rate = _decode_audio(container, path, info, first, stop + margin, required=(start, stop))
     mapped = map_channels(native, names, channels)
     resampled = soxr.resample(mapped.T, native_rate, sample_rate, quality="HQ").T
     offset = int(round((start - first) * sample_rate))

@@ -51,6 +51,37 @@ NUMBERS: tuple[PaperNumber, ...] = (
 BY_KEY = {number.key: number for number in NUMBERS}
 
 
+@dataclass(frozen=True)
+class PaperClaim:
+    """A direction the paper reports without a number we could verify (e.g. "clearly worse")."""
+
+    key: str
+    claim: str
+    direction: str
+    source: str
+    verified: bool = False
+
+    @property
+    def status(self) -> str:
+        return "verified" if self.verified else "UNVERIFIED"
+
+
+_SUMMARY = "SUMMARY section 12 (the paper's tables could not be read; paper.md 7.8)"
+CLAIMS: tuple[PaperClaim, ...] = (
+    PaperClaim("cam_speech", "CAM on speech videos", "top-ranked regions fall on speakers' faces and mouths", _SUMMARY),
+    PaperClaim("cam_non_speech", "CAM on non-speech videos", "sound sources are still localised reasonably", _SUMMARY),
+    PaperClaim("i3d_features", "Separation, multisensory features replaced by I3D features", "clearly worse", _SUMMARY),
+    PaperClaim("same_gender", "Separation, same-gender mixtures", "clearly worse than mixed-gender", _SUMMARY),
+    PaperClaim("no_audio_stream", "Separation, audio stream of the multisensory net removed and retrained",
+               "worse: fused audio helps even though the U-Net sees the spectrogram", _SUMMARY),
+    PaperClaim("audio_only_pit", "Audio-only separation (PIT loss, no video)",
+               "beats the audio-only baselines except u-net PIT on one metric", _SUMMARY),
+    PaperClaim("audio_visual_models", "Audio-visual separation vs other audio-visual speech separation models",
+               "better than all", _SUMMARY),
+)
+CLAIMS_BY_KEY = {claim.key: claim for claim in CLAIMS}
+
+
 def paper_number(key: str) -> PaperNumber:
     """The number under ``key``; a KeyError names the known keys, so no table invents one."""
     try:

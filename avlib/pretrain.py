@@ -124,6 +124,11 @@ def alignment_accuracy(model: MultisensoryNet, held_out: dict[str, Tensor], batc
             "pair_accuracy": float(((aligned > shifted).float() + 0.5 * (aligned == shifted).float()).mean())}
 
 
+def stage_steps(config: PretrainConfig, index: int) -> int:
+    """Optimizer steps of stage ``index`` (``Stage.steps`` counts from the start of the schedule)."""
+    return config.stages[index].steps - (config.stages[index - 1].steps if index else 0)
+
+
 def build_model(config: PretrainConfig) -> MultisensoryNet:
     return MultisensoryNet(config.model)
 
@@ -157,7 +162,6 @@ def pretrain(
     out_dir = Path(out_dir)
     model = build_model(config)
     results = {"stages": {}, "checkpoint": None}
-    start_step = 0
     for index, stage in enumerate(config.stages):
         stage_dir = out_dir / stage.name
         shift = replace(config.shift, fps=stage.fps)
@@ -170,7 +174,7 @@ def pretrain(
             load_model_state(model, previous["model"], out_dir / config.stages[index - 1].name / "checkpoint.pt")
             _reinitialise(model, stage.reinit, seed + index)
         train = TrainConfig(
-            steps=stage.steps - start_step, optimizer=config.optimizer, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+            steps=stage_steps(config, index), optimizer=config.optimizer, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
             grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every, log_every=max(1, min(10, config.eval_every)),
             seed=seed + index, device=config.device, amp=config.amp, channels_last=config.channels_last,
             compile=config.compile, out_dir=str(stage_dir),
@@ -183,7 +187,6 @@ def pretrain(
         )
         results["stages"][stage.name] = history
         results["checkpoint"] = checkpoint
-        start_step = stage.steps
     return results
 
 
@@ -235,8 +238,7 @@ def ensure_pretrained(profile_name: str, seed: int = 0, *, data_root: str | Path
     profile = get_profile(profile_name)
     checkpoint = profile.pretrained_checkpoint(checkpoint_root)
     config = replace(profile.pretrain, device=device)
-    if checkpoint.exists() and load_checkpoint(checkpoint)["step"] >= config.stages[-1].steps - (
-            config.stages[-2].steps if len(config.stages) > 1 else 0):
+    if checkpoint.exists() and load_checkpoint(checkpoint)["step"] >= stage_steps(config, len(config.stages) - 1):
         return checkpoint
     sources, _, _ = scene_sources(profile, seed, data_root)
     return pretrain(config, sources, profile.checkpoint_dir(checkpoint_root) / "pretrain", seed=seed,

@@ -252,3 +252,13 @@ def test_read_audio_matches_read_clip(tmp_path):
     silent = make_video(tmp_path / "silent.mp4", num_frames=50, fps=25.0, channels=None)
     with pytest.raises(io.NoAudioError, match="silent.mp4"):
         io.read_audio(silent, 0.0, 100)
+
+
+def test_window_up_to_the_end_of_a_16k_aac_track(tmp_path):
+    """AAC tracks decode slightly short of their header; a window ending at the end must still read."""
+    path = make_video(tmp_path / "v.mp4", num_frames=125, fps=25.0, sample_rate=16000, channels=1, click_frames=(100,))
+    info = io.probe(path)
+    last = io.num_frames_for(info.usable_duration, 29.97)
+    clip = io.read_clip(path, 0.0, num_frames=last)
+    assert clip.audio.shape == (2, io.num_samples_for(last, 29.97, 21000))
+    assert len(onsets(clip.audio, clip.sample_rate)) == 1

@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from avlib.data.ucf_splits import group_of, read_split
+from avlib.data.ucf101 import read_classes, read_list
 from avlib.data.world import (
     PARTS,
     generate,
@@ -211,20 +211,26 @@ def test_scene_clips_are_long_enough_for_the_shift_task(smoke_world):
 # Actions: UCF-101's layout and splits
 
 
+def _group(relative_path: str) -> int:
+    return int(re.search(r"_g(\d\d)_c\d\d\.avi$", relative_path).group(1))
+
+
 def test_actions_follow_ucf101_layout_and_splits(smoke_world):
     root = smoke_world["actions"]
     config = world_config("actions", "smoke")
     classes_text = (root / "ucfTrainTestlist" / "classInd.txt").read_bytes()
     assert classes_text.startswith(b"1 ") and b"\r\n" in classes_text  # UCF-101's files use CRLF
     for split in (1, 2, 3):
-        train, test, classes = read_split(root, split)
+        classes = read_classes(root)
+        train = read_list(root, f"trainlist0{split}.txt", classes)
+        test = read_list(root, f"testlist0{split}.txt", classes)
         assert len(classes) == config.num_classes
         for line in (root / "ucfTrainTestlist" / f"trainlist0{split}.txt").read_text().splitlines():
             assert re.fullmatch(r"(\w+)/v_\1_g\d\d_c\d\d\.avi \d+", line), line
         for path, _ in train + test:
             assert (root / path).is_file()
-        train_groups = {(p.split("/")[0], group_of(p)) for p, _ in train}
-        test_groups = {(p.split("/")[0], group_of(p)) for p, _ in test}
+        train_groups = {(p.split("/")[0], _group(p)) for p, _ in train}
+        test_groups = {(p.split("/")[0], _group(p)) for p, _ in test}
         assert train_groups and test_groups and not train_groups & test_groups
         assert {g for _, g in test_groups} == set(held_out_groups(split, config.num_groups))
         counts = np.bincount([label for _, label in train + test], minlength=len(classes))

@@ -1,0 +1,358 @@
+"""Measuring sound-source localisation on the synthetic world's ground truth (beyond the paper).
+
+The paper shows CAMs but scores none (paper.md section 5). The synthetic scenes know, at every frame,
+which pixels belong to an object that makes sound and which to a silent distractor that moves the same
+ways (:class:`avlib.data.world.SceneTruth`), so maps can be scored:
+
+- **pointing game**: the map's peak lies inside a sounding object (Zhang et al.'s pointing game, as used
+  for sound localisation); chance is the sounding objects' share of the frame;
+- **cIoU** (Senocak et al., 2018): the map, min-max normalised per frame and binarised at 0.5, against the
+  sounding mask G: |P & G| / (|G| + |P - G|); reported as its mean, the share of frames with cIoU >= 0.5,
+  and the AUC of that share over thresholds 0, 0.05, ..., 1;
+- **silent distractors**, separately, on frames that show one: how often the peak falls on a silent
+  object (lower is better), and how often the map is higher on average over the sounding objects than
+  over the silent ones (50 % = cannot tell them apart).
+
+Baseline maps share the CAM's windows, tiles and resizing (:func:`avlib.cam.map_video`): a centre prior,
+motion energy (frame differences), and random maps (chance). Frames are scored where a sounding object
+is visible; the 95 % intervals resample clips, since frames of one clip are not independent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.ndimage import gaussian_filter
+
+from avlib.cam import CamSettings, MapSource, area_resize, map_video, overlay_scale, to_frame
+from avlib.data.shift import ShiftConfig
+
+FRAME_COLUMNS = ("clip", "frame", "method", "pointing", "ciou", "sounding_area", "silent_visible", "peak_on_silent",
+                 "sounding_over_silent")
+#: cIoU thresholds of the success curve whose area is the AUC (Senocak et al.; Chen et al.'s LVS code).
+CIOU_THRESHOLDS = np.linspace(0.0, 1.0, 21)
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+class CentrePrior:
+    """A Gaussian bump in the frame's centre (sigma a quarter of each side), constant in time:
+    where photographers put things."""
+
+    name = "centre prior"
+
+    def __call__(self, frames: np.ndarray, audio: np.ndarray, fps: float,
+                 size: tuple[int, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        rows = (np.arange(size[0]) + 0.5) / size[0] - 0.5
+        cols = (np.arange(size[1]) + 0.5) / size[1] - 0.5
+        bump = np.exp(-(rows[:, None] ** 2 + cols[None, :] ** 2) / (2 * 0.25**2)).astype(np.float32)
+        return np.array([(len(frames) - 1) / 2 / fps]), {self.name: bump[None]}
+
+
+class MotionEnergy:
+    """|I_t - I_{t-1}| of the grey frames at the network's rate, blurred with a Gaussian of ``sigma``
+    pixels of the resized frame: everything that moves, sounding or not, and the panning background."""
+
+    name = "motion energy"
+
+    def __init__(self, sigma: float = 4.0):
+        self.sigma = sigma
+
+    def __call__(self, frames: np.ndarray, audio: np.ndarray, fps: float,
+                 size: tuple[int, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        grey = frames.astype(np.float32).mean(axis=-1)  # (T, H, W)
+        if len(grey) == 1:
+            energy = np.zeros_like(grey)
+        else:
+            difference = np.abs(np.diff(grey, axis=0))
+            energy = np.concatenate([difference[:1], difference])  # frame 0 borrows frame 1's motion
+        energy = gaussian_filter(energy, sigma=(0, self.sigma, self.sigma))
+        return np.arange(len(frames)) / fps, {self.name: area_resize(torch.from_numpy(energy), size).numpy()}
+
+
+class RandomMap:
+    """Uniform noise at each network frame: the level of chance for every score."""
+
+    name = "random map (chance)"
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng([seed, 2718])
+
+    def __call__(self, frames: np.ndarray, audio: np.ndarray, fps: float,
+                 size: tuple[int, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        return np.arange(len(frames)) / fps, {self.name: self.rng.random((len(frames), *size), dtype=np.float32)}
+
+
+# ----------------------------------------------------------------------------- scores of one frame
+
+
+def peak_in(score_map: np.ndarray, mask: np.ndarray) -> bool:
+    """Pointing game: is the map's maximum (first one, in raster order) inside ``mask``? (H, W) both."""
+    return bool(mask.flat[int(np.argmax(score_map))])
+
+
+def ciou(score_map: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> float:
+    """cIoU of the map min-max normalised and binarised at ``threshold`` against ``mask`` (Senocak et al.):
+    |P & G| / (|G| + |P - G|). A flat map predicts nothing and scores 0."""
+    low, high = float(score_map.min()), float(score_map.max())
+    predicted = (score_map - low) / (high - low) >= threshold if high > low else np.zeros_like(mask)
+    return float((predicted & mask).sum() / (mask.sum() + (predicted & ~mask).sum()))
+
+
+def success_auc(cious: Sequence[float], thresholds: np.ndarray = CIOU_THRESHOLDS) -> float:
+    """Area under the share of frames with cIoU >= tau, tau over ``thresholds`` (trapezoids)."""
+    values = np.asarray(cious, dtype=np.float64)
+    if values.size == 0:
+        return float("nan")
+    success = [(values >= tau).mean() for tau in thresholds]
+    return float(np.trapezoid(success, thresholds))
+
+
+def sounding_over_silent(score_map: np.ndarray, sounding: np.ndarray, silent: np.ndarray) -> float:
+    """1 if the map's mean over the sounding pixels exceeds its mean over the silent ones, 0 if lower, 0.5 if equal."""
+    difference = float(score_map[sounding].mean() - score_map[silent].mean())
+    return 1.0 if difference > 0 else 0.0 if difference < 0 else 0.5
+
+
+# ----------------------------------------------------------------------------- scenes
+
+
+def object_masks(truth, frame: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sounding, silent) H x W masks of ``frame`` of a :class:`SceneTruth`: pixels of objects that make
+    sound, and pixels of silent objects not covered by a sounding one."""
+    masks = truth.masks(frame)
+    sounding = masks[truth.sounding].any(axis=0) if truth.sounding.any() else np.zeros(masks.shape[1:], dtype=bool)
+    silent = masks[~truth.sounding].any(axis=0) if (~truth.sounding).any() else np.zeros_like(sounding)
+    return sounding, silent & ~sounding
+
+
+@dataclass(frozen=True)
+class SceneClip:
+    """A clip to map: its name, video and ground truth (``truth/<clip>.npz``; None for real video)."""
+
+    name: str
+    video: Path
+    truth: Path | None
+
+
+def held_out_scenes(profile_name: str, seed: int = 0, limit: int | None = None) -> list[SceneClip]:
+    """The scenes held out from pretraining: the last ``profile.held_out_scenes`` of the sorted clips,
+    the same split as :func:`avlib.pretrain.scene_sources`; the first ``limit`` of them if given."""
+    from avlib.data.world import generate_world
+    from avlib.profiles import get_profile
+
+    profile = get_profile(profile_name)
+    if not profile.synthetic:
+        raise ValueError(f"profile {profile_name!r} reads real data, which has no localisation ground truth")
+    root = generate_world(profile.name, seed=seed, parts=("scenes",), progress=False)["scenes"]
+    clips = sorted((root / "clips").glob("*.mp4"))
+    held = max(1, round(len(clips) * profile.held_out_scenes))
+    chosen = clips[-held:][:limit] if limit is not None else clips[-held:]
+    return [SceneClip(path.stem, path, root / "truth" / f"{path.stem}.npz") for path in chosen]
+
+
+def evaluation_clips(profile_name: str, seed: int = 0, data_root: str | Path = "", limit: int | None = None) -> list[SceneClip]:
+    """The clips notebook 02 maps: the held-out scenes (with ground truth) in the synthetic profiles,
+    AudioSet test clips under ``data_root/audioset/test/`` (without) in ``paper``."""
+    from avlib.profiles import get_profile
+
+    if get_profile(profile_name).synthetic:
+        return held_out_scenes(profile_name, seed, limit)
+    if not data_root:
+        raise ValueError("the paper profile maps AudioSet test clips: pass --data-root (see docs/datasets.md)")
+    from avlib.data.index import build_index
+
+    videos = build_index(Path(data_root) / "audioset" / "test", skip_bad=True).with_audio()
+    chosen = videos[:limit] if limit is not None else videos
+    return [SceneClip(Path(video.path).stem, Path(video.path), None) for video in chosen]
+
+
+@dataclass
+class SceneEvaluation:
+    """Scores and maps of every method on a set of scene clips.
+
+    ``frames``: one row per (clip, frame, method) where a sounding object is visible: ``pointing``
+    (0/1), ``ciou``, ``silent_visible``, ``peak_on_silent`` and ``sounding_over_silent`` (NaN without a
+    visible silent object). ``maps[clip][method]`` (F, h, w) at the scored frame indices
+    ``frame_index[clip]`` (every ``eval_frame_stride``-th frame, whatever is visible), ``scales[clip][method]``
+    each track's overlay scale, ``clips[clip]`` the video and truth paths.
+    """
+
+    frames: pd.DataFrame
+    maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    frame_index: dict[str, np.ndarray] = field(default_factory=dict)
+    scales: dict[str, dict[str, float]] = field(default_factory=dict)
+    clips: dict[str, SceneClip] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> list[str]:
+        """Map names, in the order the sources gave them."""
+        first = next(iter(self.maps.values()), {})
+        return list(first)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``frames.csv``, ``maps.npz`` and ``index.json`` under ``directory`` (for the browser)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.frames.to_csv(directory / "frames.csv", index=False)
+        arrays = {f"{clip}|{method}": values for clip, methods in self.maps.items() for method, values in methods.items()}
+        arrays.update({f"{clip}|frame_index": index for clip, index in self.frame_index.items()})
+        np.savez_compressed(directory / "maps.npz", **arrays)
+        index = {clip: {"video": str(scene.video), "truth": None if scene.truth is None else str(scene.truth),
+                        "scales": self.scales[clip]}
+                 for clip, scene in self.clips.items()}
+        (directory / "index.json").write_text(json.dumps(index, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "SceneEvaluation":
+        directory = Path(directory)
+        index = json.loads((directory / "index.json").read_text())
+        evaluation = cls(pd.read_csv(directory / "frames.csv"))
+        with np.load(directory / "maps.npz") as data:
+            for key in data.files:
+                clip, name = key.split("|", 1)
+                if name == "frame_index":
+                    evaluation.frame_index[clip] = data[key]
+                else:
+                    evaluation.maps.setdefault(clip, {})[name] = data[key]
+        for clip, entry in index.items():
+            evaluation.clips[clip] = SceneClip(clip, Path(entry["video"]), entry["truth"] and Path(entry["truth"]))
+            evaluation.scales[clip] = entry["scales"]
+        return evaluation
+
+
+def evaluate_scenes(clips: Sequence[SceneClip], sources: Sequence[MapSource], shift: ShiftConfig, settings: CamSettings,
+                    progress: bool = True) -> SceneEvaluation:
+    """Run every map source over every clip (:func:`avlib.cam.map_video`) and score every
+    ``settings.eval_frame_stride``-th frame against the clip's ground truth (clips without ground
+    truth are mapped, not scored)."""
+    from tqdm.auto import tqdm
+
+    from avlib import io
+    from avlib.data.world import load_truth
+
+    rows: list[dict] = []
+    evaluation = SceneEvaluation(pd.DataFrame(columns=FRAME_COLUMNS))
+    for scene in tqdm(clips, desc="clips", disable=not progress):
+        tracks = map_video(scene.video, sources, shift, settings)
+        truth = load_truth(scene.truth) if scene.truth is not None else None
+        info = io.probe(scene.video)
+        num_frames, fps = (len(truth.boxes), truth.fps) if truth is not None else (info.num_frames, info.fps)
+        index = np.arange(0, num_frames, settings.eval_frame_stride)
+        times = index / fps
+        maps = {name: track.at_times(times) for name, track in tracks.items()}
+        evaluation.maps[scene.name] = maps
+        evaluation.frame_index[scene.name] = index
+        evaluation.scales[scene.name] = {name: overlay_scale(track.values(), settings.percentile) for name, track in tracks.items()}
+        evaluation.clips[scene.name] = scene
+        for position, frame in enumerate(index if truth is not None else []):
+            sounding, silent = object_masks(truth, int(frame))
+            if not sounding.any():
+                continue
+            for name, values in maps.items():
+                score_map = to_frame(values[position], truth.height, truth.width)
+                row = {"clip": scene.name, "frame": int(frame), "method": name,
+                       "pointing": float(peak_in(score_map, sounding)), "ciou": ciou(score_map, sounding),
+                       "sounding_area": float(sounding.mean()), "silent_visible": bool(silent.any()),
+                       "peak_on_silent": np.nan, "sounding_over_silent": np.nan}
+                if silent.any():
+                    row["peak_on_silent"] = float(peak_in(score_map, silent))
+                    row["sounding_over_silent"] = sounding_over_silent(score_map, sounding, silent)
+                rows.append(row)
+    evaluation.frames = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    return evaluation
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def _clip_bootstrap(per_clip: pd.DataFrame, value: str, count: str, resamples: int, seed: int) -> tuple[float, float]:
+    """95 % percentile interval of sum(value) / sum(count) over clips drawn with replacement."""
+    if len(per_clip) < 2 or resamples < 1:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng([seed, 31337])
+    draws = rng.integers(len(per_clip), size=(resamples, len(per_clip)))
+    totals = per_clip[value].to_numpy()[draws].sum(axis=1) / np.maximum(per_clip[count].to_numpy()[draws].sum(axis=1), 1)
+    low, high = np.percentile(totals, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def summarise(frames: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per method, in order of appearance: pointing accuracy (%) with its 95 % clip-bootstrap
+    interval, cIoU (mean, share >= 0.5, AUC), and the silent-distractor scores, with the numbers of
+    clips and frames each was measured on."""
+    rows = []
+    for method in dict.fromkeys(frames["method"]):
+        scored = frames[frames["method"] == method]
+        per_clip = scored.groupby("clip").agg(hits=("pointing", "sum"), n=("pointing", "size"))
+        low, high = _clip_bootstrap(per_clip, "hits", "n", resamples, seed)
+        distractor = scored[scored["silent_visible"]]
+        rows.append({
+            "method": method,
+            "pointing %": 100 * scored["pointing"].mean(),
+            "pointing 95 % interval": f"{100 * low:.1f}-{100 * high:.1f}" if np.isfinite(low) else "",
+            "cIoU": scored["ciou"].mean(),
+            "cIoU >= 0.5 %": 100 * (scored["ciou"] >= 0.5).mean(),
+            "cIoU AUC": success_auc(scored["ciou"]),
+            "clips": int(scored["clip"].nunique()),
+            "frames": len(scored),
+            "peak on silent object %": 100 * distractor["peak_on_silent"].mean() if len(distractor) else np.nan,
+            "sounding > silent %": 100 * distractor["sounding_over_silent"].mean() if len(distractor) else np.nan,
+            "clips with a silent object": int(distractor["clip"].nunique()),
+            "frames with a silent object": len(distractor),
+        })
+    return pd.DataFrame(rows)
+
+
+def pointing_difference(frames: pd.DataFrame, method: str, baseline: str, resamples: int = 1000,
+                        seed: int = 0) -> dict[str, float]:
+    """Pointing accuracy of ``method`` minus ``baseline`` (percentage points) on the same frames, with a
+    95 % interval from resampling clips (paired: both methods see the same resampled clips)."""
+    pair = frames[frames["method"].isin([method, baseline])].pivot_table(
+        index=["clip", "frame"], columns="method", values="pointing").dropna()
+    difference = (pair[method] - pair[baseline]).groupby(level="clip").agg(["sum", "size"])
+    low, high = _clip_bootstrap(difference.rename(columns={"sum": "d", "size": "n"}), "d", "n", resamples, seed)
+    return {"difference": 100 * float(difference["sum"].sum() / max(difference["size"].sum(), 1)),
+            "low": 100 * low, "high": 100 * high, "clips": len(difference)}
+
+
+def top_responses(evaluation: SceneEvaluation, method: str, count: int) -> pd.DataFrame:
+    """The ``count`` scored frames with the strongest map peak of ``method``, at most one per clip
+    (the paper's figure of top-responding held-out frames): clip, frame, response."""
+    best = []
+    for clip, maps in evaluation.maps.items():
+        peaks = maps[method].reshape(len(maps[method]), -1).max(axis=1)
+        position = int(np.argmax(peaks))
+        best.append({"clip": clip, "frame": int(evaluation.frame_index[clip][position]), "position": position,
+                     "response": float(peaks[position])})
+    return pd.DataFrame(best).sort_values("response", ascending=False).head(count).reset_index(drop=True)
+
+
+def mask_means(track_maps: np.ndarray, frame_index: np.ndarray, truth) -> pd.DataFrame:
+    """Per scored frame, the map's mean over the sounding objects, the silent objects and the rest of
+    the frame (NaN where there is none): the CAM over time. ``truth`` a :class:`SceneTruth`."""
+    rows = []
+    for values, frame in zip(track_maps, frame_index):
+        sounding, silent = object_masks(truth, int(frame))
+        rest = ~(sounding | silent)
+        score_map = to_frame(values, truth.height, truth.width)
+        rows.append({"frame": int(frame), "time": frame / truth.fps,
+                     "sounding": score_map[sounding].mean() if sounding.any() else np.nan,
+                     "silent": score_map[silent].mean() if silent.any() else np.nan,
+                     "background": score_map[rest].mean() if rest.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+__all__ = [
+    "CIOU_THRESHOLDS", "CentrePrior", "MotionEnergy", "RandomMap", "SceneClip", "SceneEvaluation", "ciou",
+    "evaluate_scenes", "evaluation_clips", "held_out_scenes", "mask_means", "object_masks", "peak_in", "pointing_difference", "sounding_over_silent",
+    "success_auc", "summarise", "top_responses",
+]

@@ -1,0 +1,307 @@
+"""Separation: metrics and losses on sources with known answers, mixtures and the test list, and ``separate``.
+
+There is no real recording on this machine: the "real speech" here is the synthetic world's talking heads
+(source-filter speech) and its synthesizer, mixed with another speaker's voice.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from avlib import io
+from avlib.checkpoint import save_checkpoint
+from avlib.data.mixtures import (
+    MixtureBatches,
+    MixtureConfig,
+    SpeakerClips,
+    load_speaker_table,
+    load_test_mixtures,
+    make_test_list,
+    normalize_rms,
+    read_test_list,
+    write_test_list,
+)
+from avlib.data.world import generate_world
+from avlib.data.world.speakers import speaker_voice, synthesize_speech
+from avlib.losses import PHASE_WEIGHT, pit_loss, separation_loss
+from avlib.metrics import bss_eval, pesq_score, stoi_score, summarize
+from avlib.models.multisensory import MultisensoryConfig
+from avlib.models.unet import SeparationConfig, SeparationNet, UNetConfig, mono_mix
+from avlib.separation import evaluate, separate, separate_waveform, settings_for
+from avlib.spectral import SpectralConfig, analyze
+from avlib.writer import write_video
+from tests.media import make_video
+
+RATE = 8000
+
+
+def speech(gender: str, seconds: float, seed: int, rate: int = RATE) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    signal = synthesize_speech(speaker_voice(rng, gender), int(seconds * rate), rate, rng).signal
+    return (0.1 * signal / np.sqrt(np.mean(signal**2))).astype(np.float64)
+
+
+def tiny_config(**overrides) -> SeparationConfig:
+    settings = dict(
+        spectral=SpectralConfig.for_sample_rate(RATE, fft_size=1024), unet=UNetConfig(width=2, bn_momentum=0.1),
+        multisensory=MultisensoryConfig(width=4, bn_momentum=0.1), fps=29.97 / 4, size=40, crop=32,
+    )
+    settings.update(overrides)
+    return SeparationConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def speakers(tmp_path_factory):
+    """Six talking heads (three per gender), two 3 s clips each, written as mp4."""
+    root = tmp_path_factory.mktemp("world")
+    return generate_world("smoke", root=root, parts=("speakers",), progress=False, workers=1,
+                          speakers=dict(clip_seconds=3.0))["speakers"]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = SeparationNet(tiny_config())
+    path = tmp_path_factory.mktemp("checkpoint") / "checkpoint.pt"
+    save_checkpoint(path, model=model, optimizer=torch.optim.Adam(model.parameters()), step=0, config={})
+    return path
+
+
+# ------------------------------------------------------------------------------------------- metrics
+
+
+@pytest.mark.filterwarnings("ignore:mir_eval.separation.bss_eval_sources:FutureWarning")
+def test_bss_eval_agrees_with_mir_eval():
+    import mir_eval
+
+    rng = np.random.default_rng(0)
+    references = np.stack([speech("m", 1.0, 1), speech("f", 1.0, 2)])
+    estimates = np.stack([references[0] + 0.3 * references[1] + 0.01 * rng.standard_normal(RATE),
+                          0.8 * references[1] + 0.1 * references[0] + 0.02 * rng.standard_normal(RATE)])
+    ours = bss_eval(references, estimates)
+    sdr, sir, sar, _ = mir_eval.separation.bss_eval_sources(references, estimates, compute_permutation=False)
+    np.testing.assert_allclose(ours["sdr"], sdr, atol=0.01)
+    np.testing.assert_allclose(ours["sir"], sir, atol=0.01)
+    np.testing.assert_allclose(ours["sar"], sar, atol=0.01)
+
+
+def test_metrics_give_the_known_answers():
+    rng = np.random.default_rng(1)
+    first, second = speech("m", 2.0, 3), speech("f", 2.0, 4)  # equal RMS
+    references = np.stack([first, second])
+    noise = rng.standard_normal(first.size)
+    noise *= np.sqrt(np.mean(first**2) / np.mean(noise**2)) / math.sqrt(10)  # 10 dB below the source
+
+    def scores(estimate):
+        return {key: value[0] for key, value in bss_eval(references, np.stack([estimate, second])).items()}
+
+    leaked = scores(first + 0.1 * second)  # the other source at -20 dB
+    assert leaked["sir"] == pytest.approx(20, abs=1) and leaked["sdr"] == pytest.approx(20, abs=1)
+    noisy = scores(first + noise)  # artefacts at -10 dB
+    assert noisy["sar"] == pytest.approx(10, abs=1) and noisy["sdr"] == pytest.approx(10, abs=1)
+    mixture = scores(first + second)
+    assert mixture["sdr"] == pytest.approx(0, abs=1) and mixture["sir"] == pytest.approx(0, abs=1)
+    assert scores(first)["sdr"] > 50
+
+    assert pesq_score(first, first, RATE) > 4.0
+    assert pesq_score(first, first + noise, RATE) < pesq_score(first, first + 0.3 * noise, RATE) < 4.0
+    assert stoi_score(first, first, RATE) > 0.99
+    assert stoi_score(first, first + second, RATE) < stoi_score(first, first + 0.3 * second, RATE) < 0.99
+    assert math.isnan(pesq_score(np.zeros(RATE), first[:RATE], RATE))
+
+
+def test_summary_means_and_intervals():
+    scores = pd.DataFrame({"system": ["a"] * 4 + ["b"] * 2, "source": ["on_screen"] * 6, "sdr": [1.0, 2, 3, 4, 5, 5]})
+    summary = summarize(scores, metrics=("sdr",))
+    a, b = summary.iloc[0], summary.iloc[1]
+    assert (a["sdr"], a["n"], b["sdr"], b["n"]) == (2.5, 4, 5.0, 2)
+    assert a["sdr_low"] < 2.5 < a["sdr_high"]
+    half = 3.182446305 * np.std([1, 2, 3, 4], ddof=1) / 2  # t(0.975, 3) s / sqrt(n)
+    assert a["sdr_high"] - 2.5 == pytest.approx(half)
+    assert b["sdr_low"] == b["sdr_high"] == 5.0
+
+
+# ------------------------------------------------------------------------------------------- losses
+
+
+def maps(seed: int, batch: int = 3) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {"magnitude": torch.rand(batch, 128, 16, generator=generator) * 2 - 1,
+            "phase": torch.rand(batch, 128, 16, generator=generator) * 2 - 1}
+
+
+def as_output(on_screen, off_screen):
+    return {"on_screen_magnitude": on_screen["magnitude"], "on_screen_phase": on_screen["phase"],
+            "off_screen_magnitude": off_screen["magnitude"], "off_screen_phase": off_screen["phase"]}
+
+
+def test_loss_weights_magnitude_and_phase_as_the_paper():
+    on, off = maps(0), maps(1)
+    shifted = {key: value + 0.5 for key, value in on.items()}
+    loss, terms = separation_loss(as_output(shifted, off), on, off)
+    assert loss.item() == pytest.approx(0.5 + PHASE_WEIGHT * 0.5)
+    assert terms["on_magnitude"] == pytest.approx(0.5) and terms["off_magnitude"] == 0
+    assert separation_loss(as_output(on, off), on, off)[0].item() == 0
+
+
+def test_pit_loss_ignores_the_order_of_the_outputs_and_the_plain_loss_does_not():
+    on, off = maps(2), maps(3)
+    guess_on, guess_off = maps(4), maps(5)
+    straight, swapped = as_output(guess_on, guess_off), as_output(guess_off, guess_on)
+    assert pit_loss(straight, on, off)[0].item() == pytest.approx(pit_loss(swapped, on, off)[0].item())
+    assert separation_loss(straight, on, off)[0].item() != pytest.approx(separation_loss(swapped, on, off)[0].item())
+    # the right answer in the wrong order: PIT sees a perfect separation, the on/off loss a wrong one
+    assert pit_loss(as_output(off, on), on, off)[0].item() == 0
+    assert pit_loss(as_output(off, on), on, off)[1]["swapped"] == 1.0
+    assert separation_loss(as_output(off, on), on, off)[0].item() > 0.1
+
+
+# ----------------------------------------------------------------------------------- mixtures and lists
+
+
+def test_normalize_rms_per_channel():
+    audio = np.stack([np.linspace(-1, 1, 1000), 0.01 * np.sin(np.arange(1000))]).astype(np.float32)
+    normalized = normalize_rms(audio)
+    np.testing.assert_allclose(np.sqrt(np.mean(normalized.astype(np.float64) ** 2, axis=1)), [0.1, 0.1], rtol=1e-5)
+    torch.testing.assert_close(normalize_rms(torch.from_numpy(audio)), torch.from_numpy(normalized))
+    assert not normalize_rms(np.zeros((2, 10), np.float32)).any()  # silence stays silent
+
+
+def clip_table(per_gender: int = 4, clips: int = 3) -> pd.DataFrame:
+    rows = [dict(path=f"{g}{s}/{c}.mp4", speaker_id=f"{g}{s}", gender=g, split="test", duration=5.0)
+            for g in "mf" for s in range(per_gender) for c in range(clips)]
+    return pd.DataFrame(rows)
+
+
+def test_test_list_balances_genders_and_round_trips(tmp_path):
+    table = make_test_list(clip_table(), 50, window=2.1, seed=0)
+    again = make_test_list(clip_table(), 50, window=2.1, seed=0)
+    pd.testing.assert_frame_equal(table, again)
+    assert len(table) == 50 and (table["on_speaker"] != table["off_speaker"]).all()
+    assert 0.4 <= table["same_gender"].mean() <= 0.6
+    assert (table["same_gender"] == (table["on_gender"] == table["off_gender"])).all()
+    assert table["on_start"].between(0, 5.0 - 2.1).all()
+    path = write_test_list(table, tmp_path / "list.csv")
+    pd.testing.assert_frame_equal(read_test_list(path), table)
+    (tmp_path / "bad.csv").write_text("pair,on_path\n0,a.mp4\n")
+    with pytest.raises(ValueError, match="bad.csv"):
+        read_test_list(tmp_path / "bad.csv")
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        read_test_list(tmp_path / "missing.csv")
+
+
+def test_mixture_batches_pair_two_speakers_in_both_orders(speakers):
+    clips = load_speaker_table(speakers)
+    config = MixtureConfig(num_frames=16, fps=29.97 / 4, sample_rate=RATE, size=40, crop=32)
+    source = SpeakerClips(speakers, clips, config, split=None)
+    batches = MixtureBatches(source, batch_size=4, seed=0)
+    batch = batches(3)
+    assert batch["frames"].shape == (4, 16, 32, 32, 3) and batch["frames"].dtype == torch.uint8
+    assert batch["mixture"].shape == (4, 2, config.num_samples)
+    torch.testing.assert_close(batches(3)["mixture"], batch["mixture"])  # a function of the step
+    assert not torch.equal(batches(4)["mixture"], batch["mixture"])
+    for first in (0, 2):
+        torch.testing.assert_close(batch["mixture"][first], batch["mixture"][first + 1])
+        torch.testing.assert_close(batch["on_screen"][first], batch["off_screen"][first + 1])
+        assert not torch.allclose(batch["on_screen"][first], batch["off_screen"][first])
+    rms = batch["on_screen"].double().pow(2).mean(-1).sqrt()
+    torch.testing.assert_close(rms, torch.full_like(rms, 0.1), rtol=1e-4, atol=0)
+    single = MixtureBatches(source, batch_size=3, seed=0, both_orders=False)(0)
+    assert single["mixture"].shape[0] == 3
+
+
+def test_evaluation_scores_every_pair_for_every_system(speakers, tiny_checkpoint):
+    from avlib.models.unet import from_checkpoint
+
+    clips = load_speaker_table(speakers)
+    config = tiny_config()
+    mixture = MixtureConfig(num_frames=config.num_video_frames, fps=config.fps, sample_rate=RATE, size=40, crop=32)
+    source = SpeakerClips(speakers, clips, mixture, split=None)
+    clips = clips.assign(split="test")
+    test_list = make_test_list(clips, 4, window=mixture.duration, seed=1)
+    batch = load_test_mixtures(test_list, source)
+    model = from_checkpoint(tiny_checkpoint)
+    blind = SeparationNet(tiny_config(video="none")).eval()
+    scores = evaluate({"full": (model, False), "pit": (blind, True)}, batch, test_list, speech_metrics=False)
+    assert len(scores) == 4 * 3 * 2
+    assert set(scores["system"]) == {"mixture", "full", "pit"}
+    mixture_scores = scores[scores["system"] == "mixture"]
+    assert mixture_scores["sdr"].abs().max() < 3  # two equal-RMS voices: about 0 dB
+    assert np.isfinite(scores[["sdr", "sir", "sar"]].to_numpy()).all()
+
+
+# ------------------------------------------------------------------------------------------- separate
+
+
+class EchoModel(SeparationNet):
+    """Returns the mixture as the on-screen sound and silence (-100 dB) as the off-screen one."""
+
+    def forward(self, frames, audio):
+        mixture = analyze(mono_mix(audio), self.config.spectral, num_frames=self.num_frames_for(audio.shape[-1]))
+        return {"on_screen_magnitude": mixture.magnitude, "on_screen_phase": mixture.phase,
+                "off_screen_magnitude": -torch.ones_like(mixture.magnitude), "off_screen_phase": torch.zeros_like(mixture.phase)}
+
+
+def test_sliding_windows_stitch_back_the_exact_signal():
+    """With a model that passes the mixture through, any length, level and window size comes back as it went in."""
+    model = EchoModel(tiny_config(video="none"))
+    for seconds, level, multiple in ((7.3, 1.0, 1), (1.0, 0.01, 1), (5.0, 3.0, 2)):
+        voice = level * speech("f", seconds, 7)
+        audio = np.stack([voice, voice]).astype(np.float32)
+        on_screen, off_screen, windows = separate_waveform(model, None, audio, window_multiple=multiple)
+        assert on_screen.shape == off_screen.shape == (audio.shape[1],)
+        assert np.abs(on_screen - voice).max() < 2e-3 * np.abs(voice).max()
+        assert np.abs(off_screen).max() < 1e-3 * np.abs(voice).max()
+        assert windows >= math.ceil(seconds / (2.1 * multiple))  # half-overlapping 2.1 s x multiple windows
+
+
+def test_separate_a_speaker_mixed_with_another_voice(speakers, tiny_checkpoint, tmp_path):
+    clips = load_speaker_table(speakers)
+    on_clip = clips.iloc[0]
+    off_clip = clips[clips["gender"] != on_clip["gender"]].iloc[0]
+    on_path, off_path = speakers / on_clip["path"], speakers / off_clip["path"]
+    info = io.probe(on_path)
+    shown = io.read_clip(on_path, 0.0, fps=info.fps, num_frames=info.num_frames - 1, sample_rate=16000)
+    voice = io.read_audio(off_path, 0.0, shown.audio.shape[1], sample_rate=16000)
+    mixed = tmp_path / "mixed.mp4"
+    write_video(mixed, shown.frames, info.fps, np.clip(shown.audio + voice, -1, 1)[:1], 16000)
+    result = separate(mixed, tiny_checkpoint, tmp_path / "out", window_multiple=1)
+    mixed_info = io.probe(mixed)
+    expected = int(mixed_info.usable_duration * mixed_info.sample_rate)
+    assert result.sample_rate == 16000
+    assert result.on_screen.shape == result.off_screen.shape == result.mixture.shape == (expected,)
+    assert np.isfinite(result.on_screen).all() and np.isfinite(result.off_screen).all()
+    assert math.isfinite(result.residual)
+    from scipy.io import wavfile
+
+    for name in ("on_screen", "off_screen"):
+        rate, samples = wavfile.read(tmp_path / "out" / f"{name}.wav")
+        assert (rate, samples.shape) == (16000, (expected,))
+        assert io.probe(tmp_path / "out" / f"{name}.mp4").has_audio
+
+
+def test_separate_a_video_without_a_speaker_and_refuse_one_without_sound(tiny_checkpoint, tmp_path):
+    clicks = make_video(tmp_path / "clicks.mp4", num_frames=90, fps=30.0, height=48, width=64, sample_rate=22050,
+                        click_frames=(10, 40, 70))
+    result = separate(clicks, tiny_checkpoint, tmp_path / "out", window_multiple=1, write_videos=False)
+    info = io.probe(clicks)
+    assert result.on_screen.shape == (int(info.usable_duration * 22050),)
+    assert np.isfinite(result.on_screen).all() and np.isfinite(result.off_screen).all()
+    assert set(result.files) == {"on_screen.wav", "off_screen.wav"}
+    silent = make_video(tmp_path / "silent.mp4", num_frames=30, fps=30.0, height=48, width=64, channels=None)
+    with pytest.raises(io.NoAudioError, match="silent.mp4"):
+        separate(silent, tiny_checkpoint, tmp_path / "out2")
+
+
+def test_profile_settings():
+    paper = settings_for("paper")
+    assert paper.model == SeparationConfig() and paper.lr == 1e-4 and paper.lr_milestones == (120_000,)
+    assert (paper.steps, paper.batch_size, paper.pit_batch_size, paper.grad_clip) == (160_000, 6, 12, 10.0)
+    synth = settings_for("synth")
+    assert synth.model.spectral.sample_rate == synth.mixture.sample_rate == 11025
+    assert synth.mixture.num_frames == synth.model.num_video_frames
+    with pytest.raises(ValueError, match="unknown profile"):
+        settings_for("huge")
