@@ -290,11 +290,11 @@ def test_finetuning_learns_the_miniature_classes(ucf_tree, tmp_path):
     train, test = DecodedVideos(split.train, clips), DecodedVideos(split.test, clips)
     checkpoint = tmp_path / "pretrained.pt"
     save_checkpoint(checkpoint, model=_net(), step=1, config={})
-    settings = replace(settings_for("smoke"), steps=25, lr=3e-2, lr_milestones=(20,), batch_size=6, log_every=5,
-                       checkpoint_every=25, dropout=0.0)
+    settings = replace(settings_for("smoke"), steps=60, lr=3e-2, lr_milestones=(50,), batch_size=6, log_every=5,
+                       checkpoint_every=60, dropout=0.0)
     model = build_classifier("with_audio", checkpoint, len(CLASSES), dropout=0.0)
     history = finetune(model, train, settings, VARIANT_BY_NAME["with_audio"], tmp_path / "run", device="cpu")
-    assert history["train"][-1]["step"] == 25
+    assert history["train"][-1]["step"] == 60
     assert history["train"][-1]["loss"] < history["train"][0]["loss"]
     evaluation = evaluate(model, test, 2, split.classes)
     assert evaluation.clip_probs.shape == (len(split.test), 2, len(CLASSES))

@@ -15,8 +15,6 @@ window from its file (real data, in DataLoader workers). Both have the same meth
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,7 +24,7 @@ import numpy as np
 import torch
 
 from avlib import io
-from avlib.results import atomic_path
+from avlib.data.cache import cached_decode
 
 #: The paper's window and shift range, seconds (``src/shift_params.py``; the paper states 2.0-5.8 s).
 PAPER_WINDOW = 4.2
@@ -102,21 +100,8 @@ class DecodedClips:
         return clip.frames, clip.audio
 
     def _load(self, path: Path, cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
-        if cache_dir is None:
-            return self._decode(path)
-        stat = path.stat()
-        settings = dict(path=str(path.resolve()), size=stat.st_size, mtime=stat.st_mtime_ns, fps=self.config.fps,
-                        sample_rate=self.config.sample_rate, frame_size=self.config.size, version=1)
-        key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
-        cached = cache_dir / f"{path.stem}-{key}.npz"
-        if cached.exists():
-            with np.load(cached) as data:
-                return data["frames"], data["audio"]
-        frames, audio = self._decode(path)
-        with atomic_path(cached) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, frames=frames, audio=audio)
-        return frames, audio
+        settings = dict(fps=self.config.fps, sample_rate=self.config.sample_rate, frame_size=self.config.size, version=1)
+        return cached_decode(path, cache_dir, settings, lambda: self._decode(path))
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -31,8 +31,6 @@ window is looped (frames and audio together) to fill it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,7 +44,7 @@ import torch
 
 from avlib import io
 from avlib.data.index import build_index
-from avlib.results import atomic_path
+from avlib.data.cache import cached_decode
 
 #: ``<data_root>/ucf101`` holds the dataset in the paper profile.
 DATA_FOLDER = "ucf101"
@@ -309,21 +307,9 @@ class DecodedVideos:
         return clip.frames, clip.audio
 
     def _load(self, video: UCFVideo, cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
-        if cache_dir is None:
-            return self._decode(video)
-        stat = video.path.stat()
-        settings = dict(path=str(video.path.resolve()), size=stat.st_size, mtime=stat.st_mtime_ns, fps=self.config.fps,
-                        sample_rate=self.config.sample_rate, frame_size=self.config.size, kind="ucf101", version=1)
-        key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
-        cached = cache_dir / f"{video.path.stem}-{key}.npz"
-        if cached.exists():
-            with np.load(cached) as data:
-                return data["frames"], data["audio"]
-        frames, audio = self._decode(video)
-        with atomic_path(cached) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, frames=frames, audio=audio)
-        return frames, audio
+        settings = dict(fps=self.config.fps, sample_rate=self.config.sample_rate, frame_size=self.config.size,
+                        kind="ucf101", version=1)
+        return cached_decode(video.path, cache_dir, settings, lambda: self._decode(video))
 
     def __len__(self) -> int:
         return len(self.videos)

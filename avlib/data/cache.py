@@ -1,0 +1,33 @@
+"""A disk cache of whole decoded clips (frames and audio), for the small profiles' in-memory sources."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from avlib.results import atomic_path
+
+
+def cached_decode(path: Path, cache_dir: Path | None, settings: dict[str, Any],
+                  decode: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """``decode()``'s (frames, audio) for ``path``, kept in ``cache_dir`` under a key of the file's
+    path, size and modification time and the decoding ``settings``; a changed file or setting
+    decodes again. Written atomically, so an interrupted run leaves no half entry."""
+    if cache_dir is None:
+        return decode()
+    stat = path.stat()
+    key_fields = dict(path=str(path.resolve()), size=stat.st_size, mtime=stat.st_mtime_ns, **settings)
+    key = hashlib.sha1(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
+    cached = cache_dir / f"{path.stem}-{key}.npz"
+    if cached.exists():
+        with np.load(cached) as data:
+            return data["frames"], data["audio"]
+    frames, audio = decode()
+    with atomic_path(cached) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, frames=frames, audio=audio)
+    return frames, audio
