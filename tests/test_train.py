@@ -27,7 +27,9 @@ STEPS, CHECKPOINT_EVERY, KILL_AT_STEP = 12, 4, 10
 
 
 def run_child(*args: str | Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    # The child computes with as many threads as this process: CPU kernels round differently with
+    # another thread count, and the resumed run must match the uninterrupted one bit for bit.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.run(
         [sys.executable, *map(str, args)], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
     )
