@@ -278,7 +278,9 @@ def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, ou
     period = 1.0 / info.fps
     _check_window(path, targets, info.duration, period)
     try:
-        container.seek(max(0, int((targets[0] - 1.0 + info.video_start) / vstream.time_base)), stream=vstream, backward=True)
+        # Seek to the keyframe at or before the first frame shown (half a frame early against
+        # timestamp rounding); seeking further back would decode a whole extra GOP at times.
+        container.seek(max(0, int((targets[0] - 0.5 * period + info.video_start) / vstream.time_base)), stream=vstream, backward=True)
         shown = _shown_frames(container.decode(vstream), info.video_start, targets, period, out_hw)
         if shown is None:  # the seek overshot the window (no usable index): decode from the start
             container.seek(0, stream=vstream)
@@ -404,14 +406,15 @@ def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: fl
         container.seek(max(0, int(seconds / astream.time_base)), stream=astream, backward=True)
         return container.decode(astream)
 
+    samples_per_tick = float(astream.time_base) * rate  # float, not Fraction: this runs per codec frame
     try:
-        frames = decode_from(start + info.video_start - 0.5)
+        frames = decode_from(start + info.video_start - 0.1)
         restarted = False
         for frame in frames:
             if frame.pts is None:
                 continue
-            frame_first = int(round(frame.pts * frame.time_base * rate))
-            if buffer is None and frame_first > first and not restarted and start + info.video_start > 0.5:
+            frame_first = int(round(frame.pts * samples_per_tick))
+            if buffer is None and frame_first > first and not restarted and start + info.video_start > 0.1:
                 container.seek(0, stream=astream)
                 frames, restarted = container.decode(astream), True
                 continue
