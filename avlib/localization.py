@@ -145,16 +145,14 @@ class SceneClip:
 def held_out_scenes(profile_name: str, seed: int = 0, limit: int | None = None) -> list[SceneClip]:
     """The scenes held out from pretraining: the last ``profile.held_out_scenes`` of the sorted clips,
     the same split as :func:`avlib.pretrain.scene_sources`; the first ``limit`` of them if given."""
-    from avlib.data.world import generate_world
+    from avlib.pretrain import scene_split
     from avlib.profiles import get_profile
 
     profile = get_profile(profile_name)
     if not profile.synthetic:
         raise ValueError(f"profile {profile_name!r} reads real data, which has no localisation ground truth")
-    root = generate_world(profile.name, seed=seed, parts=("scenes",), progress=False)["scenes"]
-    clips = sorted((root / "clips").glob("*.mp4"))
-    held = max(1, round(len(clips) * profile.held_out_scenes))
-    chosen = clips[-held:][:limit] if limit is not None else clips[-held:]
+    root, _, held_out = scene_split(profile, seed)
+    chosen = held_out[:limit] if limit is not None else held_out
     return [SceneClip(path.stem, path, root / "truth" / f"{path.stem}.npz") for path in chosen]
 
 

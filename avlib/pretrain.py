@@ -152,7 +152,8 @@ def pretrain(
     resume: bool = True,
     run_config: dict | None = None,
 ) -> dict:
-    """Run every stage of ``config``; return each stage's history and the final checkpoint path.
+    """Run every stage of ``config``; return each stage's history, the final checkpoint path and
+    the last stage's held-out evaluation set (``held_out``).
 
     ``sources(fps)`` gives (training clips, held-out clips) decoded at a stage's frame rate.
     Stage ``k`` writes ``out_dir/<stage name>/``; a stage that already finished is skipped, an
@@ -161,7 +162,8 @@ def pretrain(
     """
     out_dir = Path(out_dir)
     model = build_model(config)
-    results = {"stages": {}, "checkpoint": None}
+    results = {"stages": {}, "checkpoint": None, "held_out": None}
+    device = torch.device("cuda" if config.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
     for index, stage in enumerate(config.stages):
         stage_dir = out_dir / stage.name
         shift = replace(config.shift, fps=stage.fps)
@@ -179,7 +181,6 @@ def pretrain(
             seed=seed + index, device=config.device, amp=config.amp, channels_last=config.channels_last,
             compile=config.compile, out_dir=str(stage_dir),
         )
-        device = torch.device("cuda" if config.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
         history = fit(
             model, alignment_loss, ShiftBatches(train_source, shift, stage.batch_size, seed=seed + 1000 * index), train,
             resume=resume, eval_fn=lambda net: alignment_accuracy(net, held_out, device=device), eval_every=config.eval_every,
@@ -187,7 +188,19 @@ def pretrain(
         )
         results["stages"][stage.name] = history
         results["checkpoint"] = checkpoint
+        results["held_out"] = held_out
     return results
+
+
+def scene_split(profile, seed: int = 0) -> tuple[Path, list[Path], list[Path]]:
+    """(scenes root, training clips, held-out clips) of a synthetic profile's world, generated on
+    first use: the last ``profile.held_out_scenes`` of the sorted clips are held out."""
+    from avlib.data.world import generate_world
+
+    scenes_root = generate_world(profile.name, seed=seed, parts=("scenes",), progress=False)["scenes"]
+    clips = sorted((scenes_root / "clips").glob("*.mp4"))
+    held = max(1, round(len(clips) * profile.held_out_scenes))
+    return scenes_root, clips[:-held], clips[-held:]
 
 
 def scene_sources(profile, seed: int = 0, data_root: str | Path = "") -> tuple[Callable[[float], tuple[ClipSource, ClipSource]], int, int]:
@@ -200,12 +213,7 @@ def scene_sources(profile, seed: int = 0, data_root: str | Path = "") -> tuple[C
     from avlib.data.shift import DecodedClips, FileClips
 
     if profile.synthetic:
-        from avlib.data.world import generate_world
-
-        scenes_root = generate_world(profile.name, seed=seed, parts=("scenes",), progress=False)["scenes"]
-        clips = sorted((scenes_root / "clips").glob("*.mp4"))
-        held = max(1, round(len(clips) * profile.held_out_scenes))
-        train_paths, held_out_paths = clips[:-held], clips[-held:]
+        scenes_root, train_paths, held_out_paths = scene_split(profile, seed)
         cache = Path(scenes_root).parent / "decoded"
 
         def sources(fps: float):

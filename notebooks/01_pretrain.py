@@ -39,7 +39,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from avlib.data.shift import evaluation_set
 from avlib.models.multisensory import from_checkpoint
 from avlib.paper import paper_number
 from avlib.pretrain import alignment_accuracy, pretrain, scene_sources
@@ -114,8 +113,7 @@ plt.show()
 # used.
 
 # %%
-_, held_out_source = sources(stage.fps)
-held_out = evaluation_set(held_out_source, replace(config.shift, fps=stage.fps), per_video=config.eval_pairs_per_video, seed=seed)
+held_out = run["held_out"]  # the set the training curves were scored on
 trained = from_checkpoint(run["checkpoint"]).to(device_name)
 no_audio = from_checkpoint(run["checkpoint"], use_sound=False).to(device_name)
 ours = alignment_accuracy(trained, held_out, device=device_name)

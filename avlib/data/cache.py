@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
 from avlib.results import atomic_path
+
+Item = TypeVar("Item")
 
 
 def cached_decode(path: Path, cache_dir: Path | None, settings: dict[str, Any],
@@ -30,4 +32,19 @@ def cached_decode(path: Path, cache_dir: Path | None, settings: dict[str, Any],
     with atomic_path(cached) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, frames=frames, audio=audio)
+    return frames, audio
+
+
+def decode_all(items: Sequence[Item], path_of: Callable[[Item], Path], decode: Callable[[Item], tuple[np.ndarray, np.ndarray]],
+               settings: dict[str, Any], cache_dir: str | Path | None = None, progress: bool = False,
+               description: str = "decoding") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every item's (frames, audio) through :func:`cached_decode`, as two lists, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    cache = Path(cache_dir) if cache_dir else None
+    frames, audio = [], []
+    for item in tqdm(items, desc=description, disable=not progress):
+        item_frames, item_audio = cached_decode(path_of(item), cache, settings, lambda: decode(item))
+        frames.append(item_frames)
+        audio.append(item_audio)
     return frames, audio

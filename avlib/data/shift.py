@@ -16,7 +16,7 @@ window from its file (real data, in DataLoader workers). Both have the same meth
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from avlib import io
-from avlib.data.cache import cached_decode
+from avlib.data.cache import decode_all
 
 #: The paper's window and shift range, seconds (``src/shift_params.py``; the paper states 2.0-5.8 s).
 PAPER_WINDOW = 4.2
@@ -79,16 +79,11 @@ class DecodedClips:
 
     def __init__(self, paths: Sequence[str | os.PathLike], config: ShiftConfig, cache_dir: str | os.PathLike | None = None,
                  progress: bool = False):
-        from tqdm.auto import tqdm
-
         self.paths = [Path(path) for path in paths]
         self.config = config
-        self.frames: list[np.ndarray] = []
-        self.audio_tracks: list[np.ndarray] = []
-        for path in tqdm(self.paths, desc="decoding clips", disable=not progress):
-            frames, audio = self._load(path, Path(cache_dir) if cache_dir else None)
-            self.frames.append(frames)
-            self.audio_tracks.append(audio)
+        settings = dict(fps=config.fps, sample_rate=config.sample_rate, frame_size=config.size, version=1)
+        self.frames, self.audio_tracks = decode_all(self.paths, Path, self._decode, settings, cache_dir, progress,
+                                                    "decoding clips")
 
     def _decode(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         info = io.probe(path)
@@ -98,10 +93,6 @@ class DecodedClips:
         clip = io.read_clip(path, 0.0, fps=self.config.fps, num_frames=count, size=self.config.size,
                             sample_rate=self.config.sample_rate)
         return clip.frames, clip.audio
-
-    def _load(self, path: Path, cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
-        settings = dict(fps=self.config.fps, sample_rate=self.config.sample_rate, frame_size=self.config.size, version=1)
-        return cached_decode(path, cache_dir, settings, lambda: self._decode(path))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -233,7 +224,3 @@ def evaluation_set(source: ClipSource, config: ShiftConfig, per_video: int = 1, 
     batch = collate(examples)
     batch["label"] = torch.from_numpy(rng.integers(0, 2, size=len(examples))).float()
     return batch
-
-
-def config_dict(config: ShiftConfig) -> dict:
-    return asdict(config)

@@ -44,7 +44,7 @@ import torch
 
 from avlib import io
 from avlib.data.index import build_index
-from avlib.data.cache import cached_decode
+from avlib.data.cache import decode_all
 
 #: ``<data_root>/ucf101`` holds the dataset in the paper profile.
 DATA_FOLDER = "ucf101"
@@ -288,16 +288,11 @@ class DecodedVideos:
 
     def __init__(self, videos: Sequence[UCFVideo], config: ClipFormat, cache_dir: str | os.PathLike | None = None,
                  progress: bool = False):
-        from tqdm.auto import tqdm
-
         self.videos = list(videos)
         self.config = config
-        self.frames: list[np.ndarray] = []
-        self.audio: list[np.ndarray] = []
-        for video in tqdm(self.videos, desc="decoding videos", disable=not progress):
-            frames, audio = self._load(video, Path(cache_dir) if cache_dir else None)
-            self.frames.append(frames)
-            self.audio.append(audio)
+        settings = dict(fps=config.fps, sample_rate=config.sample_rate, frame_size=config.size, kind="ucf101", version=1)
+        self.frames, self.audio = decode_all(self.videos, lambda video: video.path, self._decode, settings, cache_dir,
+                                             progress, "decoding videos")
 
     def _decode(self, video: UCFVideo) -> tuple[np.ndarray, np.ndarray]:
         config = self.config
@@ -305,11 +300,6 @@ class DecodedVideos:
         clip = io.read_clip(video.path, 0.0, fps=config.fps, num_frames=count, size=config.size,
                             sample_rate=config.sample_rate, missing_audio="silence")
         return clip.frames, clip.audio
-
-    def _load(self, video: UCFVideo, cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
-        settings = dict(fps=self.config.fps, sample_rate=self.config.sample_rate, frame_size=self.config.size,
-                        kind="ucf101", version=1)
-        return cached_decode(video.path, cache_dir, settings, lambda: self._decode(video))
 
     def __len__(self) -> int:
         return len(self.videos)
