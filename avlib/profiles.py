@@ -62,14 +62,19 @@ def _smoke() -> Profile:
 
 def _synth() -> Profile:
     # The paper's 4.2 s window and 2.0-5.8 s shifts from 10.1 s clips, at its low-fps stage's
-    # 7.49 fps; small frames, a quarter of the width, and 11.025 kHz audio (half the paper's
-    # rate: the raw-waveform stream dominates a CPU step at 21 kHz) so it trains on 2 cores.
+    # 7.49 fps; 11.025 kHz audio (half the paper's rate: the raw-waveform stream dominates a CPU
+    # step at 21 kHz) and a quarter of the width, so it trains on 2 cores. Two departures, both
+    # measured on the synth world (docs/world.md): 40 -> 32 pixel frames (at 64 -> 56 the network
+    # stayed at chance for the whole budget: a sounding object covers too small a share of the
+    # pooled map for the first gradients to find it) and Adam at 1e-3 (the paper's SGD at 1e-2 was
+    # still at chance after 300 steps where Adam had left the plateau).
     return Profile(
         name="synth", description="the synthetic world at toy scale, on a 2-core CPU", is_result=True, synthetic=True,
         pretrain=PretrainConfig(
-            shift=(shift := ShiftConfig(fps=LOW_FPS, sample_rate=11025, size=64, crop=56)),
+            shift=(shift := ShiftConfig(fps=LOW_FPS, sample_rate=11025, size=40, crop=32)),
             model=model_for(shift, width=16, bn_momentum=0.1),
             stages=(Stage("shift_lowfps", LOW_FPS, batch_size=16, steps=600),),
+            optimizer="adam", lr=1e-3, weight_decay=0.0,
             eval_every=50, checkpoint_every=50, eval_pairs_per_video=4, device="auto",
         ),
         held_out_scenes=0.1,

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.fft import irfft, next_fast_len, rfft, rfftfreq
 
 #: Bumped whenever the generator's output changes, so cached worlds are rebuilt.
-GENERATOR_VERSION = "world-1"
+GENERATOR_VERSION = "world-2"
 
 #: Part name -> a number mixed into every seed, so parts never share random streams.
 PART_IDS = {"scenes": 1, "actions": 2, "speakers": 3}

@@ -10,6 +10,12 @@ same ways. Sound is caused by what is visible:
   the onset is the exact sample at which the impact frame is shown (frame k -> k / fps);
 - an orbiting object hums, as loud as it moves fast (loudness follows speed, frame by frame);
 - each sound is panned to the object's horizontal position (stereo, as in the paper);
+- a sounding object lights up as it sounds: it brightens with each impact, the glow decaying
+  over ``glow_seconds`` as the strike's ring does, and a humming object glows as loud as it
+  hums (``glow`` = 0 turns this off). This is the world's visible correlate of sound, the
+  counterpart of the visible vibration and contact that real sounds come with; without it
+  the alignment task stayed at chance for the whole CPU budget of the ``synth`` profile
+  (docs/world.md). Silent distractors never glow;
 - some clips also carry off-screen sound (impacts or a hum with no visible source) and noise.
 
 Files: ``clips/scene_NNNNN.mp4``; tables ``scenes.csv`` (one row per clip), ``objects.csv`` (one
@@ -73,11 +79,13 @@ class ScenesConfig:
     sample_rate: int = 22050  #: audio rate of the files; the reader resamples to the paper's 21 kHz
     size: int = 128  #: frame height and width in pixels (paper: 256, cropped to 224)
     max_objects: int = 3  #: each clip shows 1..max_objects moving objects
-    object_size: tuple[float, float] = (0.14, 0.3)  #: object side as a fraction of the frame side
-    sounding_probability: float = 0.6  #: chance that an object makes sound (else a silent distractor)
-    silent_scene_probability: float = 0.1  #: chance that no visible object sounds at all
-    offscreen_probability: float = 0.3  #: chance of a clip carrying sound with no visible source
-    noise_probability: float = 0.5  #: chance of background noise
+    object_size: tuple[float, float] = (0.2, 0.35)  #: object side as a fraction of the frame side
+    sounding_probability: float = 0.75  #: chance that an object makes sound (else a silent distractor)
+    silent_scene_probability: float = 0.05  #: chance that no visible object sounds at all
+    offscreen_probability: float = 0.2  #: chance of a clip carrying sound with no visible source
+    noise_probability: float = 0.3  #: chance of background noise
+    glow: float = 1.0  #: how far a sounding object brightens toward white at full loudness (0: never)
+    glow_seconds: float = 0.25  #: time constant of the glow's decay after an impact
     motions: tuple[str, ...] = MOTIONS  #: the motions objects are drawn from
     container: str = "mp4"  #: mp4 (H.264 + AAC, sample-exact sync) or avi (MPEG-4 + MP3, ~25-50 ms late)
     seed: int = 0
@@ -148,7 +156,8 @@ def bounce(rng: np.random.Generator, num_frames: int, room: np.ndarray, scale: f
             if position[1] >= room[1] - 0.5 * velocity[1] and velocity[1] >= 0:  # the floor: lose energy, or get kicked
                 position[1] = room[1]
                 strengths.append(velocity[1] / kick)
-                velocity[1] = -max(restitution * velocity[1], kick * rng.uniform(0.6, 1.0))
+                # each landing loses a different share of its energy, so bounces never settle into a rhythm
+                velocity[1] = -max(restitution * rng.uniform(0.75, 1.0) * velocity[1], kick * rng.uniform(0.45, 1.0))
             elif (hit := _reflect(position, velocity, 0, room[1], 1)) is not None:
                 strengths.append(hit / (2 * scale))
             if strengths:
@@ -159,22 +168,26 @@ def bounce(rng: np.random.Generator, num_frames: int, room: np.ndarray, scale: f
 
 
 def slide(rng: np.random.Generator, num_frames: int, room: np.ndarray, scale: float, fps: float, angle: float | None = None) -> Motion:
-    """Straight-line motion at constant speed, rebounding off the frame's edges (billiards),
+    """Straight-line motion, rebounding off the frame's edges (billiards) a little faster or slower each time,
     in a random direction unless ``angle`` (radians from the x axis) is given."""
     direction = rng.uniform(0, 2 * np.pi) if angle is None else angle
     velocity = rng.uniform(1.0, 2.5) * scale * np.array([np.cos(direction), np.sin(direction)])
     if angle is None:  # a random direction is never parallel to an edge
         velocity[np.abs(velocity) < 0.3 * scale] = 0.3 * scale
     position = rng.uniform(0.1, 0.9, 2) * room
-    top_left, impacts = np.zeros((num_frames, 2)), []
+    top_left, impacts, speeds = np.zeros((num_frames, 2)), [], np.zeros(num_frames)
+    speed = float(np.hypot(*velocity))
     for frame in range(num_frames):
         if frame:
             position += velocity
             hits = [h for axis in (0, 1) if (h := _reflect(position, velocity, 0, room[axis], axis)) is not None]
-            if hits:
+            if hits:  # each rebound changes the speed a little, so the rebounds never fall into a rhythm
+                velocity *= np.clip(rng.uniform(0.7, 1.4) * speed, 1.0 * scale, 2.5 * scale) / speed
+                speed = float(np.hypot(*velocity))
                 impacts.append((frame, float(np.clip(max(hits) / (2 * scale), 0.4, 1.0))))
         top_left[frame] = position
-    return Motion(top_left, impacts, np.full(num_frames, np.hypot(*velocity)))
+        speeds[frame] = speed
+    return Motion(top_left, impacts, speeds)
 
 
 def shake(rng: np.random.Generator, num_frames: int, room: np.ndarray, scale: float, fps: float) -> Motion:
@@ -214,6 +227,19 @@ def orbit(rng: np.random.Generator, num_frames: int, room: np.ndarray, scale: fl
     angle = rng.uniform(0, 2 * np.pi) + np.cumsum(smooth)
     top_left = centre + radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)
     return Motion(top_left, [], radius * np.abs(smooth), activity=np.abs(smooth) / 0.12)
+
+
+def glow_envelope(motion: Motion, num_frames: int, fps: float, seconds: float) -> np.ndarray:
+    """How brightly a sounding object glows in each frame (0..1): each impact lights it at its
+    strength, decaying with time constant ``seconds`` (the brightest impact wins); a continuous
+    sound glows with its activity."""
+    if motion.activity is not None:
+        return np.clip(motion.activity, 0, 1).astype(np.float32)
+    envelope = np.zeros(num_frames, dtype=np.float32)
+    decay = np.exp(-np.arange(num_frames) / max(seconds * fps, 1e-6))
+    for frame, strength in motion.impacts:
+        envelope[frame:] = np.maximum(envelope[frame:], strength * decay[: num_frames - frame])
+    return envelope
 
 
 MOTION_FUNCTIONS = {"bounce": bounce, "slide": slide, "shake": shake, "orbit": orbit}
@@ -261,7 +287,9 @@ def render_scene(job: SceneJob) -> dict:
             )
         )
 
-    # -- pictures
+    # -- pictures; a sounding object glows with its own sound (see the module docstring)
+    for obj in objects:
+        obj["glow"] = glow_envelope(obj["motion"], num_frames, fps, config.glow_seconds) if obj["sounding"] else None
     margin = side // 4
     background = texture(rng, side + margin, side + margin)
     pan = panning_offsets(rng, num_frames, margin)
@@ -277,7 +305,10 @@ def render_scene(job: SceneJob) -> dict:
             x, y = obj["motion"].top_left[t]
             rendered[t, k] = (int(round(x)), int(round(y)))
             boxes[t, k] = (x, y, x + obj["size"], y + obj["size"])
-            paste(canvas, obj["surface"], obj["alpha"], int(round(y)), int(round(x)))
+            surface = obj["surface"]
+            if obj["glow"] is not None and config.glow > 0:
+                surface = surface + (config.glow * obj["glow"][t]) * (255.0 - surface)
+            paste(canvas, surface, obj["alpha"], int(round(y)), int(round(x)))
         frames[t] = to_uint8(canvas)
 
     # -- sounds, each object's on its own track so its loudness can be measured
