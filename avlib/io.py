@@ -25,6 +25,8 @@ from typing import Literal
 import av
 import numpy as np
 import soxr
+from av.stream import Discard
+from av.video.reformatter import VideoReformatter
 
 try:
     import decord
@@ -157,6 +159,12 @@ def _stream_seconds(stream, value) -> float | None:
     return None if value is None else float(value * stream.time_base)
 
 
+def _demux_only(container, keep) -> None:
+    """Make the demuxer skip every stream but ``keep``: it then neither reads nor returns their packets."""
+    for stream in container.streams:
+        stream.discard = Discard.default if stream.index == keep.index else Discard.all
+
+
 def _probe_container(container, path: Path) -> VideoInfo:
     vstream = _video_stream(container, path)
     rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
@@ -271,62 +279,79 @@ def _check_window(path: Path, targets: np.ndarray, video_end: float, period: flo
         raise WindowError(path, f"window needs frames up to {targets[-1]:.3f} s but the video ends at {video_end:.3f} s")
 
 
-def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, out_hw: tuple[int, int]):
-    """Decode from the keyframe before the window, converting only the frames that are shown."""
+def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, out_hw: tuple[int, int], threads: int = 1):
+    """Decode from the keyframe before the window, converting only the frames that are shown.
+
+    Each shown frame is converted once, by one scaler kept for the whole clip (a scaler per
+    frame, as ``frame.to_ndarray(format=...)`` makes, costs about a tenth of the decoding), and
+    written straight into the output array.
+    """
     vstream = container.streams.video[0]
     vstream.thread_type = "AUTO"
+    _demux_only(container, vstream)
     period = 1.0 / info.fps
     _check_window(path, targets, info.duration, period)
+    frames = np.empty((len(targets), *out_hw, 3), dtype=np.uint8)
+    times = np.empty(len(targets), dtype=np.float64)
     try:
         # Seek to the keyframe at or before the first frame shown (half a frame early against
         # timestamp rounding); seeking further back would decode a whole extra GOP at times.
         container.seek(max(0, int((targets[0] - 0.5 * period + info.video_start) / vstream.time_base)), stream=vstream, backward=True)
-        shown = _shown_frames(container.decode(vstream), info.video_start, targets, period, out_hw)
+        shown = _shown_frames(container.decode(vstream), info.video_start, targets, period, frames, times, threads)
         if shown is None:  # the seek overshot the window (no usable index): decode from the start
             container.seek(0, stream=vstream)
-            shown = _shown_frames(container.decode(vstream), info.video_start, targets, period, out_hw)
+            shown = _shown_frames(container.decode(vstream), info.video_start, targets, period, frames, times, threads)
     except av.error.FFmpegError as error:
         raise CorruptFileError(path, f"video decoding failed ({error.strerror or error}), the file may be corrupt") from error
-    frames, times = shown or ([], [])
-    if len(frames) < len(targets):
-        raise CorruptFileError(path, f"only {len(frames)} of {len(targets)} frames could be decoded; the file may be truncated")
-    return np.stack(frames), np.asarray(times)
+    shown = shown or 0
+    if shown < len(targets):
+        raise CorruptFileError(path, f"only {shown} of {len(targets)} frames could be decoded; the file may be truncated")
+    return frames, times
 
 
-def _shown_frames(decoded, video_start: float, targets: np.ndarray, period: float, out_hw: tuple[int, int]):
-    """The decoded frame on screen at each target time, or None if decoding began after the first target.
+def _shown_frames(decoded, video_start: float, targets: np.ndarray, period: float, frames: np.ndarray,
+                  times: np.ndarray, threads: int = 1) -> int | None:
+    """Fill ``frames``/``times`` with the decoded frame on screen at each target time.
 
-    A frame is on screen from its own timestamp until the next frame's, so each frame is
-    emitted (converted once) when its successor arrives.
+    Returns how many were filled, or None if decoding began after the first target. A frame
+    is on screen from its own timestamp until the next frame's, so each frame is converted
+    (once, however many targets show it) when its successor arrives.
     """
-    height, width = out_hw
-    frames: list[np.ndarray] = []
-    times: list[float] = []
+    height, width = frames.shape[1:3]
+    total = len(targets)
+    # Compare against the targets shifted by the rounding tolerance, as plain floats.
+    limits = (targets + 0.01 * period).tolist()
+    scaler = VideoReformatter()
+    filled = 0
     previous, previous_time = None, 0.0
 
-    def emit(until: float) -> None:
-        image = None
-        while len(frames) < len(targets) and targets[len(frames)] + 0.01 * period < until:
-            if image is None:
-                image = previous.reformat(width=width, height=height, format="rgb24", interpolation="BICUBIC").to_ndarray()
-            frames.append(image)
-            times.append(previous_time)
+    def emit(until: float) -> int:
+        last = filled
+        while last < total and limits[last] < until:
+            last += 1
+        if last > filled:
+            image = scaler.reformat(previous, width=width, height=height, format="rgb24", interpolation="BICUBIC",
+                                    threads=threads).to_ndarray()
+            frames[filled:last] = image
+            times[filled:last] = previous_time
+        return last
 
     for frame in decoded:
-        if frame.time is None:
+        frame_time = frame.time
+        if frame_time is None:
             continue
-        frame_time = frame.time - video_start
+        frame_time -= video_start
         if previous is None:
-            if frame_time > targets[0] + 0.01 * period:
+            if frame_time > limits[0]:
                 return None
         else:
-            emit(frame_time)
-            if len(frames) == len(targets):
-                return frames, times
+            filled = emit(frame_time)
+            if filled == total:
+                return filled
         previous, previous_time = frame, frame_time
     if previous is not None:
-        emit(previous_time + 1.5 * period)
-    return frames, times
+        filled = emit(previous_time + 1.5 * period)
+    return filled
 
 
 # ----------------------------------------------------------------------------- audio
@@ -367,21 +392,32 @@ def map_channels(audio: np.ndarray, channel_names: list[str], channels: int) -> 
     return stereo.mean(axis=0, keepdims=True) if channels == 1 else stereo
 
 
-_INT_SCALE = {"s16": 32768.0, "s16p": 32768.0, "s32": 2.0**31, "s32p": 2.0**31}
+#: Decoded sample formats: numpy type, full scale, and the value of silence.
+_SAMPLE_FORMATS = {
+    "flt": (np.float32, 1.0, 0.0), "fltp": (np.float32, 1.0, 0.0), "dbl": (np.float64, 1.0, 0.0), "dblp": (np.float64, 1.0, 0.0),
+    "s16": (np.int16, 32768.0, 0.0), "s16p": (np.int16, 32768.0, 0.0), "s32": (np.int32, 2.0**31, 0.0), "s32p": (np.int32, 2.0**31, 0.0),
+    "u8": (np.uint8, 128.0, 128.0), "u8p": (np.uint8, 128.0, 128.0),
+}
 
 
-def _frame_samples(frame) -> np.ndarray:
-    """One decoded audio frame as C x n float32 in [-1, 1], whatever its sample format."""
-    array = frame.to_ndarray()
-    fmt = frame.format.name
-    channels = len(frame.layout.channels)
-    if not frame.format.is_planar:
-        array = array.reshape(-1, channels).T
-    if fmt in _INT_SCALE:
-        return array.astype(np.float32) / _INT_SCALE[fmt]
-    if fmt in ("u8", "u8p"):
-        return (array.astype(np.float32) - 128.0) / 128.0
-    return array.astype(np.float32, copy=False)
+def _frame_channels(frame, dtype, scale: float, zero: float) -> list[np.ndarray]:
+    """One decoded audio frame as one float32 array per channel, in [-1, 1].
+
+    Float32 samples are views on the frame's planes (no copy, no stacking): the caller copies
+    them once, into its buffer. Other formats are converted.
+    """
+    count = frame.samples
+    if frame.format.is_planar:
+        channels = [np.frombuffer(plane, dtype, count) for plane in frame.planes]
+    else:
+        width = len(frame.layout.channels)
+        packed = np.frombuffer(frame.planes[0], dtype, count * width).reshape(count, width)
+        channels = [packed[:, channel] for channel in range(width)]
+    if dtype is np.float32:
+        return channels
+    if zero:
+        return [(channel.astype(np.float32) - zero) / scale for channel in channels]
+    return [channel.astype(np.float32) / scale for channel in channels]
 
 
 def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: float,
@@ -402,6 +438,8 @@ def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: fl
     names: list[str] = []
     filled = np.zeros(total, dtype=bool)
 
+    _demux_only(container, astream)
+
     def decode_from(seconds: float):
         container.seek(max(0, int(seconds / astream.time_base)), stream=astream, backward=True)
         return container.decode(astream)
@@ -418,17 +456,21 @@ def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: fl
                 container.seek(0, stream=astream)
                 frames, restarted = container.decode(astream), True
                 continue
-            samples = _frame_samples(frame)
             if buffer is None:
                 names = [channel.name for channel in frame.layout.channels]
-                buffer = np.zeros((samples.shape[0], total), dtype=np.float32)
-            lo, hi = frame_first - first, frame_first - first + samples.shape[1]
-            if hi > 0 and lo < total:
-                a, b = max(lo, 0), min(hi, total)
-                buffer[:, a:b] = samples[:, a - lo : b - lo]
-                filled[a:b] = True
+                if frame.format.name not in _SAMPLE_FORMATS:
+                    raise CorruptFileError(path, f"audio sample format {frame.format.name!r} is not supported")
+                sample_format = _SAMPLE_FORMATS[frame.format.name]
+                buffer = np.zeros((len(names), total), dtype=np.float32)
+            lo = frame_first - first
             if lo >= total:
                 break
+            hi = lo + frame.samples
+            if hi > 0:  # the frame reaches into the window: copy its part, channel by channel
+                a, b = max(lo, 0), min(hi, total)
+                for row, samples in zip(buffer, _frame_channels(frame, *sample_format)):
+                    row[a:b] = samples[a - lo : b - lo]
+                filled[a:b] = True
     except av.error.FFmpegError as error:
         raise CorruptFileError(path, f"audio decoding failed ({error.strerror or error}), the file may be corrupt") from error
     if buffer is None:
@@ -505,6 +547,7 @@ def read_clip(
     ``channels``: 2 (mono duplicated, more channels down-mixed) or 1 (average).
     ``missing_audio``: ``"raise"`` -> :class:`NoAudioError`; ``"silence"`` -> zeros and
     ``clip.has_audio = False``. ``frame_backend``: ``"pyav"`` (default) or ``"decord"``.
+    ``threads``: decord's decoding threads, or the PyAV scaler's (conversion to RGB and resizing).
     """
     path = Path(path)
     count = num_frames if num_frames is not None else num_frames_for(duration, fps)
@@ -525,7 +568,7 @@ def read_clip(
         if backend == "decord":
             frames, frame_times = _frames_decord(path, targets, out_hw, (info.height, info.width), threads)
         else:
-            frames, frame_times = _frames_pyav(container, path, info, targets, out_hw)
+            frames, frame_times = _frames_pyav(container, path, info, targets, out_hw, threads)
 
         samples = num_samples_for(count, fps, sample_rate)
         if info.has_audio:

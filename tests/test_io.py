@@ -262,3 +262,36 @@ def test_window_up_to_the_end_of_a_16k_aac_track(tmp_path):
     clip = io.read_clip(path, 0.0, num_frames=last)
     assert clip.audio.shape == (2, io.num_samples_for(last, 29.97, 21000))
     assert len(onsets(clip.audio, clip.sample_rate)) == 1
+
+
+def _sine_fit(signal: np.ndarray, frequency: float, sample_rate: int, start: float) -> tuple[float, float]:
+    """Amplitude and time offset (s) of a sine of known ``frequency`` in ``signal``, by least squares.
+
+    ``signal[n]`` is expected to be ``A sin(2 pi f (start + n / sample_rate))``; the offset is how
+    much later the signal is than that (phase difference over 2 pi f).
+    """
+    phase = 2 * np.pi * frequency * (start + np.arange(len(signal)) / sample_rate)
+    (a, b), *_ = np.linalg.lstsq(np.stack([np.sin(phase), np.cos(phase)], axis=1), signal.astype(np.float64), rcond=None)
+    return float(np.hypot(a, b)), float(-np.arctan2(b, a) / (2 * np.pi * frequency))
+
+
+@pytest.mark.parametrize("container", ["mp4-aac", "avi-pcm"])
+def test_resampled_sine_keeps_its_frequency_amplitude_and_phase(tmp_path, container):
+    """Placement by timestamp and resampling to 21 kHz keep a tone where the clock says it is."""
+    suffix, audio_codec, _ = CONTAINERS[container]
+    sample_rate, fps, frames = 44100, 25.0, 150
+    n = int(frames / fps * sample_rate)
+    tones = (440.0, 1000.0)  # left, right
+    audio = np.stack([_tone(frequency, n, sample_rate) for frequency in tones])
+    path = make_video(tmp_path / f"sine{suffix}", num_frames=frames, fps=fps, sample_rate=sample_rate, audio=audio,
+                      audio_codec=audio_codec)
+    for start in (0.0, 1.234, 2.0):
+        clip = io.read_clip(path, start, 3.0, **PAPER)
+        for channel, frequency in zip(clip.audio, tones):
+            assert _energy_at(channel, frequency, clip.sample_rate) > 0.9
+            amplitude, offset = _sine_fit(channel, frequency, clip.sample_rate, start)
+            assert abs(amplitude - 0.3) < 0.01, (start, frequency, amplitude)
+            # On the true clock within one source sample (the window starts on the source sample
+            # at or before it), which is under half an output sample; AAC included, its priming
+            # delay being signalled by the mp4 edit list and undone by the decoder.
+            assert abs(offset) < 1 / sample_rate, (start, frequency, offset * 1e6)
