@@ -149,6 +149,47 @@ def test_list_name(seed: int) -> str:
     return f"separation_test_list_seed{seed}"
 
 
+def speaker_data(profile: str, settings: SeparationSettings, seed: int = 0, data_root: str | os.PathLike = ""):
+    """(speakers root, clip table, training clips, test clips) of a profile, as notebooks 04 and 05 read them.
+
+    Synthetic profiles: the world's speakers (generated on first use), decoded once and cached beside it.
+    ``paper``: VoxCeleb under ``data_root/voxceleb/`` (docs/datasets.md), read window by window.
+    """
+    from avlib.data.mixtures import SpeakerClips, load_speaker_table
+    from avlib.profiles import get_profile
+
+    synthetic = get_profile(profile).synthetic
+    if synthetic:
+        from avlib.data.world import generate_world
+
+        root = generate_world(profile, seed=seed, parts=("speakers",), progress=False)["speakers"]
+        cache = root.parent / "decoded-speakers"
+    else:
+        if not data_root:
+            raise ValueError("the paper profile reads VoxCeleb clips: pass --data-root (see docs/datasets.md)")
+        root, cache = Path(data_root) / "voxceleb", None
+    clips = load_speaker_table(root)
+    train_clips = SpeakerClips(root, clips, settings.mixture, "train", cache_dir=cache, in_memory=synthetic)
+    test_clips = SpeakerClips(root, clips, settings.mixture, "test", cache_dir=cache, in_memory=synthetic)
+    return root, clips, train_clips, test_clips
+
+
+def ensure_test_list(out, clips: pd.DataFrame, settings: SeparationSettings, seed: int = 0) -> pd.DataFrame:
+    """The profile's fixed test list from ``out``'s tables (:func:`test_list_name`), made and written on first use.
+
+    ``out`` is the notebook's :class:`avlib.results.ResultWriter`; notebooks 04 and 05 read the same file.
+    """
+    from avlib.data.mixtures import make_test_list, read_test_list
+
+    path = Path(out.directory) / "tables" / f"{test_list_name(seed)}.csv"
+    if not path.exists():
+        test_list = make_test_list(clips, settings.test_pairs, settings.mixture.duration, seed=seed)
+        out.table(test_list, test_list_name(seed), float_format="%.3f", caption=(
+            "The fixed test list: on-screen clip (its video and voice) and off-screen clip (its voice), window starts in "
+            f"seconds ({settings.mixture.duration:.3f} s windows), both speakers' genders."))
+    return read_test_list(path)
+
+
 def build_model(config: SeparationConfig, pretrained: str | os.PathLike | None = None) -> SeparationNet:
     """The separation model; with ``pretrained``, the multisensory net starts from that checkpoint.
 
