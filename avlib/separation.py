@@ -300,7 +300,8 @@ def predict(model: SeparationNet, frames: Tensor | None, mixture: Tensor, batch_
 
 
 def evaluate(systems: Mapping[str, tuple], test_batch: Mapping[str, Tensor], test_list: pd.DataFrame,
-             batch_size: int = 8, speech_metrics: bool | Sequence[str] = True, progress: bool = False) -> pd.DataFrame:
+             batch_size: int = 8, speech_metrics: bool | Sequence[str] = True, progress: bool = False,
+             score_mixture: bool = True, stoi: bool = True) -> pd.DataFrame:
     """Score each system and the mixture on every test pair: one row per (pair, system, source).
 
     systems: name -> (model, order_free) or (model, order_free, phase) with ``phase`` as in :func:`predict`
@@ -309,7 +310,8 @@ def evaluate(systems: Mapping[str, tuple], test_batch: Mapping[str, Tensor], tes
     on the same span: the samples every frame fully covers, leaving out the first and last
     ``frame_length - hop`` samples, where the inverse STFT tapers. References are the mono sources.
     ``speech_metrics``: PESQ and STOI for every system (True), none (False), or the named systems and the
-    mixture (they take most of the time); the others get NaN.
+    mixture (they take most of the time); the others get NaN. ``score_mixture=False`` leaves the mixture's rows out
+    (a caller that has them already); ``stoi=False`` leaves STOI out (NaN), PESQ stays.
     """
     from tqdm.auto import tqdm
 
@@ -331,7 +333,7 @@ def evaluate(systems: Mapping[str, tuple], test_batch: Mapping[str, Tensor], tes
         on_reference = mono_mix(test_batch["on_screen"][index : index + 1])[0, :length][span].numpy()
         off_reference = mono_mix(test_batch["off_screen"][index : index + 1])[0, :length][span].numpy()
         mixture = some["mixture"][index][span].numpy()
-        estimates = {"mixture": (mixture, mixture)}
+        estimates = {"mixture": (mixture, mixture)} if score_mixture else {}
         for name, prediction in predictions.items():
             first, second = prediction["on_screen"][index][span].numpy(), prediction["off_screen"][index][span].numpy()
             estimates[name] = best_permutation(on_reference, off_reference, first, second) if order_free[name] else (first, second)
@@ -339,7 +341,7 @@ def evaluate(systems: Mapping[str, tuple], test_batch: Mapping[str, Tensor], tes
             chosen = {name: value for name, value in estimates.items() if (name in speech_systems) == with_speech}
             if not chosen:
                 continue
-            for row in score_pair(on_reference, off_reference, chosen, spectral.sample_rate, with_speech):
+            for row in score_pair(on_reference, off_reference, chosen, spectral.sample_rate, with_speech, stoi):
                 rows.append({"pair": pair.pair, "same_gender": pair.same_gender, "on_gender": pair.on_gender,
                              "off_gender": pair.off_gender, "pesq": float("nan"), "stoi": float("nan"), **row})
     return pd.DataFrame(rows)

@@ -302,10 +302,12 @@ def file_digest(path: str | os.PathLike) -> str:
 
 def cached_scores(name: str, model: SeparationNet, checkpoint: str | Path, test_batch: Mapping[str, Tensor],
                   test_list: pd.DataFrame, cache_dir: str | Path, *, phase: str, order_free: bool = False,
-                  batch_size: int = 8, recompute: bool = False) -> pd.DataFrame:
-    """Per-pair scores of one row (and of the mixture), read from ``cache_dir`` when the same checkpoint
-    (by content), test list and phase were scored before; otherwise :func:`avlib.separation.evaluate`
-    with PESQ and STOI, written there. The row's system is called ``name``."""
+                  batch_size: int = 8, with_mixture: bool = True, recompute: bool = False) -> pd.DataFrame:
+    """Per-pair scores of one row (and, ``with_mixture``, of the mixture), read from ``cache_dir`` when the
+    same checkpoint (by content), test list and phase were scored before; otherwise
+    :func:`avlib.separation.evaluate` with PESQ (STOI, the slowest metric, is not needed), written there.
+    The row's system is called ``name``. The mixture's scores are the same for every row: score them with one
+    row only. A cached table holding more (the mixture, STOI) serves a call that asks for less."""
     from avlib.results import atomic_path
 
     key = {"checkpoint": file_digest(checkpoint), "test_list": hashlib.sha1(test_list.to_csv(index=False).encode()).hexdigest(),
@@ -315,10 +317,13 @@ def cached_scores(name: str, model: SeparationNet, checkpoint: str | Path, test_
     if not recompute and table_path.exists() and key_path.exists():
         try:
             if json.loads(key_path.read_text()) == key:
-                return pd.read_csv(table_path)
+                cached = pd.read_csv(table_path)
+                if not with_mixture or (cached.system == "mixture").any():
+                    return cached
         except json.JSONDecodeError:
             pass  # a damaged key: score again
-    scores = evaluate({name: (model, order_free, phase)}, test_batch, test_list, batch_size, speech_metrics=True)
+    scores = evaluate({name: (model, order_free, phase)}, test_batch, test_list, batch_size, speech_metrics=True,
+                      score_mixture=with_mixture, stoi=False)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(table_path) as tmp:
         scores.to_csv(tmp, index=False)
@@ -328,10 +333,12 @@ def cached_scores(name: str, model: SeparationNet, checkpoint: str | Path, test_
 
 
 def combine_scores(per_row: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """One table of every row's per-pair scores, with the mixture's once (from the first row)."""
+    """One table of every row's per-pair scores, with the mixture's once (from the first row that has them)."""
     parts = [scores[scores.system == name] for name, scores in per_row.items()]
-    first = next(iter(per_row.values()))
-    return pd.concat([*parts, first[first.system == "mixture"]], ignore_index=True)
+    mixtures = [scores[scores.system == "mixture"] for scores in per_row.values() if (scores.system == "mixture").any()]
+    if not mixtures:
+        raise ValueError("no row's scores hold the mixture's; score one row with_mixture")
+    return pd.concat([*parts, mixtures[0]], ignore_index=True)
 
 
 # ------------------------------------------------------------------------------------------ directions

@@ -114,16 +114,18 @@ shapes = pd.DataFrame([{"endpoint": name, "T x H x W x C": " x ".join(map(str, (
 parameters = published.num_parameters()
 trunk = published.num_parameters(logits=False)
 batchnorm = sum(p.numel() for name, p in published.named_parameters() if ".bn." in name)
-print(f"published I3D (RGB, 400 Kinetics classes): {parameters / 1e6:.2f} M parameters ({trunk / 1e6:.2f} M without the "
-      f"logits, of which {batchnorm / 1e3:.1f} k BatchNorm offsets); Carreira & Zisserman report "
-      f"{PUBLISHED_PARAMETERS / 1e6:.0f} M, rounded to millions")
+print(f"published I3D (RGB, 400 Kinetics classes): {parameters / 1e6:.2f} M parameters; without the logits "
+      f"{trunk / 1e6:.2f} M (of which {batchnorm / 1e3:.1f} k BatchNorm offsets), {round(trunk / 1e6)} M rounded to millions; "
+      f"Carreira & Zisserman report {PUBLISHED_PARAMETERS / 1e6:.0f} M for the RGB stream")
 shapes
 
 # %% [markdown]
-# Our count is the published network's: every convolution of Inception-v1 inflated (k x k -> k x k x k,
-# the stem 7 x 7 x 7), no biases before BatchNorm, BatchNorm with an offset and no scale (sonnet's
-# default), and a 1x1x1 logits layer with a bias. The paper's "12M" is that figure rounded to millions;
-# the 0.41 M of the 400-way logits are part of it. Kinetics weights cannot be downloaded on our machines:
+# Our network is DeepMind's: every convolution of Inception-v1 inflated (k x k -> k x k x k, the stem
+# 7 x 7 x 7), no biases before BatchNorm, BatchNorm with an offset and no scale (sonnet's default), and a
+# 1x1x1 logits layer with a bias. Carreira & Zisserman's "12M" is a figure rounded to millions: it matches
+# the network without its logits; the 1024 x 400 logits (which depend on the dataset's classes) add the
+# rest. A BatchNorm with a scale (PyTorch's default) would add as many parameters again as the offsets
+# count. Kinetics weights cannot be downloaded on our machines:
 # in `synth` the network is trained, supervised, on the synthetic world's action classes (the Kinetics
 # counterpart), at the multisensory net's share of the paper's width; in `paper` a converted kinetics-i3d
 # checkpoint is loaded (`AblationSettings.i3d_checkpoint`).
@@ -179,8 +181,9 @@ plt.show()
 
 # %% [markdown]
 # ## Scores
-# Every row on every test pair: SDR, SIR, SAR (BSS-Eval), PESQ (wide-band, at 16 kHz) and STOI, against
-# the mono sources, on the same samples of each window, with the phase notebook 04's headline uses. The
+# Every row on every test pair: SDR, SIR, SAR (BSS-Eval) and PESQ (wide-band, at 16 kHz; STOI, the
+# slowest metric, is left to notebook 04), against the mono sources, on the same samples of each window,
+# with the phase notebook 04's headline uses. The mixture is scored once. The
 # u-net PIT row's outputs are assigned to on- and off-screen by the better SDR, an oracle it does not
 # have. Scores are cached per row, keyed by the checkpoint's content, the test list and the phase.
 
@@ -191,8 +194,8 @@ for variant in VARIANTS:
     model = models[variant.name].to(device_name)
     per_row[variant.name] = cached_scores(variant.name, model, folders[variant.name] / "checkpoint.pt", test_batch, test_list,
                                           checkpoints / "ablations" / "scores", phase=phase, order_free=variant.pit,
-                                          batch_size=settings.eval_batch, recompute=retrain)
-scores = combine_scores(per_row)
+                                          batch_size=settings.eval_batch, with_mixture=not per_row, recompute=retrain)
+scores = combine_scores(per_row).drop(columns="stoi")
 out.table(scores, "separation_ablation_scores_per_pair", caption="Every metric of every test pair, per row and source.")
 rows = [variant.name for variant in VARIANTS]
 summary = summary_table(scores, rows, titles)

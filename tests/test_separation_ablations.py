@@ -169,9 +169,11 @@ def test_summary_has_every_row_source_and_kind_of_mixture():
 def test_scores_are_cached_by_checkpoint_content(tmp_path, monkeypatch):
     calls = []
 
-    def evaluate(systems, test_batch, test_list, batch_size, speech_metrics):
+    def evaluate(systems, test_batch, test_list, batch_size, speech_metrics, score_mixture, stoi):
+        assert speech_metrics and not stoi  # PESQ for every row; STOI is not in the table
         calls.append(list(systems))
-        return fake_scores(list(systems), {}, pairs=len(test_list))
+        scores = fake_scores(list(systems), {}, pairs=len(test_list))
+        return scores if score_mixture else scores[scores.system != "mixture"]
 
     monkeypatch.setattr(ablations, "evaluate", evaluate)
     checkpoint = tmp_path / "checkpoint.pt"
@@ -186,6 +188,14 @@ def test_scores_are_cached_by_checkpoint_content(tmp_path, monkeypatch):
     cached_scores("static", None, checkpoint, {}, test_list, tmp_path / "scores", phase="predicted")
     cached_scores("static", None, checkpoint, {}, test_list, tmp_path / "scores", phase="predicted", recompute=True)
     assert len(calls) == 4
+    without = cached_scores("scratch", None, checkpoint, {}, test_list, tmp_path / "scores", phase="mixture", with_mixture=False)
+    assert "mixture" not in set(without.system) and len(calls) == 5
+    with_mixture = cached_scores("scratch", None, checkpoint, {}, test_list, tmp_path / "scores", phase="mixture")
+    assert "mixture" in set(with_mixture.system) and len(calls) == 6  # asked for the mixture: scored again
+    combined = ablations.combine_scores({"scratch": without, "static": first})
+    assert (combined.system == "mixture").sum() == (first.system == "mixture").sum()
+    with pytest.raises(ValueError, match="with_mixture"):
+        ablations.combine_scores({"scratch": without})
 
 
 def test_synth_test_list_holds_both_kinds_of_mixture():
