@@ -68,7 +68,7 @@ class Variant:
     name: str
     title: str
     features: str  # "multisensory", "i3d" or "none"
-    initialisation: str  # "self-supervised (shift)", "supervised (actions)", "random"
+    initialisation: str  # "self-supervised (shift)", "supervised (actions)" (paper profile: Kinetics), "random"
     use_sound: bool = True  # the multisensory net's audio stream (False: removed)
     static_frames: bool = False  # the middle frame repeated (official ``static``)
     pit: bool = False  # permutation-invariant loss and oracle assignment (audio only)
@@ -450,8 +450,12 @@ def summary_table(scores: pd.DataFrame, rows: Sequence[str], titles: Mapping[str
                                                                      if c.split("_")[0] in metrics]]].reset_index(drop=True)
 
 
-def readable_table(summary: pd.DataFrame, metrics: Sequence[str] = ("sdr", "sir", "sar", "pesq")) -> pd.DataFrame:
-    """The summary with each metric as "mean [low, high]", one column per (source, metric)."""
+def readable_table(summary: pd.DataFrame, metrics: Sequence[str] = ("sdr", "sir", "sar", "pesq"),
+                   directions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The summary with each metric as "mean [low, high]", one column per (source, metric).
+
+    With ``directions`` (:func:`direction_rows`), each row's line on all mixtures gets its claim against
+    ``full`` and the verdict, its same-gender line the gender claim's."""
     rows = []
     for (row, mixtures), group in summary.groupby(["row", "mixtures"], sort=False):
         record = {"row": row, "mixtures": mixtures, "pairs": int(group["pairs"].iloc[0])}
@@ -463,5 +467,16 @@ def readable_table(summary: pd.DataFrame, metrics: Sequence[str] = ("sdr", "sir"
                 mean, low, high = (float(line[f"{metric}{suffix}"].iloc[0]) for suffix in ("", "_low", "_high"))
                 record[f"{source.replace('_', '-')} {metric.upper()}"] = (
                     f"{mean:.2f} [{low:.2f}, {high:.2f}]" if np.isfinite(low) else f"{mean:.2f}")
+        if directions is not None and mixtures in ("all", "same gender"):
+            gender = directions.compared.str.startswith("same - different")
+            chosen = directions[(directions.row == row) & (gender if mixtures == "same gender" else ~gender)]
+            if len(chosen):
+                line = chosen.iloc[0]
+                record["paper's direction"] = line["claim"] + ": " + line["paper's direction"]
+                record["ours"] = f"{line['difference dB']:+.2f} dB [{line['95 % interval']}]: {line['direction held?']}"
         rows.append(record)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for column in ("paper's direction", "ours"):
+        if column in table:
+            table[column] = table[column].fillna("")
+    return table

@@ -156,8 +156,11 @@ for variant in VARIANTS:
                                        seed=seed, device=device, resume=not retrain or variant.pit,
                                        run_config={"profile": profile, "seed": seed})
 titles = {variant.name: variant.title for variant in VARIANTS}
+if ablation.i3d_steps <= 0:
+    titles["i3d"] = "I3D features (supervised on Kinetics)"
 budget = pd.DataFrame([{
-    "row": variant.title, "features": variant.features, "initialisation": variant.initialisation,
+    "row": titles[variant.name], "features": variant.features,
+    "initialisation": f"supervised: {i3d['source']}" if variant.features == "i3d" else variant.initialisation,
     "steps": int(runs[variant.name]["train"][-1]["step"]) if runs[variant.name]["train"] else None,
     "examples per step": settings.pit_batch_size if variant.pit else settings.batch_size,
     "trainable parameters (M)": sum(p.numel() for p in models[variant.name].parameters() if p.requires_grad) / 1e6,
@@ -171,7 +174,7 @@ fig, axis = plt.subplots(figsize=(8, 3.5))
 for variant in VARIANTS:
     log = pd.DataFrame(runs[variant.name]["train"])
     if not log.empty:
-        axis.plot(log["step"], log["loss"], label=variant.title)
+        axis.plot(log["step"], log["loss"], label=titles[variant.name])
 axis.set_xlabel("step")
 axis.set_ylabel("training loss (L1, normalised)")
 axis.legend(fontsize=7)
@@ -202,11 +205,14 @@ summary = summary_table(scores, rows, titles)
 out.table(summary, "separation_ablations_long", caption=(
     f"Every row on all, same-gender and different-gender test mixtures ({profile} profile): means and Student-t 95 % "
     "intervals of SDR / SIR / SAR (dB) and PESQ, on-screen and off-screen."))
-table = readable_table(summary)
+directions = direction_rows(scores, rows, titles)
+table = readable_table(summary, directions=directions)
 out.table(table, "separation_ablations", caption=(
     f"Separation ablations on the fixed test list ({len(test_list)} mixtures, {profile} profile, {phase} phase): mean "
-    "[95 % interval] per row and kind of mixture; pairs = test mixtures scored. The mixture's SAR is unbounded and "
-    "shows a numerical ceiling. No number of the paper's separation tables could be verified (paper.md 7.8)."))
+    "[95 % interval] per row and kind of mixture; pairs = test mixtures scored. Beside each row: the paper's direction "
+    "(against full on all mixtures; same- against different-gender on the same-gender line) and ours, on-screen SDR "
+    "(see separation_ablation_directions). The mixture's SAR is unbounded and shows a numerical ceiling. No number of "
+    "the paper's separation tables could be verified (paper.md 7.8)."))
 table
 
 # %% [markdown]
@@ -217,7 +223,6 @@ table
 # directions are the project's source summary's (UNVERIFIED), or inferred where it states none.
 
 # %%
-directions = direction_rows(scores, rows, titles)
 out.table(directions, "separation_ablation_directions", caption=(
     f"The paper's direction of each effect beside ours ({profile} profile, on-screen SDR, {phase} phase)."))
 for _, record in directions.iterrows():

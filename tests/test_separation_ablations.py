@@ -162,6 +162,12 @@ def test_summary_has_every_row_source_and_kind_of_mixture():
     assert full_all["sdr"].item() == pytest.approx(scores.query("system == 'full' and source == 'on_screen'").sdr.mean())
     readable = readable_table(summary)
     assert len(readable) == 9 and readable["on-screen SDR"].str.match(r"-?\d+\.\d\d \[").all()
+    directions = direction_rows(scores, rows, {"full": "Full", "i3d": "I3D"})
+    beside = readable_table(summary, directions=directions).set_index(["row", "mixtures"])
+    assert beside.loc[("I3D", "all"), "ours"].endswith(": held")
+    assert beside.loc[("I3D", "all"), "paper's direction"].endswith("clearly worse")
+    assert "mixed-gender" in beside.loc[("Full", "same gender"), "paper's direction"]
+    assert (beside["ours"] == "").sum() == 6  # the different-gender lines, the mixture's, full's on all
     only_different = summary_table(scores[~scores.same_gender], rows, {"full": "Full", "i3d": "I3D"})
     assert set(only_different.mixtures) == {"all", "different gender"}
 
