@@ -60,6 +60,7 @@ class PaperClaim:
     direction: str
     source: str
     verified: bool = False
+    expected_sign: int = 0  # -1: the ablated system (or the subset) scores lower than its reference; 0: no comparison
 
     @property
     def status(self) -> str:
@@ -67,13 +68,26 @@ class PaperClaim:
 
 
 _SUMMARY = "SUMMARY section 12 (the paper's tables could not be read; paper.md 7.8)"
+_ABLATION_ROW = "INF paper.md 7.6 (a variant of sep_params.py, very likely an ablation row) + MEM paper.md 7.8 (row recalled)"
 CLAIMS: tuple[PaperClaim, ...] = (
     PaperClaim("cam_speech", "CAM on speech videos", "top-ranked regions fall on speakers' faces and mouths", _SUMMARY),
     PaperClaim("cam_non_speech", "CAM on non-speech videos", "sound sources are still localised reasonably", _SUMMARY),
-    PaperClaim("i3d_features", "Separation, multisensory features replaced by I3D features", "clearly worse", _SUMMARY),
-    PaperClaim("same_gender", "Separation, same-gender mixtures", "clearly worse than mixed-gender", _SUMMARY),
+    PaperClaim("i3d_features", "Separation, multisensory features replaced by I3D features", "clearly worse", _SUMMARY,
+               expected_sign=-1),
+    PaperClaim("same_gender", "Separation, same-gender mixtures", "clearly worse than mixed-gender", _SUMMARY,
+               expected_sign=-1),
     PaperClaim("no_audio_stream", "Separation, audio stream of the multisensory net removed and retrained",
-               "worse: fused audio helps even though the U-Net sees the spectrogram", _SUMMARY),
+               "worse: fused audio helps even though the U-Net sees the spectrogram", _SUMMARY, expected_sign=-1),
+    PaperClaim("single_frame", "Separation, a single frame (the middle frame repeated, official `static`)",
+               "worse than the full model (inferred: an ablation row of the paper's table; its number and wording unread)",
+               _ABLATION_ROW, expected_sign=-1),
+    PaperClaim("no_pretraining", "Separation, no self-supervised initialisation (official `scratch`)",
+               "worse than the full model (inferred: an ablation row of the paper's table; its number and wording unread)",
+               _ABLATION_ROW, expected_sign=-1),
+    PaperClaim("unet_pit_vs_full", "Separation, audio-only u-net PIT against the full audio-visual model",
+               "worse than the full model (inferred: a baseline row of the paper's table; its number unread)",
+               "INF paper.md 7.6 (sep_params.py unet_pit) + MEM paper.md 7.8 (audio-only baselines in the table)",
+               expected_sign=-1),
     PaperClaim("audio_only_pit", "Audio-only separation (PIT loss, no video)",
                "beats the audio-only baselines except u-net PIT on one metric", _SUMMARY),
     PaperClaim("audio_visual_models", "Audio-visual separation vs other audio-visual speech separation models",

@@ -149,6 +149,47 @@ def test_list_name(seed: int) -> str:
     return f"separation_test_list_seed{seed}"
 
 
+def speaker_data(profile: str, settings: SeparationSettings, seed: int = 0, data_root: str | os.PathLike = ""):
+    """(speakers root, clip table, training clips, test clips) of a profile, as notebooks 04 and 05 read them.
+
+    Synthetic profiles: the world's speakers (generated on first use), decoded once and cached beside it.
+    ``paper``: VoxCeleb under ``data_root/voxceleb/`` (docs/datasets.md), read window by window.
+    """
+    from avlib.data.mixtures import SpeakerClips, load_speaker_table
+    from avlib.profiles import get_profile
+
+    synthetic = get_profile(profile).synthetic
+    if synthetic:
+        from avlib.data.world import generate_world
+
+        root = generate_world(profile, seed=seed, parts=("speakers",), progress=False)["speakers"]
+        cache = root.parent / "decoded-speakers"
+    else:
+        if not data_root:
+            raise ValueError("the paper profile reads VoxCeleb clips: pass --data-root (see docs/datasets.md)")
+        root, cache = Path(data_root) / "voxceleb", None
+    clips = load_speaker_table(root)
+    train_clips = SpeakerClips(root, clips, settings.mixture, "train", cache_dir=cache, in_memory=synthetic)
+    test_clips = SpeakerClips(root, clips, settings.mixture, "test", cache_dir=cache, in_memory=synthetic)
+    return root, clips, train_clips, test_clips
+
+
+def ensure_test_list(out, clips: pd.DataFrame, settings: SeparationSettings, seed: int = 0) -> pd.DataFrame:
+    """The profile's fixed test list from ``out``'s tables (:func:`test_list_name`), made and written on first use.
+
+    ``out`` is the notebook's :class:`avlib.results.ResultWriter`; notebooks 04 and 05 read the same file.
+    """
+    from avlib.data.mixtures import make_test_list, read_test_list
+
+    path = Path(out.directory) / "tables" / f"{test_list_name(seed)}.csv"
+    if not path.exists():
+        test_list = make_test_list(clips, settings.test_pairs, settings.mixture.duration, seed=seed)
+        out.table(test_list, test_list_name(seed), float_format="%.3f", caption=(
+            "The fixed test list: on-screen clip (its video and voice) and off-screen clip (its voice), window starts in "
+            f"seconds ({settings.mixture.duration:.3f} s windows), both speakers' genders."))
+    return read_test_list(path)
+
+
 def build_model(config: SeparationConfig, pretrained: str | os.PathLike | None = None) -> SeparationNet:
     """The separation model; with ``pretrained``, the multisensory net starts from that checkpoint.
 
@@ -259,7 +300,8 @@ def predict(model: SeparationNet, frames: Tensor | None, mixture: Tensor, batch_
 
 
 def evaluate(systems: Mapping[str, tuple], test_batch: Mapping[str, Tensor], test_list: pd.DataFrame,
-             batch_size: int = 8, speech_metrics: bool | Sequence[str] = True, progress: bool = False) -> pd.DataFrame:
+             batch_size: int = 8, speech_metrics: bool | Sequence[str] = True, progress: bool = False,
+             score_mixture: bool = True, stoi: bool = True) -> pd.DataFrame:
     """Score each system and the mixture on every test pair: one row per (pair, system, source).
 
     systems: name -> (model, order_free) or (model, order_free, phase) with ``phase`` as in :func:`predict`
@@ -268,7 +310,8 @@ def evaluate(systems: Mapping[str, tuple], test_batch: Mapping[str, Tensor], tes
     on the same span: the samples every frame fully covers, leaving out the first and last
     ``frame_length - hop`` samples, where the inverse STFT tapers. References are the mono sources.
     ``speech_metrics``: PESQ and STOI for every system (True), none (False), or the named systems and the
-    mixture (they take most of the time); the others get NaN.
+    mixture (they take most of the time); the others get NaN. ``score_mixture=False`` leaves the mixture's rows out
+    (a caller that has them already); ``stoi=False`` leaves STOI out (NaN), PESQ stays.
     """
     from tqdm.auto import tqdm
 
@@ -290,7 +333,7 @@ def evaluate(systems: Mapping[str, tuple], test_batch: Mapping[str, Tensor], tes
         on_reference = mono_mix(test_batch["on_screen"][index : index + 1])[0, :length][span].numpy()
         off_reference = mono_mix(test_batch["off_screen"][index : index + 1])[0, :length][span].numpy()
         mixture = some["mixture"][index][span].numpy()
-        estimates = {"mixture": (mixture, mixture)}
+        estimates = {"mixture": (mixture, mixture)} if score_mixture else {}
         for name, prediction in predictions.items():
             first, second = prediction["on_screen"][index][span].numpy(), prediction["off_screen"][index][span].numpy()
             estimates[name] = best_permutation(on_reference, off_reference, first, second) if order_free[name] else (first, second)
@@ -298,7 +341,7 @@ def evaluate(systems: Mapping[str, tuple], test_batch: Mapping[str, Tensor], tes
             chosen = {name: value for name, value in estimates.items() if (name in speech_systems) == with_speech}
             if not chosen:
                 continue
-            for row in score_pair(on_reference, off_reference, chosen, spectral.sample_rate, with_speech):
+            for row in score_pair(on_reference, off_reference, chosen, spectral.sample_rate, with_speech, stoi):
                 rows.append({"pair": pair.pair, "same_gender": pair.same_gender, "on_gender": pair.on_gender,
                              "off_gender": pair.off_gender, "pesq": float("nan"), "stoi": float("nan"), **row})
     return pd.DataFrame(rows)

@@ -48,14 +48,8 @@ import torch
 from IPython.display import Audio, display
 
 from avlib import io
-from avlib.data.mixtures import (
-    MixtureBatches,
-    SpeakerClips,
-    load_speaker_table,
-    load_test_mixtures,
-    make_test_list,
-    read_test_list,
-)
+from avlib.data.mixtures import MixtureBatches, load_test_mixtures
+from avlib.data.world import generate_world
 from avlib.metrics import confidence_interval, summarize
 from avlib.models.unet import mono_mix
 from avlib.paper import CLAIMS
@@ -64,12 +58,13 @@ from avlib.profiles import get_profile
 from avlib.results import ResultWriter
 from avlib.separation import (
     build_model,
+    ensure_test_list,
     evaluate,
     improvement_over_mixture,
     predict,
     separate,
     settings_for,
-    test_list_name,
+    speaker_data,
     train,
 )
 from avlib.spectral import analyze
@@ -95,28 +90,8 @@ print(f"{model_config.spectral}\nvideo: {model_config.num_video_frames} frames a
 # notebook's, notebook 05's) scores the same mixtures.
 
 # %%
-if profile_settings.synthetic:
-    from avlib.data.world import generate_world
-
-    speakers_root = generate_world(profile, seed=seed, parts=("speakers",), progress=False)["speakers"]
-    cache = speakers_root.parent / "decoded-speakers"
-else:
-    if not data_root:
-        raise ValueError("the paper profile reads VoxCeleb clips: pass --data-root (see docs/datasets.md)")
-    speakers_root, cache = Path(data_root) / "voxceleb", None
-clips = load_speaker_table(speakers_root)
-train_clips = SpeakerClips(speakers_root, clips, settings.mixture, "train", cache_dir=cache, in_memory=profile_settings.synthetic)
-test_clips = SpeakerClips(speakers_root, clips, settings.mixture, "test", cache_dir=cache, in_memory=profile_settings.synthetic)
-
-list_path = Path(results_root) / profile / "tables" / f"{test_list_name(seed)}.csv"
-if list_path.exists():
-    test_list = read_test_list(list_path)
-else:
-    test_list = make_test_list(clips, settings.test_pairs, settings.mixture.duration, seed=seed)
-    out.table(test_list, test_list_name(seed), float_format="%.3f", caption=(
-        "The fixed test list: on-screen clip (its video and voice) and off-screen clip (its voice), window starts in "
-        f"seconds ({settings.mixture.duration:.3f} s windows), both speakers' genders."))
-    test_list = read_test_list(list_path)
+speakers_root, clips, train_clips, test_clips = speaker_data(profile, settings, seed, data_root)
+test_list = ensure_test_list(out, clips, settings, seed)
 print(f"{len(train_clips)} training clips of {clips[clips.split == 'train'].speaker_id.nunique()} speakers; "
       f"{len(test_list)} test mixtures from {len(test_clips)} clips of {clips[clips.split == 'test'].speaker_id.nunique()} "
       f"speakers, {test_list.same_gender.mean():.0%} same-gender")
