@@ -27,6 +27,8 @@ from pathlib import Path
 from avlib.results import PROFILES, RESULTS_ROOT, atomic_path, write_text
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+#: seconds a kernel may take to start: papermill's 60 s is too short on a busy 2-core machine
+KERNEL_START_TIMEOUT = 300
 
 
 class NotebookFailed(RuntimeError):
@@ -92,6 +94,7 @@ def run_notebook(source: Path, *, profile: str, seed: int = 0, data_root: str = 
                 papermill.execute_notebook(
                     str(converted), str(partial), parameters=parameters, kernel_name=notebook.metadata["kernelspec"]["name"],
                     cwd=str(source.parent), progress_bar=False, execution_timeout=timeout, report_mode=False,
+                    start_timeout=KERNEL_START_TIMEOUT,
                 )
             except papermill.PapermillExecutionError as error:
                 failed.write_bytes(partial.read_bytes())
