@@ -10,7 +10,12 @@
 #   --data-root DIR               real datasets for the paper profile (see docs/datasets.md)
 #   --device cpu|cuda|auto        where to train (default: auto)
 #   --seed N                      seed of every notebook (default: 0)
+#   --force                       re-run notebooks that are up to date
 #   --setup-only                  create/refresh the environment and stop
+#
+# A notebook whose source, avlib code, parameters and inputs are unchanged since its last
+# successful run is skipped. Every run ends by rewriting results/README.md (the index, with
+# the time budget) and results/<profile>/tables/paper_comparison.{csv,md}.
 #
 # Set-up: a conda environment made from environment.yml is used when active; otherwise a
 # virtual environment .venv is created with pip from requirements.txt (torch pinned) and
@@ -33,7 +38,7 @@ while [[ $# -gt 0 ]]; do
     --seed) seed="$2"; shift 2 ;;
     --setup-only) setup_only=1; shift ;;
     --force) force=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -5,11 +5,17 @@
 ``device``, ``results_root``) and writes the executed notebook to
 ``results/<profile>/notebooks/NN_*.ipynb``, never over the source. The first failure stops the
 run, names the notebook and the cell, and leaves every finished notebook's results in place.
+
+Runs are incremental (:mod:`avlib.runs`): a notebook whose source, imported ``avlib`` code, parameters
+and inputs are unchanged since its last successful run is skipped; ``--force`` runs it anyway. Each
+executed notebook is also exported to HTML beside it, and every invocation ends by rebuilding
+``results/<profile>/tables/paper_comparison`` and the ``results/README.md`` index (:mod:`avlib.report`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -18,9 +24,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from avlib.results import PROFILES, RESULTS_ROOT, atomic_path
+from avlib.results import PROFILES, RESULTS_ROOT, atomic_path, write_text
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+#: seconds a kernel may take to start: papermill's 60 s is too short on a busy 2-core machine
+KERNEL_START_TIMEOUT = 300
 
 
 class NotebookFailed(RuntimeError):
@@ -86,6 +94,7 @@ def run_notebook(source: Path, *, profile: str, seed: int = 0, data_root: str = 
                 papermill.execute_notebook(
                     str(converted), str(partial), parameters=parameters, kernel_name=notebook.metadata["kernelspec"]["name"],
                     cwd=str(source.parent), progress_bar=False, execution_timeout=timeout, report_mode=False,
+                    start_timeout=KERNEL_START_TIMEOUT,
                 )
             except papermill.PapermillExecutionError as error:
                 failed.write_bytes(partial.read_bytes())
@@ -110,6 +119,150 @@ def _scrub_paths(output: Path, name: str) -> None:
         tmp.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
 
 
+def export_html(executed: Path) -> Path:
+    """The executed notebook as ``<name>.html`` beside it, for reading in a browser (nbconvert's lab template)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    return write_text(executed.with_suffix(".html"), body)
+
+
+#: the real datasets of the ``paper`` profile: folder under ``--data-root``, files that must be there, the
+#: notebooks (by number) that read it, and the section of docs/datasets.md with its layout
+DATASETS = (
+    ("AudioSet clips", "audioset", ("train", "test"), ("01", "02"), "docs/datasets.md (audioset/, Preparing the files)"),
+    ("UCF-101", "ucf101", ("ucfTrainTestlist/classInd.txt",), ("03",), "docs/datasets.md (ucf101/)"),
+    ("VoxCeleb", "voxceleb", ("speakers.csv", "clips.csv"), ("04", "05"), "docs/datasets.md (voxceleb/, Preparing the files)"),
+)
+
+
+def missing_data(data_root: str, notebooks: list[Path]) -> list[str]:
+    """What the ``paper`` profile lacks under ``data_root`` for these notebooks, one line per dataset."""
+    numbers = {path.name[:2] for path in notebooks}
+    problems = []
+    for title, folder, needed, readers, docs in DATASETS:
+        users = sorted(numbers & set(readers))
+        if not users:
+            continue
+        where = f"<data-root>/{folder}/" if not data_root else str(Path(data_root) / folder)
+        absent = [name for name in needed if not data_root or not (Path(data_root) / folder / name).exists()]
+        if absent:
+            problems.append(f"{title} for notebook(s) {', '.join(users)}: expected {where} with "
+                            f"{', '.join(absent)}; layout and ffmpeg preparation in {docs}")
+    return problems
+
+
+def _outputs(profile_dir: Path, name: str, since: str) -> list[str]:
+    """Files the notebook wrote in this run (by its provenance sidecars), relative to the profile's folder."""
+    from avlib.report import sidecars
+
+    written = []
+    for entry in sidecars(profile_dir):
+        if entry.get("notebook") == name and entry.get("date", "") >= since[:len(entry.get("date", ""))]:
+            written += [path.relative_to(profile_dir).as_posix() for path in entry["_files"] + [entry["_sidecar"]]]
+    return written
+
+
+def run_all(notebooks: list[Path], *, profile: str, seed: int = 0, data_root: str = "", device: str = "auto",
+            results_root: Path = RESULTS_ROOT, force: bool = False, only: str | None = None,
+            html: bool = True, log=print) -> int:
+    """Run the notebooks that are not up to date, record each run, then rebuild the report. Returns the exit code."""
+    from avlib import report, runs
+
+    results_root = Path(results_root)
+    profile_dir = results_root / profile
+    parameters = dict(profile=profile, seed=seed, data_root=data_root, device=device)
+    started, clock = runs.now(), time.time()
+    data_digest = functools.cache(lambda: runs.tree_digest(Path(data_root)))  # walked once per invocation
+    actions: dict[str, dict] = {}
+    code = 0
+    try:
+        for source in notebooks:
+            name = source.stem
+            record_path = runs.record_path(results_root, profile, name)
+            record = runs.read_record(record_path)
+            components = runs.fingerprint(source, parameters,
+                                          inputs=runs.input_digests(source, parameters, data_digest))
+            decision = runs.decide(record, components, force=force, outputs_exist=lambda outputs: [
+                output for output in outputs if not (profile_dir / output).exists()])
+            if not decision.run:
+                log(f"-- {source.name}: skipped, up to date (last run {record.get('started')}, "
+                    f"{record.get('wall_time_s', 0):.1f} s)")
+                actions[name] = {"action": "skipped", "reason": decision.reason, "wall_time_s": 0.0}
+                continue
+            log(f"-- {source.name} ({decision.reason}) ...", flush=True)
+            begun, begun_clock = runs.now(), time.time()
+            runs.write_record(record_path, {"notebook": name, "status": "running", "started": begun,
+                                            "reason": decision.reason, "fingerprint": None, "components": components})
+            (profile_dir / report.COMPARISONS / f"{name}.json").unlink(missing_ok=True)
+            try:
+                run = run_notebook(source, profile=profile, seed=seed, data_root=data_root, device=device,
+                                   results_root=results_root)
+            except NotebookFailed as failure:
+                runs.write_record(record_path, {"notebook": name, "status": "failed", "started": begun,
+                                                "reason": decision.reason, "error": str(failure.error)[:300],
+                                                "fingerprint": None, "components": components,
+                                                "wall_time_s": round(time.time() - begun_clock, 1)})
+                actions[name] = {"action": "failed", "reason": decision.reason}
+                log(f"!! {failure}", file=sys.stderr)
+                log("!! stopped; results of the notebooks that finished are kept", file=sys.stderr)
+                code = 1
+                break
+            except BaseException:
+                runs.write_record(record_path, {"notebook": name, "status": "interrupted", "started": begun,
+                                                "reason": decision.reason, "fingerprint": None, "components": components})
+                actions[name] = {"action": "interrupted", "reason": decision.reason}
+                raise
+            if html:
+                export_html(run.output)
+            # the inputs as the notebook left them (notebooks 02+ train the checkpoint they need if it is missing)
+            components["inputs"] = runs.input_digests(source, parameters, data_digest)
+            outputs = _outputs(profile_dir, name, begun) + [
+                path.relative_to(profile_dir).as_posix() for path in (run.output, run.output.with_suffix(".html"))
+                if path.exists()]
+            runs.write_record(record_path, {"notebook": name, "status": "ran", "started": begun,
+                                            "reason": decision.reason, "wall_time_s": round(run.seconds, 1),
+                                            "fingerprint": runs.digest(components), "components": components,
+                                            "outputs": sorted(outputs)})
+            actions[name] = {"action": "ran", "reason": decision.reason, "wall_time_s": round(run.seconds, 1)}
+            log(f"   done in {run.seconds:.1f} s -> {run.output}")
+    finally:
+        _finish_report(results_root, profile, seed, device, data_root, force, only, notebooks, actions, started, clock, log)
+    return code
+
+
+def _finish_report(results_root, profile, seed, device, data_root, force, only, notebooks, actions, started, clock, log):
+    from avlib import report, runs
+    from avlib.provenance import git_commit
+
+    profile_dir = Path(results_root) / profile
+    if not profile_dir.is_dir():
+        return
+    for source in notebooks:
+        actions.setdefault(source.stem, {"action": "not run (an earlier notebook stopped the run)", "reason": ""})
+    counts = {"selected": len(notebooks)}
+    for action in actions.values():
+        counts[action["action"]] = counts.get(action["action"], 0) + 1
+    invocation = {"started": started, "wall_time_s": round(time.time() - clock, 1), "machine": runs.machine(),
+                  "commit": git_commit(), "counts": counts, "notebooks": actions,
+                  "arguments": {"profile": profile, "seed": seed, "device": device, "data_root": bool(data_root),
+                                "force": force, "only": only or ""}}
+    try:
+        report.write_comparison(results_root, profile, seed)
+    except report.UnknownComparison as error:
+        log(f"!! {error}", file=sys.stderr)
+        raise
+    finally:
+        runs.write_record(profile_dir / runs.RUNS / report.INVOCATION, invocation)
+        report.append_history(results_root, profile, invocation)
+        written = report.write_index(results_root)
+        log(f"== {counts.get('ran', 0)} ran, {counts.get('skipped', 0)} skipped as up to date, "
+            f"{counts.get('failed', 0)} failed" + (", 1 interrupted" if counts.get("interrupted") else "")
+            + f" in {invocation['wall_time_s']:.1f} s; index: "
+            + ", ".join(str(path) for path in written))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m avlib.notebooks", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="synth", choices=PROFILES)
@@ -119,21 +272,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results-root", type=Path, default=RESULTS_ROOT)
     parser.add_argument("--force", action="store_true", help="re-run notebooks even if up to date")
+    parser.add_argument("--no-html", action="store_true", help="skip the HTML export of the executed notebooks")
     args = parser.parse_args(argv)
 
     notebooks = discover(args.only)
+    if args.profile == "paper":
+        problems = missing_data(args.data_root, notebooks)
+        if problems:
+            print("!! the paper profile reads real datasets " + (
+                f"under {args.data_root}" if args.data_root else "and needs --data-root DIR") + "; missing:", file=sys.stderr)
+            for problem in problems:
+                print(f"   - {problem}", file=sys.stderr)
+            print("!! nothing was run (the smoke and synth profiles need no data)", file=sys.stderr)
+            return 2
     print(f"== {len(notebooks)} notebook(s), profile {args.profile}, seed {args.seed}, device {args.device}")
-    for source in notebooks:
-        print(f"-- {source.name} ...", flush=True)
-        try:
-            run = run_notebook(source, profile=args.profile, seed=args.seed, data_root=args.data_root,
-                               device=args.device, results_root=args.results_root)
-        except NotebookFailed as failure:
-            print(f"!! {failure}", file=sys.stderr)
-            print("!! stopped; results of the notebooks that finished are kept", file=sys.stderr)
-            return 1
-        print(f"   done in {run.seconds:.1f} s -> {run.output}")
-    return 0
+    return run_all(notebooks, profile=args.profile, seed=args.seed, data_root=args.data_root, device=args.device,
+                   results_root=args.results_root, force=args.force, only=args.only, html=not args.no_html,
+                   log=_log)
+
+
+def _log(*parts, file=None, flush=False) -> None:
+    print(*parts, file=file or sys.stdout, flush=flush)
 
 
 if __name__ == "__main__":

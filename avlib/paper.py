@@ -21,6 +21,9 @@ class PaperNumber:
     dataset: str
     source: str
     verified: bool  # True only where the paper's own sentence was read (PAPER-Q) or the code states it
+    #: what the number says beyond its value, which a toy-scale run can check ("" for settings and scale)
+    direction: str = ""
+    comparable: bool = True  # False where even the paper's own setting is not ours to compare with (other data)
 
     @property
     def status(self) -> str:
@@ -29,17 +32,25 @@ class PaperNumber:
 
 NUMBERS: tuple[PaperNumber, ...] = (
     PaperNumber("alignment_accuracy", 59.9, "%", "alignment (shift) task accuracy on held-out videos, chance 50 %",
-                "AudioSet", "PAPER-Q issues #31, #34 of andrewowens/multisensory", True),
+                "AudioSet", "PAPER-Q issues #31, #34 of andrewowens/multisensory", True,
+                direction="above chance (50 %) on held-out videos"),
     PaperNumber("human_alignment_accuracy", 66.6, "%", "humans on the same task (15 s clips, 5 s shift, 30 workers)",
-                "AudioSet", "SUMMARY section 12; MEM section 4 (66.6 ± 2.4 %)", False),
+                "AudioSet", "SUMMARY section 12; MEM section 4 (66.6 ± 2.4 %)", False,
+                direction="humans above the network"),
+    PaperNumber("avts_alignment", 78.4, "%", "an earlier audio-visual sync model with curriculum learning (AVTS, "
+                "NeurIPS 2018), on its own data and protocol", "other data and protocol", "SUMMARY section 12", False,
+                comparable=False),
     PaperNumber("ucf101_multisensory", 82.1, "%", "UCF-101 split 1, fine-tuned from self-supervised pretraining",
-                "UCF-101", "2ND emergentmind; SUMMARY section 12; cited by AVTS and XDC", False),
+                "UCF-101", "2ND emergentmind; SUMMARY section 12; cited by AVTS and XDC", False,
+                direction="pretrained with audio above random initialisation"),
     PaperNumber("ucf101_supervised", 94.5, "%", "UCF-101, fully supervised (labelled pretraining)",
-                "UCF-101", "SUMMARY section 12", False),
+                "UCF-101", "SUMMARY section 12", False, direction="fully supervised above self-supervised pretraining"),
     PaperNumber("ucf101_no_audio", 77.1, "%", "UCF-101, audio removed (stated as about 5 points below 82.1)",
-                "UCF-101", "SUMMARY section 12 ('about 5 points lower')", False),
+                "UCF-101", "SUMMARY section 12 ('about 5 points lower')", False,
+                direction="below pretrained with audio"),
     PaperNumber("ucf101_random_init", 68.1, "%", "UCF-101, random initialisation (stated as about 14 points below 82.1)",
-                "UCF-101", "SUMMARY section 12 ('about 14 points lower')", False),
+                "UCF-101", "SUMMARY section 12 ('about 14 points lower')", False,
+                direction="below pretrained with audio"),
     PaperNumber("shift_min_s", 2.0, "s", "smallest shift of the negative audio", "AudioSet", "MEM / 3P (paper section 3)", False),
     PaperNumber("shift_max_s", 5.8, "s", "largest shift of the negative audio", "AudioSet", "MEM / 3P (paper section 3)", False),
     PaperNumber("pretraining_videos", 750_000, "videos", "AudioSet videos used for pretraining", "AudioSet",
@@ -72,6 +83,8 @@ _ABLATION_ROW = "INF paper.md 7.6 (a variant of sep_params.py, very likely an ab
 CLAIMS: tuple[PaperClaim, ...] = (
     PaperClaim("cam_speech", "CAM on speech videos", "top-ranked regions fall on speakers' faces and mouths", _SUMMARY),
     PaperClaim("cam_non_speech", "CAM on non-speech videos", "sound sources are still localised reasonably", _SUMMARY),
+    PaperClaim("cam_over_time", "CAM over time",
+               "attention follows on-screen motion (unlike single-frame models, which fix on the object)", _SUMMARY),
     PaperClaim("i3d_features", "Separation, multisensory features replaced by I3D features", "clearly worse", _SUMMARY,
                expected_sign=-1),
     PaperClaim("same_gender", "Separation, same-gender mixtures", "clearly worse than mixed-gender", _SUMMARY,
@@ -94,6 +107,16 @@ CLAIMS: tuple[PaperClaim, ...] = (
                "better than all", _SUMMARY),
 )
 CLAIMS_BY_KEY = {claim.key: claim for claim in CLAIMS}
+
+
+def paper_entry(key: str) -> PaperNumber | PaperClaim:
+    """The number or claim under ``key``; a KeyError names the known keys, so no notebook records a row the
+    paper (or its source summary) does not have."""
+    if key in BY_KEY:
+        return BY_KEY[key]
+    if key in CLAIMS_BY_KEY:
+        return CLAIMS_BY_KEY[key]
+    raise KeyError(f"no paper number or claim {key!r}; known: {sorted(BY_KEY) + sorted(CLAIMS_BY_KEY)}")
 
 
 def paper_number(key: str) -> PaperNumber:

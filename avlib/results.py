@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import json
+import numbers
 import os
 import platform
 import tempfile
@@ -28,6 +29,8 @@ from avlib.provenance import _git, git_commit
 #: ``results/`` of this checkout, the default destination.
 RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
 PROFILES = ("smoke", "synth", "paper")
+#: where each notebook's rows beside the paper go: ``results/<profile>/comparisons/<notebook>.json``
+COMPARISONS = "comparisons"
 SMOKE_BANNER = "SMOKE RUN: these numbers only show that the code runs; they are not results."
 _VERSIONED = ("torch", "decord", "av", "numpy")
 
@@ -47,6 +50,14 @@ def source_dirty() -> bool | None:
     """Local changes to the code (everything outside ``results/``, which a run itself writes)."""
     status = _git("status", "--porcelain", "--", ".", ":(exclude)results")
     return None if status is None else bool(status)
+
+
+def provenance_line(record: dict[str, Any]) -> str:
+    """One line of a provenance record: profile, seed, commit, device, date, wall time and versions."""
+    commit = record["git_commit"][:10] + (" (local changes)" if record["git_dirty"] else "")
+    versions = ", ".join(f"{name} {version}" for name, version in record["versions"].items())
+    return (f"profile `{record['profile']}`, seed {record['seed']}, commit {commit}, device {record['device']}, "
+            f"{record['date']}, {record['wall_time_s']} s since the notebook began; {versions}")
 
 
 @contextmanager
@@ -79,6 +90,8 @@ class ResultWriter:
     >>> out = ResultWriter(profile="synth", seed=0, device="cpu", notebook="00_data")
     >>> out.table(dataframe, "alignment")        # tables/alignment.{csv,md,provenance.json}
     >>> out.figure(fig, "frames")                # figures/frames.{png,provenance.json}
+    >>> out.compare("alignment_accuracy", 61.2, low=58.0, high=64.3, n=900, holds=True,
+    ...             measure="held-out alignment accuracy, %")   # a row of tables/paper_comparison
     """
 
     profile: str
@@ -113,11 +126,7 @@ class ResultWriter:
         }
 
     def provenance_line(self, record: dict[str, Any] | None = None) -> str:
-        record = record or self.provenance()
-        commit = record["git_commit"][:10] + (" (local changes)" if record["git_dirty"] else "")
-        versions = ", ".join(f"{name} {version}" for name, version in record["versions"].items())
-        return (f"profile `{record['profile']}`, seed {record['seed']}, commit {commit}, device {record['device']}, "
-                f"{record['date']}, {record['wall_time_s']} s since the notebook began; {versions}")
+        return provenance_line(record or self.provenance())
 
     def _sidecar(self, path: Path, kind: str, caption: str | None) -> dict[str, Any]:
         record = {"file": path.name, "kind": kind, "caption": caption or "", **self.provenance()}
@@ -157,3 +166,38 @@ class ResultWriter:
             tmp.write_bytes(Path(source).read_bytes())
         self._sidecar(path, "media", caption)
         return path
+
+    def compare(self, key: str, ours: float | str | None, *, measure: str, low: float | None = None,
+                high: float | None = None, n: int | None = None, holds: bool | None = None, note: str = "") -> dict[str, Any]:
+        """Record our measurement beside the paper's number or claim ``key`` (a key of :mod:`avlib.paper`).
+
+        ``ours`` is a number (with its 95 % interval ``low``-``high`` over ``n`` examples) or, for a claim
+        without a number, a sentence of what was measured; ``None`` says the row was not measured here
+        (``note`` says why). ``holds`` is whether the paper's direction (its ``direction``) held in this
+        run, computed by the caller; ``None`` where nothing was tested. The rows go to
+        ``comparisons/<notebook>.json``, one per key (recording a key again replaces it), from which the
+        report builds ``tables/paper_comparison``. An unknown key raises ``KeyError``.
+        """
+        from avlib.paper import paper_entry
+
+        paper_entry(key)  # raises on a row the paper does not have
+        if not self.notebook:
+            raise ValueError("ResultWriter.compare needs the notebook's name (ResultWriter(notebook=...))")
+        number = isinstance(ours, numbers.Real) and not isinstance(ours, bool)
+        row = {"key": key, "notebook": self.notebook, "profile": self.profile, "seed": self.seed,
+               "ours": float(ours) if number else ours, "low": _number(low), "high": _number(high),
+               "n": None if n is None else int(n), "measure": measure,
+               "holds": None if holds is None else bool(holds), "note": note}
+        path = self.directory / COMPARISONS / f"{self.notebook}.json"
+        rows = [kept for kept in read_comparisons(path) if kept["key"] != key] + [row]
+        write_text(path, json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        return row
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def read_comparisons(path: Path) -> list[dict[str, Any]]:
+    """The rows a notebook recorded with :meth:`ResultWriter.compare` (none if it recorded none)."""
+    return json.loads(path.read_text()) if path.exists() else []

@@ -52,9 +52,9 @@ from avlib.data.mixtures import MixtureBatches, load_test_mixtures
 from avlib.data.world import generate_world
 from avlib.metrics import confidence_interval, summarize
 from avlib.models.unet import mono_mix
-from avlib.paper import CLAIMS
 from avlib.pretrain import ensure_pretrained
 from avlib.profiles import get_profile
+from avlib.report import notebook_comparison
 from avlib.results import ResultWriter
 from avlib.separation import (
     build_model,
@@ -167,14 +167,11 @@ table = pd.DataFrame({
     "SIR dB": summary["sir"], "SAR dB": summary["sar"], "PESQ": summary["pesq"], "STOI": summary["stoi"],
     "pairs": summary["n"], "data": f"{profile} profile test list",
 })
-paper_row = pd.DataFrame([{
-    "system": "full model (paper)", "source": "on_screen", "pairs": None, "data": "VoxCeleb (version unknown)",
-    "SDR 95 % CI": "no number of the paper's separation tables could be verified (paper.md 7.8)",
-}])
-out.table(pd.concat([table, paper_row], ignore_index=True), "separation", caption=(
+out.table(table, "separation", caption=(
     f"On/off-screen separation on the fixed test list ({len(test_list)} mixtures, {profile} profile). Means with "
     "Student-t 95 % intervals; SDR gain = system minus mixture, per pair. The mixture's SAR is unbounded (it has no "
-    "artefacts) and shows a numerical ceiling. PESQ: wide-band, signals resampled to 16 kHz."))
+    "artefacts) and shows a numerical ceiling. PESQ: wide-band, signals resampled to 16 kHz. No number of the "
+    "paper's separation tables could be verified (paper.md 7.8): its claims are beside ours in `paper_comparison`."))
 table
 
 # %%
@@ -200,37 +197,32 @@ by_gender[["system", "source", "mixture kind", "sdr", "sdr_low", "sdr_high", "n"
 # %% [markdown]
 # ### Beside the paper's claims
 # The paper's separation numbers could not be read (paper.md 7.8); what the project's source summary
-# states is qualitative. Each claim beside what this notebook measures; claims about ablations are
-# measured in notebook 05.
+# states is qualitative. The rows this notebook measures go to `paper_comparison`: same-gender
+# mixtures are harder when their SDR gain is below the different-gender pairs'; the audio-only PIT
+# claim needs baselines not run here. Claims about ablations are measured in notebook 05.
 
 # %%
 def gain(system, same=None):
+    """On-screen SDR gains over the mixture of ``system``, optionally only of same- (True) or different-gender pairs."""
     rows = gains[(gains.system == system) & (gains.source == "on_screen")]
     if same is not None:
         rows = rows[rows.pair.isin(test_list.pair[test_list.same_gender == same])]
-    return rows["sdr_gain"].mean(), len(rows)
+    return rows["sdr_gain"]
 
 
-ours = {}
-same_gain, same_n = gain(headline["full"], True)
-different_gain, different_n = gain(headline["full"], False)
-ours["same_gender"] = (f"{names[headline['full']]}: on-screen SDR gain: same gender {same_gain:+.2f} dB ({same_n} pairs), "
-                       f"different gender {different_gain:+.2f} dB ({different_n} pairs)")
-full_gain, pairs = gain(headline["full"])
-pit_gain, _ = gain(headline["unet_pit"])
-ours["audio_only_pit"] = (f"on-screen SDR gain ({settings.phase} phase): u-net PIT (oracle assignment) {pit_gain:+.2f} dB, "
-                          f"full model {full_gain:+.2f} dB "
-                          f"({pairs} pairs); other audio-only baselines not run")
-separation_claims = [claim for claim in CLAIMS if claim.key in ("i3d_features", "same_gender", "no_audio_stream",
-                                                                  "audio_only_pit", "audio_visual_models")]
-claims = pd.DataFrame([
-    {"claim": claim.claim, "paper (source summary)": claim.direction,
-     "ours": ours.get(claim.key, "notebook 05 (ablations)" if claim.key in ("i3d_features", "no_audio_stream") else "not run here"),
-     "source": f"{claim.source} ({claim.status})"}
-    for claim in separation_claims
-])
-out.table(claims, "separation_claims", caption=f"The paper's separation claims beside this notebook's measurements ({profile} profile).")
-claims
+same, different = gain(headline["full"], True), gain(headline["full"], False)
+if len(same) and len(different):
+    mean, low, high = confidence_interval(same)
+    out.compare("same_gender", mean, low=low, high=high, n=len(same), holds=bool(same.mean() < different.mean()),
+                measure=f"{names[headline['full']]}: on-screen SDR gain over the mixture, same-gender pairs, dB",
+                note=f"holds: below the different-gender pairs' {different.mean():+.2f} dB ({len(different)} pairs)")
+full_gain, pit_gain = gain(headline["full"]), gain(headline["unet_pit"])
+mean, low, high = confidence_interval(pit_gain)
+out.compare("audio_only_pit", mean, low=low, high=high, n=len(pit_gain),
+            measure=f"u-net PIT (oracle assignment, {settings.phase} phase): on-screen SDR gain over the mixture, dB",
+            note=f"the full audio-visual model gains {full_gain.mean():+.2f} dB on the same pairs; the other audio-only "
+                 "baselines are not run, so the claim is not tested")
+notebook_comparison(out)
 
 # %% [markdown]
 # ## A few test mixtures: spectrograms and sound

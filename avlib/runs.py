@@ -1,0 +1,273 @@
+"""Run records of the notebooks, and whether a notebook is up to date.
+
+A notebook's **fingerprint** is a hash of everything its results depend on:
+
+- its source (``notebooks/NN_*.py``);
+- the ``avlib`` modules it imports, transitively (found by reading the ``import`` statements, so a
+  change to ``avlib/finetune.py`` re-runs the notebooks that import it and no other);
+- its parameters (profile, seed, data root, device);
+- its inputs: the pretrained checkpoint for a notebook that calls ``ensure_pretrained`` (notebooks
+  02 onwards start from it), and, in the ``paper`` profile, the files under ``--data-root`` (names,
+  sizes, modification times). The synthetic world needs no entry: it is generated from the hashed
+  code, profile and seed;
+- the environment: ``requirements.txt`` and the Python version.
+
+After a successful run the runner writes ``results/<profile>/runs/<notebook>.json`` with the
+fingerprint, the wall time and the outputs. A notebook is skipped only when its last record says it
+finished, the fingerprint is the same and its outputs are still there; a notebook that failed, or was
+interrupted (its record still says ``running``), always runs again.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from avlib.results import write_text
+
+PACKAGE = "avlib"
+PACKAGE_DIR = Path(__file__).resolve().parent
+CHECKOUT = PACKAGE_DIR.parent
+RUNS = "runs"
+#: parameters of the runner that change what a notebook computes
+PARAMETERS = ("profile", "seed", "data_root", "device")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's content, or ``'missing'``."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """A hash of every file's relative path, size and modification time under ``root`` (contents are not read:
+    a real dataset is hundreds of GB), or ``'missing'``."""
+    root = Path(root)
+    if not root.is_dir():
+        return "missing"
+    digest = hashlib.sha256()
+    for folder, folders, files in os.walk(root):
+        folders.sort()
+        for name in sorted(files):
+            path = Path(folder, name)
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _parse(text: str, where: Path) -> ast.Module:
+    try:
+        return ast.parse(text, filename=str(where))
+    except SyntaxError:
+        # IPython magics and shell escapes in a notebook cell are not Python; drop them.
+        kept = [line for line in text.splitlines() if not line.lstrip().startswith(("%", "!"))]
+        return ast.parse("\n".join(kept), filename=str(where))
+
+
+def module_path(module: str, package_dir: Path = PACKAGE_DIR) -> Path | None:
+    """The file of ``avlib.x.y`` (``avlib/x/y.py`` or ``avlib/x/y/__init__.py``), None if there is none."""
+    parts = module.split(".")[1:]
+    base = package_dir.joinpath(*parts)
+    for candidate in (base.with_suffix(".py") if parts else None, base / "__init__.py"):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(tree: ast.Module, current: str | None = None, package_dir: Path = PACKAGE_DIR) -> set[str]:
+    """The ``avlib`` modules a parsed file imports anywhere (also inside functions), with their parent packages.
+
+    ``current`` is the module's own name, for relative imports (``from .x import y``).
+    """
+    found: set[str] = set()
+    is_package = current is not None and module_path(current, package_dir) is not None and \
+        module_path(current, package_dir).name == "__init__.py"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if current is None:
+                    continue
+                anchor = current.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            if base.split(".")[0] != PACKAGE:
+                continue
+            found.add(base)
+            # ``from avlib import io`` and ``from avlib.data import world`` import submodules
+            found.update(f"{base}.{alias.name}" for alias in node.names
+                         if module_path(f"{base}.{alias.name}", package_dir) is not None)
+    with_parents = set()
+    for module in found:
+        parts = module.split(".")
+        with_parents.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
+    return {module for module in with_parents if module_path(module, package_dir) is not None}
+
+
+def avlib_closure(source: Path, package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
+    """Every ``avlib`` module a notebook (or any Python file) imports, directly or through other modules."""
+    pending = sorted(imported_modules(_parse(Path(source).read_text(), source), package_dir=package_dir))
+    closure: dict[str, Path] = {}
+    while pending:
+        module = pending.pop()
+        if module in closure:
+            continue
+        path = module_path(module, package_dir)
+        closure[module] = path
+        pending.extend(imported_modules(_parse(path.read_text(), path), module, package_dir) - closure.keys())
+    return dict(sorted(closure.items()))
+
+
+def _pretrained_checkpoint(parameters: dict[str, Any]) -> Path:
+    from avlib.profiles import get_profile
+
+    return get_profile(parameters["profile"]).pretrained_checkpoint()
+
+
+#: inputs a notebook reads when its source names the key: how to find the file
+INPUTS: dict[str, tuple[str, Callable[[dict[str, Any]], Path]]] = {
+    "ensure_pretrained": ("pretrained checkpoint", _pretrained_checkpoint),
+}
+
+
+def input_digests(source: Path, parameters: dict[str, Any], data_digest: Callable[[], str] | None = None) -> dict[str, str]:
+    """Hashes of the files a notebook reads besides its code: the checkpoints it starts from and the data root."""
+    text = Path(source).read_text()
+    digests = {label: file_digest(locate(parameters)) for key, (label, locate) in INPUTS.items() if key in text}
+    if parameters.get("data_root"):
+        digests["data root"] = data_digest() if data_digest else tree_digest(Path(parameters["data_root"]))
+    return digests
+
+
+def environment_digest(checkout: Path = CHECKOUT) -> str:
+    requirements = checkout / "requirements.txt"
+    pins = requirements.read_bytes() if requirements.exists() else b""
+    return _sha256(pins + platform.python_version().encode())
+
+
+def fingerprint(source: Path, parameters: dict[str, Any], *, inputs: dict[str, str] | None = None,
+                package_dir: Path = PACKAGE_DIR) -> dict[str, Any]:
+    """The components of a notebook's fingerprint, each a hash (no machine path is stored)."""
+    source = Path(source)
+    modules = avlib_closure(source, package_dir)
+    return {
+        "source": file_digest(source),
+        "modules": {module: file_digest(path) for module, path in modules.items()},
+        "parameters": {name: str(parameters.get(name, "")) if name != "data_root"
+                       else _sha256(str(parameters.get(name, "")).encode()) for name in PARAMETERS},
+        "inputs": dict(inputs if inputs is not None else input_digests(source, parameters)),
+        "environment": environment_digest(package_dir.parent),
+    }
+
+
+def digest(components: dict[str, Any]) -> str:
+    return _sha256(json.dumps(components, sort_keys=True).encode())
+
+
+@dataclass(frozen=True)
+class Decision:
+    run: bool
+    reason: str
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+
+
+def decide(record: dict[str, Any] | None, components: dict[str, Any], *, force: bool = False,
+           outputs_exist: Callable[[list[str]], list[str]] | None = None) -> Decision:
+    """Whether a notebook must run, and why, from its last run record and its fingerprint now.
+
+    ``outputs_exist`` takes the record's outputs and returns those that are missing.
+    """
+    if force:
+        return Decision(True, "forced (--force)")
+    if not record:
+        return Decision(True, "no previous run")
+    status = record.get("status")
+    if status in ("running", "interrupted"):  # "running": killed before it could say so
+        return Decision(True, "the previous run was interrupted")
+    if status != "ran" or not record.get("fingerprint"):
+        return Decision(True, f"the previous run {status or 'left no status'}")
+    if record["fingerprint"] == digest(components):
+        missing = outputs_exist(record.get("outputs", [])) if outputs_exist else []
+        if missing:
+            return Decision(True, f"outputs missing: {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+        return Decision(False, "up to date")
+    old = record.get("components", {})
+    reasons = []
+    if old.get("source") != components["source"]:
+        reasons.append("notebook source changed")
+    modules = _changed(old.get("modules", {}), components["modules"])
+    if modules:
+        reasons.append("avlib changed: " + ", ".join(modules))
+    for part in ("parameters", "inputs"):
+        changed = _changed(old.get(part, {}), components[part])
+        if changed:
+            reasons.append(f"{part} changed: " + ", ".join(changed))
+    if old.get("environment") != components["environment"]:
+        reasons.append("environment changed (requirements.txt or Python)")
+    return Decision(True, "; ".join(reasons) or "fingerprint changed")
+
+
+def record_path(results_root: Path, profile: str, name: str) -> Path:
+    return Path(results_root) / profile / RUNS / f"{name}.json"
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def machine() -> str:
+    """The machine in words: CPU model and count, memory, GPU if one is visible (for the time budget)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    words = f"{usable} CPU core(s) usable ({cpu})"
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        words += f", {pages * size / 2**30:.0f} GiB memory"
+    except (ValueError, OSError, AttributeError):
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        words += f", GPU {torch.cuda.get_device_name(0)}"
+    return words + f", {platform.system()} {platform.release()}"
