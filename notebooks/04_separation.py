@@ -156,7 +156,7 @@ for name, run in (("full (multisensory features)", full_run), ("u-net PIT (audio
     log = pd.DataFrame(run["train"])
     axis.plot(log["step"], log["loss"], label=name)
 axis.set_xlabel("step")
-axis.set_ylabel("training loss (L1, normalised)")
+axis.set_ylabel("training loss (L1 on " + ("normalised log-magnitude)" if settings.magnitude_loss == "log" else "amplitudes, relative)"))
 axis.legend()
 axis.set_title(f"Separation training, {profile} profile")
 out.figure(fig, "separation_training", caption="Training loss of the full model and of the u-net PIT baseline.")
