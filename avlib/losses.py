@@ -7,6 +7,11 @@ All terms are in the networks' normalised [-1, 1] domain: log-magnitude (dB rang
 - Audio-only "u-net PIT" (``loss_types = ['pit']``): the same four-term sum for both assignments of the two
   outputs to the two sources, its minimum per example, then the batch mean.
 
+``magnitude="linear"`` (not the paper's; the synth profile's) scores the magnitudes as amplitudes instead
+of dB: mean |A^ - A| / mean A per example, with A = 10^(dB / 20) of the de-normalised maps. The log L1
+weighs every time-frequency bin alike, also the many where the other source dominates and the target's
+level cannot be seen in the mixture; the amplitude L1 weighs the bins by their energy, as SDR does.
+
 The official loss also covers the padded Nyquist bin (-100 dB predicted); ours covers the ``num_bins`` the
 network outputs, which differs by that one constant bin. The L2 weight decay is the optimiser's
 (:class:`avlib.train.TrainConfig`, U-Net only).
@@ -21,9 +26,13 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
+from avlib.spectral import SpectralConfig, denormalize_db
+
 #: The phase L1 weight (``phase_weight``) and the magnitude one (``l1_weight``).
 PHASE_WEIGHT = 0.01
 MAGNITUDE_WEIGHT = 1.0
+#: How the magnitude maps are compared: in normalised dB (the paper's) or as amplitudes.
+MAGNITUDE_LOSSES = ("log", "linear")
 
 
 def _per_example_l1(prediction: Tensor, target: Tensor) -> Tensor:
@@ -33,38 +42,53 @@ def _per_example_l1(prediction: Tensor, target: Tensor) -> Tensor:
     return (prediction - target).abs().flatten(1).mean(dim=1)
 
 
+def magnitude_l1(prediction: Tensor, target: Tensor, magnitude: str = "log", spectral: SpectralConfig | None = None) -> Tensor:
+    """Per-example L1 of normalised log-magnitude maps (B, T, F) -> (B,): ``"log"``, mean |prediction - target|
+    in the normalised domain; ``"linear"``, mean |A^ - A| / mean A on amplitudes A = 10^(dB / 20), dB
+    de-normalised with ``spectral``'s range (default: the paper's)."""
+    if magnitude == "log":
+        return _per_example_l1(prediction, target)
+    if magnitude != "linear":
+        raise ValueError(f"magnitude must be one of {MAGNITUDE_LOSSES}, got {magnitude!r}")
+    spectral = spectral or SpectralConfig()
+    predicted, wanted = (10.0 ** (denormalize_db(x, spectral) / 20.0) for x in (prediction, target))
+    return _per_example_l1(predicted, wanted) / wanted.flatten(1).mean(dim=1).clamp_min(1e-12)
+
+
 def _assignment_terms(output: Mapping[str, Tensor], first: Mapping[str, Tensor], second: Mapping[str, Tensor],
-                      phase_weight: float) -> dict[str, Tensor]:
+                      phase_weight: float, magnitude: str = "log", spectral: SpectralConfig | None = None) -> dict[str, Tensor]:
     """Per-example terms when the on-screen head is scored against ``first`` and the off-screen one against ``second``."""
     return {
-        "on_magnitude": MAGNITUDE_WEIGHT * _per_example_l1(output["on_screen_magnitude"], first["magnitude"]),
+        "on_magnitude": MAGNITUDE_WEIGHT * magnitude_l1(output["on_screen_magnitude"], first["magnitude"], magnitude, spectral),
         "on_phase": phase_weight * _per_example_l1(output["on_screen_phase"], first["phase"]),
-        "off_magnitude": MAGNITUDE_WEIGHT * _per_example_l1(output["off_screen_magnitude"], second["magnitude"]),
+        "off_magnitude": MAGNITUDE_WEIGHT * magnitude_l1(output["off_screen_magnitude"], second["magnitude"], magnitude, spectral),
         "off_phase": phase_weight * _per_example_l1(output["off_screen_phase"], second["phase"]),
     }
 
 
 def separation_loss(output: Mapping[str, Tensor], on_screen: Mapping[str, Tensor], off_screen: Mapping[str, Tensor],
-                    phase_weight: float = PHASE_WEIGHT) -> tuple[Tensor, dict[str, float]]:
+                    phase_weight: float = PHASE_WEIGHT, magnitude: str = "log",
+                    spectral: SpectralConfig | None = None) -> tuple[Tensor, dict[str, float]]:
     """The on/off loss: L1 on log-magnitude plus ``phase_weight`` x L1 on phase, for both outputs.
 
     output: :class:`avlib.models.unet.SeparationOutput`; on_screen, off_screen: targets with ``magnitude``
-    and ``phase`` (B, T, F) (an :class:`avlib.spectral.Spectrogram`'s ``_asdict()``). Returns the batch
-    mean and its four terms.
+    and ``phase`` (B, T, F) (an :class:`avlib.spectral.Spectrogram`'s ``_asdict()``). ``magnitude``, ``spectral``:
+    as :func:`magnitude_l1`. Returns the batch mean and its four terms.
     """
-    terms = _assignment_terms(output, on_screen, off_screen, phase_weight)
+    terms = _assignment_terms(output, on_screen, off_screen, phase_weight, magnitude, spectral)
     loss = sum(terms.values()).mean()
     return loss, {name: float(value.detach().mean()) for name, value in terms.items()}
 
 
 def pit_loss(output: Mapping[str, Tensor], first: Mapping[str, Tensor], second: Mapping[str, Tensor],
-             phase_weight: float = PHASE_WEIGHT) -> tuple[Tensor, dict[str, float]]:
+             phase_weight: float = PHASE_WEIGHT, magnitude: str = "log",
+             spectral: SpectralConfig | None = None) -> tuple[Tensor, dict[str, float]]:
     """The permutation-invariant loss: per example, the smaller loss of the two output-to-source assignments.
 
     Same arguments as :func:`separation_loss`; the order of ``first`` and ``second`` does not matter, nor does
     the order of the outputs. Also returns the share of examples scored in swapped order.
     """
-    straight = sum(_assignment_terms(output, first, second, phase_weight).values())  # (B,)
-    swapped = sum(_assignment_terms(output, second, first, phase_weight).values())
+    straight = sum(_assignment_terms(output, first, second, phase_weight, magnitude, spectral).values())  # (B,)
+    swapped = sum(_assignment_terms(output, second, first, phase_weight, magnitude, spectral).values())
     per_example = torch.minimum(straight, swapped)
     return per_example.mean(), {"swapped": float((swapped < straight).float().mean())}

@@ -159,6 +159,31 @@ def test_pit_loss_ignores_the_order_of_the_outputs_and_the_plain_loss_does_not()
     assert separation_loss(as_output(off, on), on, off)[0].item() > 0.1
 
 
+def test_linear_magnitude_loss_weighs_bins_by_their_energy():
+    spectral = SpectralConfig()
+    target = torch.full((1, 4, 8), -0.2)  # -28 dB everywhere ...
+    target[..., 0] = 0.2  # ... but the loudest bin, +8 dB
+    loud_off, quiet_off = target.clone(), target.clone()
+    loud_off[..., 0] -= 0.1  # the same 9 dB error in a loud bin, or in a quiet one
+    quiet_off[..., 1] -= 0.1
+    output = lambda magnitude: {"on_screen_magnitude": magnitude, "on_screen_phase": torch.zeros_like(target),
+                                "off_screen_magnitude": target, "off_screen_phase": torch.zeros_like(target)}
+    sources = ({"magnitude": target, "phase": torch.zeros_like(target)},) * 2
+    log = [separation_loss(output(m), *sources)[0].item() for m in (loud_off, quiet_off)]
+    linear = [separation_loss(output(m), *sources, magnitude="linear", spectral=spectral)[0].item() for m in (loud_off, quiet_off)]
+    assert log[0] == pytest.approx(log[1])
+    assert linear[0] > 20 * linear[1]
+    assert separation_loss(output(target), *sources, magnitude="linear")[0].item() == 0
+    # scale-free: the same relative error costs the same at any level
+    louder = {key: value + 20 / 90 if "magnitude" in key else value for key, value in output(loud_off).items()}
+    shifted = ({"magnitude": target + 20 / 90, "phase": torch.zeros_like(target)},) * 2
+    assert separation_loss(louder, *shifted, magnitude="linear")[0].item() == pytest.approx(linear[0], rel=1e-4)
+    straight = separation_loss(output(loud_off), *sources, magnitude="linear")[0]
+    assert pit_loss(output(loud_off), *sources, magnitude="linear")[0].item() == pytest.approx(straight.item())
+    with pytest.raises(ValueError, match="magnitude"):
+        separation_loss(output(target), *sources, magnitude="cubic")
+
+
 # ----------------------------------------------------------------------------------- mixtures and lists
 
 
@@ -300,8 +325,10 @@ def test_profile_settings():
     paper = settings_for("paper")
     assert paper.model == SeparationConfig() and paper.lr == 1e-4 and paper.lr_milestones == (120_000,)
     assert (paper.steps, paper.batch_size, paper.pit_batch_size, paper.grad_clip) == (160_000, 6, 12, 10.0)
+    assert (paper.model.output, paper.magnitude_loss) == ("direct", "log")
     synth = settings_for("synth")
     assert synth.model.spectral.sample_rate == synth.mixture.sample_rate == 11025
+    assert synth.pit_model.output == synth.model.output
     assert synth.mixture.num_frames == synth.model.num_video_frames
     with pytest.raises(ValueError, match="unknown profile"):
         settings_for("huge")

@@ -1,5 +1,7 @@
 """The separation U-Net: the paper's configuration on the meta device, its variants and TF's layers on tiny ones."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,15 +10,18 @@ from torch import nn
 from avlib.checkpoint import save_checkpoint
 from avlib.models.multisensory import MultisensoryConfig, pad_same
 from avlib.models.unet import (
+    MASK_LOGIT_SCALE,
     SeparationConfig,
     SeparationNet,
     UNet,
     UNetConfig,
+    apply_mask,
     from_checkpoint,
+    mono_mix,
     resize_time_tf1,
     transposed_conv_same,
 )
-from avlib.spectral import SpectralConfig
+from avlib.spectral import SpectralConfig, analyze
 
 # paper.md 7.10 (computed from the official code): U-Net with video 77.6 M, without 67.0 M, with the multisensory net 113.7 M.
 PAPER_PARAMETERS_M = {"unet": 77.6, "unet_no_video": 67.0, "total": 113.7}
@@ -133,6 +138,28 @@ def test_tiny_model_trains_and_uses_the_video():
         same = model(frames, audio)["on_screen_magnitude"]
         other = model(frames.flip(2), audio)["on_screen_magnitude"]
     assert not torch.allclose(same, other)
+
+
+def test_mask_output_scales_the_mixture_down():
+    config = tiny_config(video="none", output="mask")
+    torch.manual_seed(0)
+    model = SeparationNet(config).eval()
+    _, audio = tiny_inputs(config)
+    with torch.no_grad():
+        output = model(None, audio)
+    spectral = config.spectral
+    mixture = analyze(mono_mix(audio), spectral, 128).magnitude
+    for source in ("on_screen", "off_screen"):
+        gain_db = (output[f"{source}_magnitude"] - mixture) * (spectral.db_max - spectral.db_min) / 2
+        assert gain_db.max() <= 1e-4 and gain_db.min() >= -20 * math.log10(1 + math.exp(MASK_LOGIT_SCALE)) - 1e-3
+        # a fresh network's masks are near 0.5: both outputs start as the mixture at about -6 dB
+        assert gain_db.mean().item() == pytest.approx(-6.02, abs=1.0)
+    head = torch.tensor([[[-1.0, 0.0, 1.0]]])
+    zero = torch.zeros_like(head)
+    expected = 20 * torch.log10(torch.sigmoid(MASK_LOGIT_SCALE * head)) * 2 / (spectral.db_max - spectral.db_min)
+    torch.testing.assert_close(apply_mask(head, zero, spectral), expected)
+    with pytest.raises(ValueError, match="output"):
+        tiny_config(output="spectrogram")
 
 
 def test_audio_only_variant_ignores_frames():

@@ -3,9 +3,11 @@
 A port of ``make_net`` in ``src/sourcesep.py`` of the official TensorFlow code (paper.md 7.3). The U-Net
 reads the mixture's normalised log-magnitude and phase on a time x frequency grid and regresses, with two
 heads, the log-magnitude and phase of the **on-screen** (``gen/fg``) and the **off-screen** (``gen/bg``)
-sound. It predicts no masks. Video features of three scales of a feature network (the multisensory net's
-``conv2_2``, ``conv3_2`` and ``conv5_2``) are averaged over space, resized in time, tiled over frequency and
-concatenated after encoder layers 3, 4 and 5 (``merge_level``).
+sound. It predicts no masks (``SeparationConfig(output="mask")``, not the paper's, turns the magnitude
+heads into ratio masks on the mixture's magnitude; the synth profile uses it). Video features of three
+scales of a feature network (the multisensory net's ``conv2_2``, ``conv3_2`` and ``conv5_2``) are
+averaged over space, resized in time, tiled over frequency and concatenated after encoder layers 3, 4
+and 5 (``merge_level``).
 
 Module names follow the TF scopes: ``gen/conv3`` -> ``unet.conv3``, ``gen/deconv2`` -> ``unet.deconv2``,
 ``gen/fg`` -> ``unet.on_screen``, ``gen/bg`` -> ``unet.off_screen``; the multisensory sub-network is
@@ -52,6 +54,11 @@ KERNEL = 4
 TIME_DIVISOR = 2 ** sum(stride[0] == 2 for _, _, stride in ENCODER)  # 128
 FREQ_DIVISOR = 2 ** sum(stride[1] == 2 for _, _, stride in ENCODER)  # 512
 VIDEO_MODES = ("multisensory", "none", "custom")
+#: What the magnitude heads give: the source's log-magnitude (the paper's) or a ratio mask on the mixture's.
+OUTPUT_MODES = ("direct", "mask")
+#: In ``output="mask"``, the head's tanh output t becomes the mask sigmoid(MASK_LOGIT_SCALE t), so a mask
+#: spans about -52 dB to 0 dB.
+MASK_LOGIT_SCALE = 6.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,11 @@ class SeparationConfig:
         fps, size, crop: frames of the feature network: rate, squashed size, centre (test) / random
             (training) crop. Paper: 29.97 fps, 256, 224.
         rms: RMS of each source, per channel, before mixing (``normalize_rms``: 0.1).
+        output: ``"direct"`` (the paper's: each magnitude head regresses the source's normalised
+            log-magnitude) or ``"mask"`` (not the paper's: each magnitude head gives a ratio mask m in
+            (0, 1), ``sigmoid(6 tanh(.))``, and the source's log-magnitude is the mixture's plus 20 log10 m,
+            so the outputs start as the mixture at -6 dB and only need to learn what to remove; see
+            :func:`apply_mask`). The phase heads are the same in both.
     """
 
     spectral: SpectralConfig = field(default_factory=SpectralConfig)
@@ -106,8 +118,11 @@ class SeparationConfig:
     size: int = 256
     crop: int = 224
     rms: float = 0.1
+    output: str = "direct"
 
     def __post_init__(self) -> None:
+        if self.output not in OUTPUT_MODES:
+            raise ValueError(f"SeparationConfig.output must be one of {OUTPUT_MODES}, got {self.output!r}")
         if self.video not in VIDEO_MODES:
             raise ValueError(f"SeparationConfig.video must be one of {VIDEO_MODES}, got {self.video!r}")
         if self.video == "custom" and (self.custom_channels is None or len(self.custom_channels) != 3):
@@ -364,6 +379,16 @@ def _check_spectrogram(spectrogram: Tensor) -> None:
         )
 
 
+def apply_mask(head: Tensor, mixture_magnitude: Tensor, spectral: SpectralConfig) -> Tensor:
+    """``output="mask"``: a source's normalised log-magnitude from a magnitude head and the mixture's.
+
+    head (B, T, F) in [-1, 1] (the head's tanh), mixture_magnitude (B, T, F) normalised -> the mixture's
+    log-magnitude plus 20 log10 sigmoid(6 head) dB, in the normalised units, clipped to [-1, 1].
+    """
+    mask_db = -F.softplus(-MASK_LOGIT_SCALE * head) * (20.0 / math.log(10.0))  # 20 log10 sigmoid(x)
+    return (mixture_magnitude + mask_db * (2.0 / (spectral.db_max - spectral.db_min))).clamp(-1.0, 1.0)
+
+
 def mono_mix(audio: Tensor) -> Tensor:
     """The spectrogram branch's input: the channel mean. (B, C, N) -> (B, N)."""
     return audio.mean(dim=1)
@@ -443,7 +468,12 @@ class SeparationNet(nn.Module):
         spectral = self.config.spectral
         mixture = analyze(mono_mix(audio), spectral, num_frames=self.num_frames_for(audio.shape[-1]))
         spectrogram = torch.stack([mixture.magnitude, mixture.phase], dim=1)  # (B, 2, T, F)
-        return self.unet(spectrogram, self.video_features(frames, audio))
+        output = self.unet(spectrogram, self.video_features(frames, audio))
+        if self.config.output == "mask":
+            for source in ("on_screen", "off_screen"):
+                key = f"{source}_magnitude"
+                output[key] = apply_mask(output[key], mixture.magnitude.to(output[key].dtype), spectral)
+        return output
 
     def num_frames_for(self, num_samples: int) -> int:
         """Spectrogram frames used from ``num_samples``: the most frames, a multiple of 128, that fit."""
