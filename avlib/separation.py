@@ -119,7 +119,7 @@ def _from_pretrain(profile_name: str, unet_width: int, fft_size: int | None = No
 def settings_for(profile: str) -> SeparationSettings:
     """The settings of ``smoke``, ``synth`` or ``paper``.
 
-    synth: the pretrained net of the synth profile (width 16, 7.49 fps, 64 -> 56 frames, 11 025 Hz), the
+    synth: the pretrained net of the synth profile (width 16, 7.49 fps, 40 -> 32 frames, 11 025 Hz), the
     paper's 16 ms / 64 ms STFT at that rate (704 / 176, FFT 1024, 512 bins, 128 frames = 2.09 s), a U-Net of
     width 8, batches of 4 clips, and a learning rate of 2e-3 rather than the paper's 1e-4 for a run of a few
     hundred steps. A few hundred steps do not teach the U-Net to regress phase (measured: SAR -2.5 dB with
