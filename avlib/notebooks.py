@@ -69,8 +69,11 @@ def kernel_name() -> str:
 
 
 def run_notebook(source: Path, *, profile: str, seed: int = 0, data_root: str = "", device: str = "auto",
-                 results_root: Path = RESULTS_ROOT, timeout: int | None = None) -> NotebookRun:
-    """Execute one jupytext notebook into ``results_root/<profile>/notebooks/<name>.ipynb``."""
+                 results_root: Path = RESULTS_ROOT, timeout: int | None = None, checkpoint_root: str = "") -> NotebookRun:
+    """Execute one jupytext notebook into ``results_root/<profile>/notebooks/<name>.ipynb``.
+
+    ``checkpoint_root``, when given, is passed to the notebook (which otherwise uses the checkout's
+    ``checkpoints/``); the tests use it to keep their checkpoints apart from the checkout's."""
     import jupytext
     import papermill
 
@@ -85,6 +88,8 @@ def run_notebook(source: Path, *, profile: str, seed: int = 0, data_root: str = 
     # path is written into the executed notebook.
     parameters = dict(profile=profile, seed=seed, data_root=data_root, device=device,
                       results_root=os.path.relpath(Path(results_root).resolve(), source.parent.resolve()))
+    if checkpoint_root:
+        parameters["checkpoint_root"] = str(checkpoint_root)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix=f"avlib-{name}-") as scratch:
         converted = Path(scratch) / f"{name}.ipynb"

@@ -15,7 +15,8 @@ NOTEBOOKS = discover()
 
 @pytest.fixture(scope="module")
 def smoke_results(tmp_path_factory):
-    """One results folder for the whole smoke run, as ``./reproduce.sh --profile smoke`` writes it."""
+    """One results folder for the whole smoke run, as ``./reproduce.sh --profile smoke`` writes it, with its own
+    checkpoints (never the checkout's, which an older version of the code may have written)."""
     return tmp_path_factory.mktemp("smoke") / "results"
 
 
@@ -26,7 +27,8 @@ def test_notebooks_exist():
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_runs_in_smoke_profile(source, smoke_results):
     source_before = source.stat().st_mtime_ns, source.read_bytes()
-    run = run_notebook(source, profile="smoke", seed=0, results_root=smoke_results, device="cpu")
+    run = run_notebook(source, profile="smoke", seed=0, results_root=smoke_results, device="cpu",
+                       checkpoint_root=str(smoke_results.parent / "checkpoints"))
     assert run.output == smoke_results / "smoke" / "notebooks" / f"{source.stem}.ipynb"
     executed = json.loads(run.output.read_text())
     assert any(cell.get("outputs") for cell in executed["cells"] if cell["cell_type"] == "code")
