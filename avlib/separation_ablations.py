@@ -389,12 +389,24 @@ def verdict(low: float, high: float, expected_sign: int) -> str:
     return "held" if side == expected_sign else "opposite"
 
 
-def direction_rows(scores: pd.DataFrame, rows: Sequence[str], titles: Mapping[str, str], metric: str = "sdr",
-                   source: str = "on_screen") -> pd.DataFrame:
-    """Each row's paper claim against ``full`` (paired), then the gender claim for every row (Welch).
+@dataclass(frozen=True)
+class ClaimDifference:
+    """One row's paper claim against ``full``: the per-pair difference's mean, 95 % interval and pairs, and the verdict."""
 
-    Columns: row, claim, paper's direction, its source and status, compared, difference (dB), its 95 %
-    interval, pairs and the verdict (:func:`verdict`)."""
+    name: str
+    claim: PaperClaim
+    mean: float
+    low: float
+    high: float
+    pairs: int
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.low, self.high, self.claim.expected_sign)
+
+
+def against_full(scores: pd.DataFrame, rows: Sequence[str], metric: str = "sdr", source: str = "on_screen") -> list[ClaimDifference]:
+    """Every row that has a paper claim, compared with ``full`` pair by pair (Student-t interval of the mean)."""
     from avlib.metrics import confidence_interval
 
     out = []
@@ -402,10 +414,21 @@ def direction_rows(scores: pd.DataFrame, rows: Sequence[str], titles: Mapping[st
         variant = VARIANT_BY_NAME[name]
         if variant.claim is None:
             continue
-        claim = CLAIMS_BY_KEY[variant.claim]
         differences = paired_difference(scores, name, "full", metric, source)
         mean, low, high = confidence_interval(differences)
-        out.append(_direction_row(titles[name], claim, f"{name} - full, per pair", mean, low, high, len(differences)))
+        out.append(ClaimDifference(name, CLAIMS_BY_KEY[variant.claim], mean, low, high, len(differences)))
+    return out
+
+
+def direction_rows(scores: pd.DataFrame, rows: Sequence[str], titles: Mapping[str, str], metric: str = "sdr",
+                   source: str = "on_screen") -> pd.DataFrame:
+    """Each row's paper claim against ``full`` (paired, :func:`against_full`), then the gender claim for every
+    row (Welch).
+
+    Columns: row, claim, paper's direction, its source and status, compared, difference (dB), its 95 %
+    interval, pairs and the verdict (:func:`verdict`)."""
+    out = [_direction_row(titles[row.name], row.claim, f"{row.name} - full, per pair", row.mean, row.low, row.high, row.pairs)
+           for row in against_full(scores, rows, metric, source)]
     gender = CLAIMS_BY_KEY["same_gender"]
     for name in rows:
         chosen = scores[(scores.system == name) & (scores.source == source)]

@@ -59,21 +59,18 @@ from avlib.separation import ensure_test_list, settings_for, speaker_data
 from avlib.separation_ablations import (
     SUBSETS,
     VARIANTS,
+    against_full,
     build_variant,
     checkpoint_folder,
     cached_scores,
     combine_scores,
     direction_rows,
     ensure_i3d,
-    paired_difference,
-    verdict,
     readable_table,
     summary_table,
     train_variant,
 )
-from avlib.paper import CLAIMS_BY_KEY
 from avlib.separation_ablations import settings_for as ablation_settings_for
-from avlib.metrics import confidence_interval
 
 settings = settings_for(profile)
 ablation = ablation_settings_for(profile)
@@ -234,14 +231,9 @@ for _, record in directions.iterrows():
     print(f"{record['row']} [{record['compared']}]: paper: {paper_direction}; ours: "
           f"{record['difference dB']:+.2f} dB ({record['95 % interval']}, {record['pairs']} pairs): {record['direction held?']}")
 # each row's claim goes to the paper comparison too (the gender claim is notebook 04's row)
-for variant in VARIANTS:
-    if variant.claim is None:
-        continue
-    differences = paired_difference(scores, variant.name, "full", "sdr", "on_screen")
-    mean, low, high = confidence_interval(differences)
-    held = verdict(low, high, CLAIMS_BY_KEY[variant.claim].expected_sign)
-    out.compare(variant.claim, mean, low=low, high=high, n=len(differences), holds=None if held in ("not resolved", "not measured") else held == "held",
-                measure=f"on-screen SDR of '{titles[variant.name]}' minus full, per test pair (dB, {phase} phase)", note=held)
+for row in against_full(scores, rows):
+    out.compare(row.claim.key, row.mean, low=row.low, high=row.high, n=row.pairs, holds={"held": True, "opposite": False}.get(row.verdict),
+                measure=f"on-screen SDR of '{titles[row.name]}' minus full, per test pair (dB, {phase} phase)", note=row.verdict)
 directions
 
 # %%
