@@ -59,6 +59,7 @@ from torch import Tensor
 
 from avlib import io
 from avlib.data.shift import ShiftConfig
+from avlib.hashing import file_digest
 from avlib.models.multisensory import MultisensoryNet, from_checkpoint, normalize_frames
 from avlib.results import atomic_path
 from avlib.writer import fps_fraction
@@ -437,11 +438,7 @@ def cam_network(checkpoint: str | Path, device: str | torch.device = "cpu") -> M
 
 
 def _digest(path: Path) -> str:
-    hasher = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()[:10]
+    return file_digest(path, "sha1")[:10]
 
 
 def cam_checkpoint(profile_name: str, seed: int = 0, settings: CamSettings | None = None, *, data_root: str | Path = "",

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from avlib import hashing
 from avlib.results import write_text
 
 PACKAGE = "avlib"
@@ -48,13 +49,7 @@ def _sha256(data: bytes) -> str:
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's content, or ``'missing'``."""
     path = Path(path)
-    if not path.is_file():
-        return "missing"
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return hashing.file_digest(path) if path.is_file() else "missing"
 
 
 def tree_digest(root: Path) -> str:

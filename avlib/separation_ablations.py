@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avlib.hashing import file_digest
 from avlib.models.i3d import I3D, I3DConfig, I3DFeatures, load_converted
 from avlib.models.multisensory import MultisensoryNet, normalize_frames
 from avlib.models.unet import MultisensoryFeatures, SeparationNet
@@ -292,14 +293,6 @@ def train_variant(model: SeparationNet, variant: Variant, train_clips, separatio
 # ------------------------------------------------------------------------------------------ scores
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cached_scores(name: str, model: SeparationNet, checkpoint: str | Path, test_batch: Mapping[str, Tensor],
                   test_list: pd.DataFrame, cache_dir: str | Path, *, phase: str, order_free: bool = False,
                   batch_size: int = 8, with_mixture: bool = True, recompute: bool = False) -> pd.DataFrame:
@@ -310,7 +303,7 @@ def cached_scores(name: str, model: SeparationNet, checkpoint: str | Path, test_
     row only. A cached table holding more (the mixture, STOI) serves a call that asks for less."""
     from avlib.results import atomic_path
 
-    key = {"checkpoint": file_digest(checkpoint), "test_list": hashlib.sha1(test_list.to_csv(index=False).encode()).hexdigest(),
+    key = {"checkpoint": file_digest(checkpoint, "sha1"), "test_list": hashlib.sha1(test_list.to_csv(index=False).encode()).hexdigest(),
            "phase": phase, "order_free": order_free, "format": 1}
     cache_dir = Path(cache_dir)
     table_path, key_path = cache_dir / f"{name}.csv", cache_dir / f"{name}.json"
