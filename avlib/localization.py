@@ -334,6 +334,27 @@ def top_responses(evaluation: SceneEvaluation, method: str, count: int) -> pd.Da
     return pd.DataFrame(best).sort_values("response", ascending=False).head(count).reset_index(drop=True)
 
 
+def peak_concentration(evaluation: SceneEvaluation, method: str) -> dict[str, float]:
+    """Where the peaks of ``method``'s maps land, over every stored map of every clip: the stored-map
+    cell that holds the most peaks (``row``, ``col``, as fractions of the frame's height and width from
+    the top left), the share of peaks in it, and the share a map with its peak anywhere at random would
+    put in its most common cell (1 / cells). A map stuck to one place (the official CAM's failure on
+    other resolutions) has a share far above that."""
+    counts: np.ndarray | None = None
+    for maps in evaluation.maps.values():
+        values = maps[method]
+        if counts is None:
+            counts = np.zeros(values.shape[1:], dtype=np.int64)
+        flat = values.reshape(len(values), -1).argmax(axis=1)
+        counts += np.bincount(flat, minlength=counts.size).reshape(counts.shape)
+    if counts is None or counts.sum() == 0:
+        return {"row": np.nan, "col": np.nan, "share %": np.nan, "uniform share %": np.nan, "maps": 0}
+    row, col = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    return {"row": (row + 0.5) / counts.shape[0], "col": (col + 0.5) / counts.shape[1],
+            "share %": 100.0 * counts.max() / counts.sum(), "uniform share %": 100.0 / counts.size,
+            "maps": int(counts.sum())}
+
+
 def mask_means(track_maps: np.ndarray, frame_index: np.ndarray, truth) -> pd.DataFrame:
     """Per scored frame, the map's mean over the sounding objects, the silent objects and the rest of
     the frame (NaN where there is none): the CAM over time. ``truth`` a :class:`SceneTruth`."""
@@ -351,6 +372,6 @@ def mask_means(track_maps: np.ndarray, frame_index: np.ndarray, truth) -> pd.Dat
 
 __all__ = [
     "CIOU_THRESHOLDS", "CentrePrior", "MotionEnergy", "RandomMap", "SceneClip", "SceneEvaluation", "ciou",
-    "evaluate_scenes", "evaluation_clips", "held_out_scenes", "mask_means", "object_masks", "peak_in", "pointing_difference", "sounding_over_silent",
+    "evaluate_scenes", "evaluation_clips", "held_out_scenes", "mask_means", "object_masks", "peak_concentration", "peak_in", "pointing_difference", "sounding_over_silent",
     "success_auc", "summarise", "top_responses",
 ]

@@ -58,7 +58,8 @@ from avlib.cam import (TiledCam, cam_checkpoint, cam_network, heat_overlay, loca
                        to_frame)
 from avlib.data.world import load_truth
 from avlib.localization import (CentrePrior, MotionEnergy, RandomMap, SceneEvaluation, evaluate_scenes,
-                                evaluation_clips, mask_means, pointing_difference, summarise, top_responses)
+                                evaluation_clips, mask_means, peak_concentration, pointing_difference, summarise,
+                                top_responses)
 from avlib.models.multisensory import MultisensoryNet
 from avlib.pretrain import ensure_pretrained
 from avlib.profiles import get_profile
@@ -169,6 +170,24 @@ if table is not None:
         print("Where the network does not beat a baseline, the alignment pretraining has not (yet) tied the sound "
               "to the object that makes it at this scale: the classifier decides from cues spread over the frame "
               "(or from motion alone), so its map says little about where the source is.")
+
+# %% [markdown]
+# ### Where do the peaks land?
+# A map that follows the sound source puts its peaks wherever the objects go; a map stuck to one
+# place (the official heat map's failure on other resolutions) puts most of them in one cell,
+# whatever the clip. For each map: the cell of the stored map grid that holds the most peaks (as
+# fractions of the frame from the top left), its share of all peaks, and the share that a peak
+# placed at random would give that cell. Every stored map of every clip counts, scored or not.
+
+# %%
+peaks = pd.DataFrame([{"method": method, **peak_concentration(evaluation, method)}
+                      for method in evaluation.frames["method"].unique()]) if table is not None else None
+if peaks is not None:
+    out.table(peaks, "localization_peaks", caption=(
+        f"Where each map's peak lands on the {profile} profile's held-out scenes: the most common cell of the "
+        "stored map grid (row and col as fractions of the frame from the top left) and its share of the peaks, "
+        "against the share of a peak placed uniformly at random."))
+    display(peaks)
 
 # %% [markdown]
 # ### Beside the paper

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -33,8 +34,10 @@ from avlib.checkpoint import save_checkpoint
 from avlib.data.shift import ShiftConfig
 from avlib.localization import (
     SceneClip,
+    SceneEvaluation,
     ciou,
     evaluate_scenes,
+    peak_concentration,
     peak_in,
     pointing_difference,
     sounding_over_silent,
@@ -258,3 +261,16 @@ def test_scene_evaluation_knows_right_from_wrong(tmp_path):
     saved = type(evaluation).load(evaluation.save(tmp_path / "saved"))
     np.testing.assert_array_equal(saved.maps["scene_00000"]["dark"], evaluation.maps["scene_00000"]["dark"])
     assert saved.scales == evaluation.scales and len(saved.frames) == len(evaluation.frames)
+
+
+def test_peak_concentration_finds_a_map_stuck_to_one_place():
+    rng = np.random.default_rng(0)
+    stuck = rng.random((2, 30, 4, 5)) * 0.5
+    stuck[:, :, 0, 4] = 1.0  # always the top-right cell
+    wandering = rng.random((2, 30, 4, 5))
+    evaluation = SceneEvaluation(pd.DataFrame())
+    evaluation.maps = {f"clip{i}": {"stuck": stuck[i], "wandering": wandering[i]} for i in range(2)}
+    corner = peak_concentration(evaluation, "stuck")
+    assert corner["share %"] == 100.0 and corner["maps"] == 60 and corner["uniform share %"] == 5.0
+    assert (corner["row"], corner["col"]) == (0.125, 0.9)
+    assert peak_concentration(evaluation, "wandering")["share %"] < 25.0

@@ -93,7 +93,7 @@ class ActionsConfig:
     """The actions part of the world (the paper's UCF-101 fine-tuning, section 6)."""
 
     num_classes: int = 15  #: classes taken from :data:`CLASS_CATALOGUE` (UCF-101: 101); at most 20
-    num_groups: int = 10  #: groups per class (UCF-101: 25); splits hold out the same fractions
+    num_groups: int = 25  #: groups per class, as UCF-101; splits hold out the same groups (1-7, 8-14, 15-21)
     clips_per_group: int = 3  #: clips per group (UCF-101: 4-7); fixed, so classes are balanced
     clip_seconds: tuple[float, float] = (4.5, 7.0)  #: clip length range (UCF-101: ~7 s on average)
     fps: float = 25.0  #: UCF-101 is 25 fps
