@@ -1,7 +1,8 @@
 """Speakers: the VoxCeleb counterpart, for on/off-screen source separation (paper section 7).
 
-Each clip is a drawn talking head over a textured background: a face that sways a little,
-blinks, and opens its mouth with the loudness of its own speech (wider for open vowels).
+Each clip is a drawn talking head in close-up (as VoxCeleb's face crops) over a textured
+background: a face that sways a little, blinks, and opens its mouth with the loudness of its
+own speech (wider for open vowels).
 The speech is synthetic and needs no system package: a source-filter synthesizer (harmonics
 of a glottal source shaped by moving formants, plus aspiration and frication noise) speaks
 syllables at 3-6 per second in phrases, with a per-speaker voice: gender, fundamental
@@ -62,6 +63,8 @@ class SpeakersConfig:
     fps: float = 30000 / 1001
     sample_rate: int = 16000  #: VoxCeleb's audio is 16 kHz mono; the reader resamples to 21 kHz stereo
     size: int = 128  #: frame height and width (paper: 256, cropped to 224)
+    head_scale: tuple[float, float] = (1.5, 1.8)  #: head size range, times the frame side (close-ups, as VoxCeleb's)
+    mouth_gain: float = 1.6  #: how far a mouth opens at full loudness, relative to the first world's
     val_fraction: float = 0.15  #: share of each gender's speakers held out for validation
     test_fraction: float = 0.15  #: and for testing
     seed: int = 0
@@ -283,7 +286,8 @@ def draw_head(layer: np.ndarray, face: Face, cx: float, cy: float, size: float) 
     paint(face.skin * 0.82, cy + 0.15 * b, cx, 0.14 * b, 0.09 * a)  # nose
 
 
-def draw_features(canvas: np.ndarray, face: Face, cx: float, cy: float, size: float, mouth_open: float, eyes_open: float) -> tuple[tuple, tuple]:
+def draw_features(canvas: np.ndarray, face: Face, cx: float, cy: float, size: float, mouth_open: float, eyes_open: float,
+                  mouth_gain: float = 1.0) -> tuple[tuple, tuple]:
     """Draw the eyes (``eyes_open`` 0..1) and the mouth (``mouth_open`` 0..1) of a head centred
     at (cx, cy) on an RGB ``canvas``; returns the face box and mouth box (x0, y0, x1, y1)."""
     a, b = face.width * size, face.height * size
@@ -294,9 +298,9 @@ def draw_features(canvas: np.ndarray, face: Face, cx: float, cy: float, size: fl
         blend_ellipse(canvas, white, ey, ex, 0.09 * b * eyes_open + 0.01, 0.16 * a)
         blend_ellipse(canvas, dark, ey, ex, 0.07 * b * eyes_open + 0.005, 0.07 * a)
     mouth_y, mouth_rx = cy + 0.48 * b, face.mouth_width * a
-    lip_ry = 0.05 * b + 0.2 * b * mouth_open
+    lip_ry = 0.05 * b + 0.2 * b * mouth_open * mouth_gain
     blend_ellipse(canvas, face.lips, mouth_y, cx, lip_ry, mouth_rx)
-    blend_ellipse(canvas, dark, mouth_y, cx, 0.18 * b * mouth_open, 0.8 * mouth_rx)
+    blend_ellipse(canvas, dark, mouth_y, cx, 0.18 * b * mouth_open * mouth_gain, 0.8 * mouth_rx)
     return (cx - a, cy - b, cx + a, cy + b), (cx - mouth_rx, mouth_y - lip_ry, cx + mouth_rx, mouth_y + lip_ry)
 
 
@@ -366,7 +370,7 @@ def render_speaker(job: SpeakerJob) -> dict:
         vid = video_id(look)
         margin = side // 8
         background = texture(look, side + margin, side + margin)
-        head_scale = look.uniform(0.9, 1.15) * side
+        head_scale = look.uniform(*config.head_scale) * side
         home = np.array([0.5, 0.5]) * side + look.uniform(-0.06, 0.06, 2) * side
         lighting = look.uniform(0.8, 1.15)
         room_noise = float(look.uniform(0.001, 0.01))
@@ -398,7 +402,8 @@ def render_speaker(job: SpeakerJob) -> dict:
                 canvas = background[dy : dy + side, dx : dx + side].copy()
                 lay_over(canvas, head, int(sway[t, 1]), int(sway[t, 0]))
                 cx, cy = home + sway[t]
-                face_boxes[t], mouth_boxes[t] = draw_features(canvas, face, cx, cy, head_scale, float(mouth_open[t]), float(blinks[t]))
+                face_boxes[t], mouth_boxes[t] = draw_features(canvas, face, cx, cy, head_scale, float(mouth_open[t]), float(blinks[t]),
+                                                               config.mouth_gain)
                 frames[t] = to_uint8(canvas * lighting)
 
             level = rng.uniform(0.05, 0.15)  # RMS, as loud as speech in the wild varies
