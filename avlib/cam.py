@@ -42,8 +42,6 @@ Dimension letters: B batch, T frames, T' CAM steps, H x W frame, h x w map, C ch
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -59,7 +57,7 @@ from torch import Tensor
 
 from avlib import io
 from avlib.data.shift import ShiftConfig
-from avlib.hashing import file_digest
+from avlib.hashing import file_digest, json_key
 from avlib.models.multisensory import MultisensoryNet, from_checkpoint, normalize_frames
 from avlib.results import atomic_path
 from avlib.writer import fps_fraction
@@ -476,7 +474,7 @@ def cam_checkpoint(profile_name: str, seed: int = 0, settings: CamSettings | Non
     initial = {"file": pretrained.name, "sha1_10": _digest(pretrained)}
     recipe = {"init": initial, "batch": settings.fine_tune_batch, "optimizer": config.optimizer, "lr": config.lr,
               "steps": config.steps, "seed": seed}
-    key = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
+    key = json_key(recipe)
     out_dir = profile.checkpoint_dir(checkpoint_root) / "cam" / f"ft{settings.fine_tune_steps}-{key}"
     checkpoint = out_dir / "checkpoint.pt"
     if checkpoint.exists() and load_checkpoint(checkpoint)["step"] >= settings.fine_tune_steps:

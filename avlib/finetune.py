@@ -19,8 +19,6 @@ iterations, test-time averaging) are our choices, listed with their status by
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avlib.data.ucf101 import ClipBatches, ClipFormat, VideoSource, evaluation_batches
+from avlib.hashing import file_stamp, json_key
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, _init_weights, from_checkpoint, normalize_frames
 from avlib.train import TrainConfig, fit
 
@@ -327,9 +326,7 @@ def train_config(settings: UCF101Settings, variant: Variant, out_dir: str | Path
 def run_key(settings: UCF101Settings, checkpoint: str | Path, clips: ClipFormat) -> str:
     """A short key of the settings, clip format and pretrained checkpoint (its size and time): runs
     with other settings or from another checkpoint go to another folder instead of resuming."""
-    stat = Path(checkpoint).stat()
-    record = dict(settings=settings.to_dict(), clips=asdict(clips), checkpoint=[stat.st_size, stat.st_mtime_ns])
-    return hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return json_key(dict(settings=settings.to_dict(), clips=asdict(clips), checkpoint=file_stamp(checkpoint)))
 
 
 def finetune(model: ActionClassifier, train_source: VideoSource, settings: UCF101Settings, variant: Variant,

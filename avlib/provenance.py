@@ -1,10 +1,11 @@
-"""Where a result came from: the git commit of the avlib checkout and whether it had local changes.
+"""Where a result came from: the git commit of the avlib checkout, whether it had local changes, and the CPU.
 
 Kept free of torch so that ``avlib.results`` can stamp tables without importing it.
 """
 
 from __future__ import annotations
 
+import platform
 import subprocess
 from pathlib import Path
 
@@ -33,3 +34,14 @@ def git_dirty() -> bool | None:
     reproduce it; None when that cannot be told (no git, no repository)."""
     status = _git("status", "--porcelain")
     return None if status is None else bool(status)
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

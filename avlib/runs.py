@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avlib import hashing
+from avlib.provenance import cpu_model
 from avlib.results import write_text
 
 PACKAGE = "avlib"
@@ -247,14 +248,7 @@ def now() -> str:
 
 def machine() -> str:
     """The machine in words: CPU model and count, memory, GPU if one is visible (for the time budget)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     words = f"{usable} CPU core(s) usable ({cpu})"
     try:

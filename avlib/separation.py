@@ -251,6 +251,12 @@ class SeparationLoss:
         return loss(output, on_screen, off_screen, magnitude=self.magnitude, spectral=self.spectral)
 
 
+def loss_label(settings: SeparationSettings) -> str:
+    """The axis label of a training-loss plot: what the magnitude term compares (``settings.magnitude_loss``)."""
+    compared = "normalised log-magnitude" if settings.magnitude_loss == "log" else "amplitudes, relative"
+    return f"training loss (L1 on {compared})"
+
+
 def train(model: SeparationNet, batches, settings: SeparationSettings, out_dir: str | os.PathLike, *, pit: bool = False,
           steps: int | None = None, seed: int = 0, device: str = "auto", resume: bool = True,
           run_config: dict | None = None) -> dict:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -52,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avlib.hashing import file_digest
+from avlib.hashing import file_digest, file_stamp, json_key
 from avlib.models.i3d import I3D, I3DConfig, I3DFeatures, load_converted
 from avlib.models.multisensory import MultisensoryNet, normalize_frames
 from avlib.models.unet import MultisensoryFeatures, SeparationNet
@@ -129,14 +128,9 @@ def settings_for(profile: str) -> AblationSettings:
     raise ValueError(f"unknown profile {profile!r}; use smoke, synth or paper")
 
 
-def _file_stamp(path: str | os.PathLike) -> list:
-    stat = Path(path).stat()
-    return [stat.st_size, stat.st_mtime_ns]
-
-
 def run_key(*parts: object) -> str:
     """A short key of settings and input checkpoints: other settings or inputs train into another folder."""
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return json_key(parts)
 
 
 # ------------------------------------------------------------------------------------------ I3D
@@ -271,7 +265,7 @@ def checkpoint_folder(variant: Variant, separation: SeparationSettings, ablation
     checkpoints = Path(checkpoints)
     if variant.name == "unet_pit" or (variant.name == "full" and ablation.steps == separation.steps):
         return checkpoints / variant.name
-    key = run_key(separation.to_dict(), ablation.steps, asdict(variant), [_file_stamp(path) for path in inputs], seed)
+    key = run_key(separation.to_dict(), ablation.steps, asdict(variant), [file_stamp(path) for path in inputs], seed)
     return checkpoints / "ablations" / f"{variant.name}-{key}"
 
 

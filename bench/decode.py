@@ -49,7 +49,7 @@ from av.video.reformatter import VideoReformatter
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avlib import io  # noqa: E402
-from avlib.provenance import git_commit, git_dirty  # noqa: E402
+from avlib.provenance import cpu_model, git_commit, git_dirty  # noqa: E402
 from avlib.writer import write_video  # noqa: E402
 
 FRAMES, SIZE, SOURCE_RATE = 125, 224, 44100
@@ -170,13 +170,7 @@ def measure(path: Path, clips: int, seed: int = 0, repeats: int = 3) -> tuple[di
 
 def machine() -> str:
     """The processor, the cores and the software, for the table's header."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{model}, {os.cpu_count()} logical cores, {platform.system()}; python {platform.python_version()}, "
+    return (f"{cpu_model()}, {os.cpu_count()} logical cores, {platform.system()}; python {platform.python_version()}, "
             f"av {av.__version__} (FFmpeg {av.ffmpeg_version_info}), decord {decord.__version__}, "
             f"numpy {np.__version__}, soxr {soxr.__version__}")
 

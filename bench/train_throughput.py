@@ -13,7 +13,6 @@ model, not the data pipeline. MFU counts conv and classifier FLOPs only (``count
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, count_train_flops  # noqa: E402
+from avlib.provenance import cpu_model  # noqa: E402
 
 GRAD_CLIP_NORM = 5.0
 H100_BF16_DENSE_TFLOPS = 790.0
@@ -100,14 +100,7 @@ def parse_args() -> argparse.Namespace:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {torch.get_num_threads()} threads"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
 
 
 def synchronize(device: torch.device) -> None:

@@ -61,6 +61,7 @@ from avlib.separation import (
     ensure_test_list,
     evaluate,
     improvement_over_mixture,
+    loss_label,
     predict,
     separate,
     settings_for,
@@ -131,7 +132,7 @@ for name, run in (("full (multisensory features)", full_run), ("u-net PIT (audio
     log = pd.DataFrame(run["train"])
     axis.plot(log["step"], log["loss"], label=name)
 axis.set_xlabel("step")
-axis.set_ylabel("training loss (L1 on " + ("normalised log-magnitude)" if settings.magnitude_loss == "log" else "amplitudes, relative)"))
+axis.set_ylabel(loss_label(settings))
 axis.legend()
 axis.set_title(f"Separation training, {profile} profile")
 out.figure(fig, "separation_training", caption="Training loss of the full model and of the u-net PIT baseline.")

@@ -55,7 +55,7 @@ from avlib.models.i3d import ENDPOINTS, I3D, PUBLISHED_PARAMETERS, SEPARATION_SC
 from avlib.pretrain import ensure_pretrained
 from avlib.profiles import get_profile
 from avlib.results import ResultWriter
-from avlib.separation import ensure_test_list, settings_for, speaker_data
+from avlib.separation import ensure_test_list, loss_label, settings_for, speaker_data
 from avlib.separation_ablations import (
     SUBSETS,
     VARIANTS,
@@ -177,7 +177,7 @@ for variant in VARIANTS:
     if not log.empty:
         axis.plot(log["step"], log["loss"], label=titles[variant.name])
 axis.set_xlabel("step")
-axis.set_ylabel("training loss (L1, normalised)")
+axis.set_ylabel(loss_label(settings))
 axis.legend(fontsize=7)
 axis.set_title(f"Separation ablations, training loss ({profile} profile)")
 out.figure(fig, "separation_ablation_training", caption="Training loss of each row.")
