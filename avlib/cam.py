@@ -1,4 +1,4 @@
-"""Class activation maps (CAM) of the alignment network: where it "hears" the sound (paper.md section 5).
+"""Class activation maps (CAM) of the alignment network: where it "hears" the sound (docs/paper.md §5).
 
 The paper's maps light up speakers' mouths and moving sound sources (UNVERIFIED: from a secondary
 summary, not the paper's text); how they are computed and drawn is read in the official code.

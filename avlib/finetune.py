@@ -83,7 +83,7 @@ class UCF101Settings:
         return asdict(self)
 
 
-#: Where each setting comes from (paper.md section 6): CODE = ``src/videocls.py`` of the official
+#: Where each setting comes from (docs/paper.md §6): CODE = ``src/videocls.py`` of the official
 #: code, UNKNOWN = undefined in the released code and not stated in what we could read of the
 #: paper, so the value is our choice; OURS = a choice of this companion.
 SETTING_STATUS: dict[str, str] = {

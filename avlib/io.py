@@ -1,7 +1,7 @@
 """Probe and decode clips: frames (PyAV, or decord) and audio (PyAV), in sync, at the paper's rates.
 
 The paper's network sees a 4.2 s window: ``int(4.2 * 29.97) = 125`` frames and
-``round(125 / 29.97 * 21000) = 87 588`` stereo samples (``../shared/paper.md`` section 1).
+``round(125 / 29.97 * 21000) = 87 588`` stereo samples (docs/paper.md §1).
 :func:`read_clip` returns that window from any video:
 
 - frames are decoded by PyAV (default) or decord and chosen **by timestamp**: output frame ``i`` is the source frame on screen at

@@ -1,6 +1,6 @@
 """Measuring sound-source localisation on the synthetic world's ground truth (beyond the paper).
 
-The paper shows CAMs but scores none (paper.md section 5). The synthetic scenes know, at every frame,
+The paper shows CAMs but scores none (docs/paper.md §5). The synthetic scenes know, at every frame,
 which pixels belong to an object that makes sound and which to a silent distractor that moves the same
 ways (:class:`avlib.data.world.SceneTruth`), so maps can be scored:
 

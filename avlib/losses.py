@@ -1,4 +1,4 @@
-"""Losses of the paper's separation models (paper.md 7.4; ``add_pred_losses`` in ``src/sourcesep.py``).
+"""Losses of the paper's separation models (docs/paper.md §7.4; ``add_pred_losses`` in ``src/sourcesep.py``).
 
 All terms are in the networks' normalised [-1, 1] domain: log-magnitude (dB range [-100, 80]) and phase / pi.
 

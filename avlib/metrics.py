@@ -1,7 +1,7 @@
-"""Separation metrics: BSS-Eval SDR / SIR / SAR, PESQ and STOI, per pair, with summaries (paper.md 7.7).
+"""Separation metrics: BSS-Eval SDR / SIR / SAR, PESQ and STOI, per pair, with summaries (docs/paper.md §7.7).
 
 The paper's evaluation script (``sep_eval``) was never released, so which BSS-Eval implementation, channel and
-length it scored is unknown (paper.md 7.7). Ours, which anyone can rerun:
+length it scored is unknown (docs/paper.md §7.7). Ours, which anyone can rerun:
 
 - **SDR, SIR, SAR**: BSS-Eval v3 ``bss_eval_sources`` (512-tap distortion filter, as mir_eval) computed with
   fast-bss-eval, which agrees with mir_eval to about 3 decimals and is 4-5x faster (DESIGN.md). Each estimate

@@ -1,7 +1,7 @@
 """The paper's numbers, in one place, each with its source and how far it is verified.
 
 Tables put these beside ours; nothing else in the project types a paper number. Sources are
-the tags of ``../shared/paper.md``: PAPER-Q (a sentence of the paper quoted verbatim in a GitHub
+the tags of docs/paper.md §0: PAPER-Q (a sentence of the paper quoted verbatim in a GitHub
 issue of the official repository), CODE (read in the official code), 2ND (a secondary summary),
 SUMMARY (the project's source summary of the paper, section 12), MEM (a recollection,
 UNVERIFIED against the PDF).
@@ -78,8 +78,8 @@ class PaperClaim:
         return "verified" if self.verified else "UNVERIFIED"
 
 
-_SUMMARY = "SUMMARY section 12 (the paper's tables could not be read; paper.md 7.8)"
-_ABLATION_ROW = "INF paper.md 7.6 (a variant of sep_params.py, very likely an ablation row) + MEM paper.md 7.8 (row recalled)"
+_SUMMARY = "SUMMARY section 12 (the paper's tables could not be read; docs/paper.md §7.8)"
+_ABLATION_ROW = "INF docs/paper.md §7.6 (a variant of sep_params.py, very likely an ablation row) + MEM docs/paper.md §7.8 (row recalled)"
 CLAIMS: tuple[PaperClaim, ...] = (
     PaperClaim("cam_speech", "CAM on speech videos", "top-ranked regions fall on speakers' faces and mouths", _SUMMARY),
     PaperClaim("cam_non_speech", "CAM on non-speech videos", "sound sources are still localised reasonably", _SUMMARY),
@@ -99,7 +99,7 @@ CLAIMS: tuple[PaperClaim, ...] = (
                _ABLATION_ROW, expected_sign=-1),
     PaperClaim("unet_pit_vs_full", "Separation, audio-only u-net PIT against the full audio-visual model",
                "worse than the full model (inferred: a baseline row of the paper's table; its number unread)",
-               "INF paper.md 7.6 (sep_params.py unet_pit) + MEM paper.md 7.8 (audio-only baselines in the table)",
+               "INF docs/paper.md §7.6 (sep_params.py unet_pit) + MEM docs/paper.md §7.8 (audio-only baselines in the table)",
                expected_sign=-1),
     PaperClaim("audio_only_pit", "Audio-only separation (PIT loss, no video)",
                "beats the audio-only baselines except u-net PIT on one metric", _SUMMARY),

@@ -113,7 +113,7 @@ def write_comparison(results_root: Path, profile: str, seed: int = 0) -> dict[st
         return {"csv": csv_path, "md": csv_path.with_suffix(".md")}
     writer = ResultWriter(profile=profile, seed=seed, device="see each notebook", notebook=REPORT, root=results_root)
     return writer.table(frame, COMPARISON_TABLE, float_format="%s", caption=(
-        "Every number and claim of the paper (or of the project's source summary, paper.md section 12) with its "
+        "Every number and claim of the paper (or of the project's source summary, docs/paper.md §12) with its "
         "source and verification status (`avlib/paper.py`), beside what the notebooks of this profile recorded "
         "under the same row name. *holds here*: whether the paper's direction held in this run, as computed "
         "by the notebook; our values are on other data at another scale, so only directions compare."))

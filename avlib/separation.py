@@ -11,7 +11,7 @@ metrics (:mod:`avlib.metrics`). This module joins them for notebook 04 (and 05):
 - :func:`separate` splits a user's video into ``on_screen.wav`` and ``off_screen.wav`` (and videos).
 
 The paper's separation claims, as the project's source summary states them, are in
-:data:`avlib.paper.CLAIMS`: no number of the paper's separation tables could be verified (paper.md 7.8).
+:data:`avlib.paper.CLAIMS`: no number of the paper's separation tables could be verified (docs/paper.md §7.8).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from avlib.spectral import SpectralConfig, analyze, full_band, inverse_stft, ove
 #: RMS of the mixture fed to the network at inference, per channel: two sources of 0.1 (``sep_video.py``).
 INPUT_RMS = math.sqrt(0.1**2 + 0.1**2)
 
-#: The paper's separation claims, as the project's source summary states them (paper.md 12). UNVERIFIED:
+#: The paper's separation claims, as the project's source summary states them (docs/paper.md §12). UNVERIFIED:
 #: the summary is a reading of the paper, and none of the paper's separation numbers could be checked.
 
 
@@ -59,7 +59,7 @@ class SeparationSettings:
         160 k iterations, batch 6 per GPU).
     pit_steps, pit_batch_size: the u-net PIT baseline; mixtures per batch (paper: 24 clips, 12 mixtures).
     lr, lr_milestones, lr_gamma, grad_clip, weight_decay: Adam 1e-4, x0.1 at 120 k, clip 10, L2 1e-5 on the
-        U-Net only (paper.md 7.5).
+        U-Net only (docs/paper.md §7.5).
     test_pairs: mixtures in the fixed test list; eval_batch: windows per forward pass at evaluation.
     window_multiple: :func:`separate`'s windows in training windows (paper's ``sep_video``: 4, 8.3 s).
     examples_shown: test pairs shown with spectrograms and players.
@@ -511,7 +511,7 @@ def separate(video: str | os.PathLike, checkpoint: str | os.PathLike | Separatio
              phase: str = "predicted") -> SeparationResult:
     """Split a video's sound into the on-screen and the off-screen sound, and write them to ``out_dir``.
 
-    For a video with one visible speaker and sound (paper.md 7.9). Writes ``on_screen.wav`` and
+    For a video with one visible speaker and sound (docs/paper.md §7.9). Writes ``on_screen.wav`` and
     ``off_screen.wav`` (mono 16-bit PCM at the input's sample rate, exactly as many samples as the input's
     sound over the video's duration) and, with ``write_videos``, ``on_screen.mp4`` and ``off_screen.mp4``:
     the input's frames with each sound. ``checkpoint`` is a separation checkpoint (or a loaded model).

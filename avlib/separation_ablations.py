@@ -1,6 +1,6 @@
 """The separation ablations of notebook 05: one row per variant, the same test list, the same budget.
 
-The paper argues that its separation works because of the multisensory features (paper.md 7.6, 7.8, 12).
+The paper argues that its separation works because of the multisensory features (docs/paper.md §7.6, §7.8, §12).
 Each argument is a row here, trained like the full model of notebook 04 and scored on its test list:
 
 =========== ================================================================ =====================
@@ -8,7 +8,7 @@ row         what changes against ``full``                                      o
 =========== ================================================================ =====================
 full        nothing: the self-supervised multisensory net, fine-tuned          ``full``
 i3d         I3D features, supervised on action classes, replace it             ``net_style = 'i3d'``
-no_audio    the multisensory net with its audio stream removed                 (summary, paper.md 12)
+no_audio    the multisensory net with its audio stream removed                 (summary, docs/paper.md §12)
 static      the middle frame repeated over the whole clip                      ``static``
 scratch     the multisensory net from random initialisation                    ``scratch``
 unet_pit    no video; permutation-invariant loss (notebook 04's baseline)      ``unet_pit``

@@ -1,4 +1,4 @@
-"""The separation network's spectrogram, exactly as the official code frames it (paper.md 7.2, 7.3, 10).
+"""The separation network's spectrogram, exactly as the official code frames it (docs/paper.md §7.2, §7.3, §10).
 
 The official ``sourcesep.stft`` is ``tf.contrib.signal.stft`` on the mono mixture at 21 kHz: frames of
 64 ms (1344 samples) every 16 ms (336 samples), a periodic Hann window, an FFT of 2048 (the next power

@@ -106,7 +106,7 @@ print(f"clips: {clips.num_frames} frames of {clips.crop} x {clips.crop} at {clip
 # %%
 settings_frame = settings_table(settings, clips)
 out.table(settings_frame, "ucf101_settings", caption=(
-    f"Fine-tuning settings of the {profile} profile and the status of each (paper.md section 6)."))
+    f"Fine-tuning settings of the {profile} profile and the status of each (docs/paper.md §6)."))
 settings_frame
 
 # %% [markdown]

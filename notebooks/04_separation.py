@@ -24,7 +24,7 @@
 # on screen.
 #
 # The official evaluation script was never released, so the paper's SDR numbers cannot be checked
-# (paper.md 7.7, 7.8). Ours scores a **fixed, published test list** of mixtures with SDR, SIR, SAR
+# (docs/paper.md §7.7, §7.8). Ours scores a **fixed, published test list** of mixtures with SDR, SIR, SAR
 # (BSS-Eval via fast-bss-eval), PESQ (wide-band, resampled to 16 kHz) and STOI, with the mixture
 # itself as the lower bound.
 
@@ -183,7 +183,7 @@ out.table(table, "separation", caption=(
     f"On/off-screen separation on the fixed test list ({len(test_list)} mixtures, {profile} profile). Means with "
     "Student-t 95 % intervals; SDR gain = system minus mixture, per pair. The mixture's SAR is unbounded (it has no "
     "artefacts) and shows a numerical ceiling. PESQ: wide-band, signals resampled to 16 kHz. No number of the "
-    "paper's separation tables could be verified (paper.md 7.8): its claims are beside ours in `paper_comparison`."))
+    "paper's separation tables could be verified (docs/paper.md §7.8): its claims are beside ours in `paper_comparison`."))
 table
 
 # %%
@@ -197,7 +197,7 @@ for system in names:
 
 # %% [markdown]
 # ### Same-gender and different-gender mixtures
-# The source summary says same-gender mixtures are clearly harder (paper.md 12). Notebook 05 scores
+# The source summary says same-gender mixtures are clearly harder (docs/paper.md §12). Notebook 05 scores
 # the ablations the same way.
 
 # %%
@@ -208,7 +208,7 @@ by_gender[["system", "source", "mixture kind", "sdr", "sdr_low", "sdr_high", "n"
 
 # %% [markdown]
 # ### Beside the paper's claims
-# The paper's separation numbers could not be read (paper.md 7.8); what the project's source summary
+# The paper's separation numbers could not be read (docs/paper.md §7.8); what the project's source summary
 # states is qualitative. The rows this notebook measures go to `paper_comparison`: same-gender
 # mixtures are harder when their SDR gain is below the different-gender pairs'; the audio-only PIT
 # claim needs baselines not run here. Claims about ablations are measured in notebook 05.

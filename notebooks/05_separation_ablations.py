@@ -17,7 +17,7 @@
 # The paper argues that its on/off-screen separation (notebook 04) works *because of the multisensory
 # features*: replaced by I3D action features it is clearly worse; with the audio stream of the
 # multisensory network removed it is worse, although the U-Net still hears the spectrogram; and
-# same-gender mixtures are much harder than different-gender ones (paper.md 7.6, 7.8, 12). The official
+# same-gender mixtures are much harder than different-gender ones (docs/paper.md §7.6, §7.8, §12). The official
 # code names the variants (`static`, `scratch`, an unreleased I3D module) but its evaluation was never
 # released. Here each argument is one row, trained with the same budget and scored on notebook 04's
 # fixed test list:
@@ -213,7 +213,7 @@ out.table(table, "separation_ablations", caption=(
     "[95 % interval] per row and kind of mixture; pairs = test mixtures scored. Beside each row: the paper's direction "
     "(against full on all mixtures; same- against different-gender on the same-gender line) and ours, on-screen SDR "
     "(see separation_ablation_directions). The mixture's SAR is unbounded and shows a numerical ceiling. No number of "
-    "the paper's separation tables could be verified (paper.md 7.8)."))
+    "the paper's separation tables could be verified (docs/paper.md §7.8)."))
 table
 
 # %% [markdown]

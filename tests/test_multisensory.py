@@ -19,9 +19,9 @@ from avlib.models.multisensory import (
     tf_same_padding,
 )
 
-PAPER_PARAMETERS = 36.05e6  # paper.md 2.7, with BN gamma; ours has beta only (36.04 M)
+PAPER_PARAMETERS = 36.05e6  # docs/paper.md §2.7, with BN gamma; ours has beta only (36.04 M)
 
-# Output (channels, *size) of every stage for the paper's clip, paper.md 2.1-2.4.
+# Output (channels, *size) of every stage for the paper's clip, docs/paper.md §2.1-2.4.
 PAPER_STAGES = {
     "audio.conv1_1": (64, 21897),
     "audio.conv2_1": (128, 1369),
@@ -84,7 +84,7 @@ def test_paper_parameter_count():
         with torch.device("meta"):
             model = MultisensoryNet(MultisensoryConfig(cam=cam))
         assert abs(model.num_parameters() - PAPER_PARAMETERS) / PAPER_PARAMETERS < 0.002
-    # per-part counts of paper.md 2.7
+    # per-part counts of docs/paper.md §2.7
     audio = sum(p.numel() for p in model.audio.parameters()) + sum(
         p.numel() for p in model.fusion.audio_conv5_1.parameters()
     )

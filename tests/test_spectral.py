@@ -1,4 +1,4 @@
-"""The separation STFT: TF's framing, the dB / phase normalisation, and the round trip (paper.md 7.2, 7.3, 10)."""
+"""The separation STFT: TF's framing, the dB / phase normalisation, and the round trip (docs/paper.md §7.2, §7.3, §10)."""
 
 import math
 

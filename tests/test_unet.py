@@ -23,10 +23,10 @@ from avlib.models.unet import (
 )
 from avlib.spectral import SpectralConfig, analyze
 
-# paper.md 7.10 (computed from the official code): U-Net with video 77.6 M, without 67.0 M, with the multisensory net 113.7 M.
+# docs/paper.md §7.10 (computed from the official code): U-Net with video 77.6 M, without 67.0 M, with the multisensory net 113.7 M.
 PAPER_PARAMETERS_M = {"unet": 77.6, "unet_no_video": 67.0, "total": 113.7}
 
-# Channels and T x F of every layer's output for the paper's 128 x 1024 input with video (paper.md 7.3);
+# Channels and T x F of every layer's output for the paper's 128 x 1024 input with video (docs/paper.md §7.3);
 # the encoder layers after which video is concatenated show the concatenation.
 PAPER_LAYERS = {
     "conv1": (64, 128, 512), "conv2": (128, 128, 256), "conv3": (256, 64, 128), "conv4": (512, 32, 64),

@@ -1,4 +1,4 @@
-"""On/off-screen mixtures for source separation (paper.md 7.1): clip i's video and sound plus clip j's sound.
+"""On/off-screen mixtures for source separation (docs/paper.md §7.1): clip i's video and sound plus clip j's sound.
 
 The official ``mix_sounds`` RMS-normalises each source **per channel** to 0.1 (epsilon 1e-4) and adds them,
 without random gain (``augment_rms = False``). With ``both_videos_in_batch`` every clip of a batch serves

@@ -1,4 +1,4 @@
-"""Alignment pairs for the self-supervised "shift" task (``../shared/paper.md`` section 3).
+"""Alignment pairs for the self-supervised "shift" task (docs/paper.md §3).
 
 Every video of a batch is used twice: its frames with **their own audio** (label 1, aligned)
 and with audio from **another window of the same video** (label 0, shifted). The paper's

@@ -215,7 +215,7 @@ class ClipFormat:
 
     ``fps``, ``sample_rate``, ``size`` (frames squashed to size x size) and ``crop`` are those
     of pretraining (``Profile.pretrain.shift`` and its last stage's fps); ``window`` is a
-    fine-tuning choice (the official fine-tuning config leaves it undefined, paper.md section 6).
+    fine-tuning choice (the official fine-tuning config leaves it undefined, docs/paper.md §6).
     """
 
     window: float  # seconds of video and audio per clip

@@ -1,7 +1,7 @@
 """I3D: Inception-v1 inflated to 3-D (Carreira & Zisserman, CVPR 2017), as a video feature network.
 
 The paper's separation ablation replaces the multisensory features by those of an I3D network trained on
-Kinetics (``net_style = 'i3d'``, module ``sep_i3d`` never released; paper.md 7.6). This is the RGB stream
+Kinetics (``net_style = 'i3d'``, module ``sep_i3d`` never released; docs/paper.md §7.6). This is the RGB stream
 of DeepMind's ``kinetics-i3d`` (``i3d.py``, ``InceptionI3d``), layer for layer: every 2-D Inception-v1
 kernel of size k becomes k x k x k (the stem 7 x 7 x 7), the two early max-pools do not pool time, and
 every ``Unit3D`` is a SAME conv without bias, BatchNorm without scale (sonnet's default: beta only,

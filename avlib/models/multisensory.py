@@ -1,10 +1,10 @@
 """The fused multisensory ("shift") network of Owens & Efros, ECCV 2018.
 
-A port of ``make_net`` in ``src/shift_net.py`` of the official TensorFlow code (paper.md section 2).
+A port of ``make_net`` in ``src/shift_net.py`` of the official TensorFlow code (docs/paper.md §2).
 An audio stream of strided 1-D convolutions on the raw stereo waveform and a video stream of 3-D
 convolutions meet at a fusion block; a 3-D ResNet-18-like trunk follows, ending in one logit that says
 whether sound and frames are aligned. The same classifier applied at every position of the last conv
-gives the class activation map (CAM) used for sound-source localisation (paper.md section 5).
+gives the class activation map (CAM) used for sound-source localisation (docs/paper.md §5).
 
 Module names follow the TF scopes (``sf/conv2_1`` -> ``audio.conv2_1``, ``im/conv3_1`` -> ``conv3_1``,
 ``im/merge1`` -> ``fusion.merge1``, ``joint/logits`` -> ``logits``), so converted weights map by name.
@@ -124,7 +124,7 @@ def _size_independent_same_padding(kernel: tuple[int, ...], stride: tuple[int, .
 
 
 class SameConv1d(nn.Conv1d):
-    """1-D convolution with TF "SAME" padding (paper.md 10.1). (B, C_in, N) -> (B, C_out, ceil(N / stride))."""
+    """1-D convolution with TF "SAME" padding (docs/paper.md §10.1). (B, C_in, N) -> (B, C_out, ceil(N / stride))."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = False):
         padding = _size_independent_same_padding((kernel_size,), (stride,))
@@ -138,7 +138,7 @@ class SameConv1d(nn.Conv1d):
 
 
 class SameConv3d(nn.Conv3d):
-    """3-D convolution with TF "SAME" padding (paper.md 10.1).
+    """3-D convolution with TF "SAME" padding (docs/paper.md §10.1).
 
     (B, C_in, T, H, W) -> (B, C_out, ceil(T / s_t), ceil(H / s_h), ceil(W / s_w)).
     """
@@ -217,14 +217,14 @@ class ConvBN(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """``block2`` (dims=1, audio) and ``block3`` (dims=3, video) of shift_net.py (paper.md 2.6).
+    """``block2`` (dims=1, audio) and ``block3`` (dims=3, video) of shift_net.py (docs/paper.md §2.6).
 
     out = ReLU(BN(shortcut(x) + conv_b(ReLU(BN(conv_a(x))))))
 
     Unlike a standard ResNet block, conv_b has a bias and no BN, and the BN comes after the sum.
     The shortcut is the identity, subsampling by the stride (TF's 1x1 max-pool) when the channels are
     unchanged, otherwise a strided 1x1 conv + BN. (B, C_in, *S) -> (B, C_out, *ceil(S / stride)).
-    TF trains the post-sum BN with batch renormalisation; plain BN is a close approximation (paper.md 2.7).
+    TF trains the post-sum BN with batch renormalisation; plain BN is a close approximation (docs/paper.md §2.7).
     """
 
     def __init__(
@@ -257,7 +257,7 @@ class ResidualBlock(nn.Module):
 
 
 class AudioStream(nn.Module):
-    """``sf/conv1_1`` .. ``sf/conv4_1``: strided 1-D convs on the companded waveform (paper.md 2.1).
+    """``sf/conv1_1`` .. ``sf/conv4_1``: strided 1-D convs on the companded waveform (docs/paper.md §2.1).
 
     The waveform downsamples by 1024 in all, 87588 samples -> 86 steps, about 20.5 per second.
     """
@@ -281,7 +281,7 @@ class AudioStream(nn.Module):
 
 
 class VideoStream(nn.Module):
-    """``im/conv1`` .. ``im/conv2_2``: 3-D convs reducing time by 4 and space by 8 (paper.md 2.2)."""
+    """``im/conv1`` .. ``im/conv2_2``: 3-D convs reducing time by 4 and space by 8 (docs/paper.md §2.2)."""
 
     def __init__(self, config: MultisensoryConfig):
         super().__init__()
@@ -304,7 +304,7 @@ def align_audio_to_video(audio_features: Tensor, num_steps: int) -> Tensor:
 
     The TF code uses ``tf.nn.fractional_max_pool`` with ratio (L - 1) / T (86 -> 32), which draws
     pseudo-random pooling regions, even at test time in the paper's experiments. PyTorch's fractional
-    pool does not reproduce TF's sequence (paper.md 10.2), so we use the deterministic adaptive max-pool:
+    pool does not reproduce TF's sequence (docs/paper.md §10.2), so we use the deterministic adaptive max-pool:
     windows of 2.7 steps on average, as in TF, placed evenly, so train and test see the same alignment.
     """
     if audio_features.shape[-1] < num_steps:
@@ -372,7 +372,7 @@ def _check_inputs(frames: Tensor, audio: Tensor) -> None:
 
 
 class MultisensoryNet(nn.Module):
-    """The fused audio-visual network trained to tell aligned from shifted audio (paper.md sections 2, 3, 5).
+    """The fused audio-visual network trained to tell aligned from shifted audio (docs/paper.md §2, §3, §5).
 
     Args:
         config: :class:`MultisensoryConfig`; its defaults give the paper's ``shift_v1`` network

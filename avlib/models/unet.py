@@ -1,6 +1,6 @@
 """The on/off-screen separation network: a pix2pix-style U-Net fed with multisensory features (paper section 7.3).
 
-A port of ``make_net`` in ``src/sourcesep.py`` of the official TensorFlow code (paper.md 7.3). The U-Net
+A port of ``make_net`` in ``src/sourcesep.py`` of the official TensorFlow code (docs/paper.md §7.3). The U-Net
 reads the mixture's normalised log-magnitude and phase on a time x frequency grid and regresses, with two
 heads, the log-magnitude and phase of the **on-screen** (``gen/fg``) and the **off-screen** (``gen/bg``)
 sound. It predicts no masks (``SeparationConfig(output="mask")``, not the paper's, turns the magnitude
@@ -48,7 +48,7 @@ DECODER = (
 )
 #: Encoder layers after which the video scales 0, 1, 2 are concatenated (``merge_level(net, n)``).
 MERGE_AFTER = ("conv3", "conv4", "conv5")
-#: The multisensory layers that feed the U-Net (paper.md 7.3): visual-only before fusion, fused, last conv.
+#: The multisensory layers that feed the U-Net (docs/paper.md §7.3): visual-only before fusion, fused, last conv.
 MULTISENSORY_SCALES = ("conv2_2", "conv3_2", "conv5_2")
 KERNEL = 4
 TIME_DIVISOR = 2 ** sum(stride[0] == 2 for _, _, stride in ENCODER)  # 128
@@ -231,7 +231,7 @@ class DecoderLayer(nn.Module):
     """ReLU, 4x4 SAME transposed conv (output = input x stride), then BatchNorm (none, with a bias, for the heads).
 
     TF's SAME transposed conv is the full transposed conv cropped by the padding that a SAME conv of the
-    output size would use, more of it at the end for the time axis's stride 1 (paper.md 10.1).
+    output size would use, more of it at the end for the time axis's stride 1 (docs/paper.md §10.1).
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: tuple[int, int], config: UNetConfig, head: bool = False):
@@ -280,7 +280,7 @@ def merge_video(net: Tensor, video: Tensor) -> Tensor:
 
 
 class UNet(nn.Module):
-    """The generator ``gen`` of sourcesep.py: 9 encoder and 8 decoder layers, two heads (paper.md 7.3).
+    """The generator ``gen`` of sourcesep.py: 9 encoder and 8 decoder layers, two heads (docs/paper.md §7.3).
 
     Args:
         config: :class:`UNetConfig` (width w and BatchNorm).
@@ -395,7 +395,7 @@ def mono_mix(audio: Tensor) -> Tensor:
 
 
 class SeparationNet(nn.Module):
-    """The full on/off-screen model: a feature network and the U-Net (paper.md 7.1-7.6).
+    """The full on/off-screen model: a feature network and the U-Net (docs/paper.md §7.1-7.6).
 
     Args:
         config: :class:`SeparationConfig`; the defaults are the paper's ``full`` model (about 77.6 M
