@@ -221,3 +221,26 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts (a key on one side only differs);
+    lists and tuples compare alike, as JSON stores tuples as lists."""
+    keys = []
+    for name in sorted(set(stored) | set(current), key=str):
+        key = f"{prefix}.{name}" if prefix else str(name)
+        left, right = stored.get(name, _MISSING), current.get(name, _MISSING)
+        if isinstance(left, Mapping) and isinstance(right, Mapping):
+            keys += config_differences(left, right, key)
+        elif _as_lists(left) != _as_lists(right):
+            keys.append(key)
+    return keys
+
+
+_MISSING = object()
+
+
+def _as_lists(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(item) for item in value]
+    return value

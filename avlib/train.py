@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from avlib.checkpoint import (
     CheckpointError,
     atomic_write,
+    config_differences,
     load_checkpoint,
     load_model_state,
     model_config_dict,
@@ -266,7 +267,7 @@ def _train(
     start_step, elapsed_before = 0, 0.0
     if resume and checkpoint_path.exists():
         start_step, elapsed_before = _restore(
-            checkpoint_path, model, optimizer, config, device, rank, world_size, extra_state
+            checkpoint_path, model, optimizer, config, device, rank, world_size, extra_state, run_config
         )
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -463,6 +464,7 @@ def _restore(
     rank: int,
     world_size: int,
     extra_state: dict[str, Stateful],
+    run_config: dict[str, Any],
 ) -> tuple[int, float]:
     """Load the checkpoint into model, optimizer, RNGs and ``extra_state``; return (step, elapsed_s)."""
     checkpoint = load_checkpoint(
@@ -479,18 +481,7 @@ def _restore(
             f"checkpoint {path}: its optimizer state does not fit this run: {error}"
         ) from error
 
-    stored_train = checkpoint["config"].get("train", {})
-    # A longer run (steps) or a moved folder (out_dir) is an ordinary resume; other changes deserve a word.
-    changed = sorted(
-        key for key, value in asdict(config).items()
-        if key not in ("steps", "out_dir") and stored_train.get(key) != value
-    )
-    if changed:
-        details = ", ".join(
-            f"{key}: {stored_train.get(key)!r} -> {getattr(config, key)!r}" for key in changed
-        )
-        warnings.warn(f"resuming {path} with changed training settings ({details})", stacklevel=3)
-
+    refuse_changed_config(path, checkpoint["config"], {"train": asdict(config), "run": run_config})
     if len(extra["rng"]) == world_size:
         _set_rng_state(extra["rng"][rank], device)
     else:
@@ -505,6 +496,26 @@ def _restore(
             raise CheckpointError(f"checkpoint {path} has no state for {name!r}")
         stateful.load_state_dict(extra["state"][name])
     return checkpoint["step"], float(extra["elapsed_s"])
+
+
+#: Training settings a resume may change: a longer run, a moved folder, another device.
+RESUMABLE_CHANGES = ("train.steps", "train.out_dir", "train.device")
+
+
+def refuse_changed_config(path: Path, stored: Mapping[str, Any], current: Mapping[str, Any]) -> None:
+    """Raise :class:`CheckpointError` naming every key of the training settings or of the run's config
+    (the resolved experiment) that differs between the checkpoint and this run."""
+    changed = [key for key in config_differences(_plain(stored), _plain(current)) if key not in RESUMABLE_CHANGES]
+    if changed:
+        raise CheckpointError(
+            f"checkpoint {path} was written with another config; differing keys: {', '.join(changed)}. "
+            "Resume with the same config, or start over (resume=False, or another folder)"
+        )
+
+
+def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The training settings and run config of a checkpoint's config, as plain nested dicts."""
+    return {"train": dict(config.get("train", {})), "run": dict(config.get("run", {}))}
 
 
 def _append_row(path: Path, row: dict[str, float]) -> None:

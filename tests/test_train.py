@@ -251,11 +251,15 @@ def test_eval_runs_in_eval_mode_on_schedule(tmp_path: Path) -> None:
     assert [row["step"] for row in history["train"]] == [5]
 
 
-def test_changed_settings_warn_and_resume_false_starts_over(tmp_path: Path) -> None:
+def test_changed_config_is_refused_by_key_and_resume_false_starts_over(tmp_path: Path) -> None:
     config = dict(lr=0.1, checkpoint_every=2, log_every=1, device="cpu", out_dir=str(tmp_path))
-    fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=2, **config))
-    with pytest.warns(UserWarning, match=r"changed training settings \(momentum: 0.9 -> 0.5\)"):
-        fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=3, momentum=0.5, **config))
+    fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=2, **config), run_config={"data": {"size": 32}})
+    with pytest.raises(CheckpointError, match=r"differing keys: run.data.size, train.momentum\."):
+        fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=3, momentum=0.5, **config),
+            run_config={"data": {"size": 40}})
+    # a longer run of the same config is an ordinary resume
+    history = fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=3, **config), run_config={"data": {"size": 32}})
+    assert [row["step"] for row in history["train"]][-1] == 3
 
     history = fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=1, **config), resume=False)
     assert [row["step"] for row in history["train"]] == [1]

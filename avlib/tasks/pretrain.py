@@ -1,20 +1,23 @@
-"""Self-supervised alignment ("shift") pretraining of the multisensory network (paper section 3).
+"""Self-supervised alignment ("shift") pretraining of the multisensory network (docs/paper.md §3).
 
 The loss is the sigmoid cross-entropy of one logit: 1 for frames with their own audio, 0 for
 the same frames with audio shifted in time. Each video of a batch appears with both, and the
-visual stream runs once for the pair (:meth:`MultisensoryNet.forward_pair`), so every batch is
-balanced, as the official code's per-GPU batches were.
+visual stream runs once for the pair, so every batch is balanced, as the official code's per-GPU
+batches were.
 
 The paper trains in two stages (``src/shift_params.py``): ``shift_lowfps`` (every 4th frame,
 7.49 fps, batch 15 per GPU, 30 k iterations), then ``shift_v1`` (29.97 fps, batch 5 per GPU)
-initialised from it with the second block of each stage re-initialised (``conv2_2``,
-``conv3_2``, ``conv4_2``, ``conv5_2`` are excluded from the restore). :class:`Stage` holds one.
+initialised from it with the second block of each stage re-initialised. Settings:
+:class:`avlib.config.PretrainConfig`.
+
+``python -m avlib.tasks.pretrain --profile smoke`` trains every stage and prints the held-out
+alignment accuracy; it runs the same under ``torchrun --nproc_per_node N``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,58 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avlib.checkpoint import load_checkpoint, load_model_state
-from avlib.data.shift import ClipSource, ShiftBatches, ShiftConfig, evaluation_set
-from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, normalize_frames
-from avlib.train import TrainConfig, fit
-
-#: The low-frame-rate stage keeps every 4th frame of 29.97 fps video (``subsample_frames = 4``).
-LOW_FPS = 29.97 / 4
-#: Blocks the official code re-initialises when the full-rate stage starts from the low-fps one.
-PAPER_REINIT = ("conv2_2", "conv3_2", "conv4_2", "conv5_2")
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of the schedule: its frame rate, batch (videos per step) and last step."""
-
-    name: str
-    fps: float
-    batch_size: int
-    steps: int  # the stage ends at this global step (the paper's counts include earlier stages)
-    reinit: tuple[str, ...] = ()  # module-name prefixes re-initialised when this stage starts from the last
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    shift: ShiftConfig
-    model: MultisensoryConfig
-    stages: tuple[Stage, ...]
-    optimizer: str = "sgd"  # the paper's: SGD with momentum 0.9
-    lr: float = 1e-2
-    momentum: float = 0.9
-    weight_decay: float = 1e-5
-    grad_clip: float = 5.0
-    eval_every: int = 100
-    checkpoint_every: int = 100
-    eval_pairs_per_video: int = 4
-    device: str = "auto"
-    amp: str = "none"
-    channels_last: bool = False
-    compile: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def paper_pretrain_config() -> PretrainConfig:
-    """The official two-stage schedule (per-GPU batches; the number of GPUs is unknown)."""
-    return PretrainConfig(
-        shift=ShiftConfig(),
-        model=MultisensoryConfig(),
-        stages=(Stage("shift_lowfps", LOW_FPS, 15, 30_000),
-                Stage("shift_v1", 29.97, 5, 650_000, reinit=PAPER_REINIT)),
-        eval_every=10_000, checkpoint_every=5_000, device="auto", amp="bf16", channels_last=True,
-    )
+from avlib.config import Experiment, PretrainConfig
+from avlib.data.shift import ClipSource, ShiftBatches, evaluation_set
+from avlib.models.multisensory import MultisensoryNet, normalize_frames
+from avlib.train import fit
 
 
 def alignment_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
@@ -158,12 +113,13 @@ def pretrain(
     ``sources(fps)`` gives (training clips, held-out clips) decoded at a stage's frame rate.
     Stage ``k`` writes ``out_dir/<stage name>/``; a stage that already finished is skipped, an
     interrupted one resumes. Each stage after the first starts from the previous stage's
-    weights, with ``Stage.reinit`` blocks re-initialised.
+    weights, with ``Stage.reinit`` blocks re-initialised. ``run_config`` (the resolved experiment)
+    is stored in every checkpoint.
     """
     out_dir = Path(out_dir)
     model = build_model(config)
     results = {"stages": {}, "checkpoint": None, "held_out": None}
-    device = torch.device("cuda" if config.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
+    device = torch.device("cuda" if config.train.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
     for index, stage in enumerate(config.stages):
         stage_dir = out_dir / stage.name
         shift = replace(config.shift, fps=stage.fps)
@@ -175,16 +131,11 @@ def pretrain(
                                        expected_model_class="MultisensoryNet")
             load_model_state(model, previous["model"], out_dir / config.stages[index - 1].name / "checkpoint.pt")
             _reinitialise(model, stage.reinit, seed + index)
-        train = TrainConfig(
-            steps=stage_steps(config, index), optimizer=config.optimizer, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-            grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every, log_every=max(1, min(10, config.eval_every)),
-            seed=seed + index, device=config.device, amp=config.amp, channels_last=config.channels_last,
-            compile=config.compile, out_dir=str(stage_dir),
-        )
+        train = replace(config.train, steps=stage_steps(config, index), seed=seed + index, out_dir=str(stage_dir))
         history = fit(
             model, alignment_loss, ShiftBatches(train_source, shift, stage.batch_size, seed=seed + 1000 * index), train,
             resume=resume, eval_fn=lambda net: alignment_accuracy(net, held_out, device=device), eval_every=config.eval_every,
-            run_config={"pretrain": config.to_dict(), "stage": stage.name, **(run_config or {})},
+            run_config={**(run_config or {"pretrain": config.to_dict()}), "stage": stage.name, "shift": asdict(shift)},
         )
         results["stages"][stage.name] = history
         results["checkpoint"] = checkpoint
@@ -192,32 +143,33 @@ def pretrain(
     return results
 
 
-def scene_split(profile, seed: int = 0) -> tuple[Path, list[Path], list[Path]]:
+def scene_split(experiment: Experiment, seed: int = 0) -> tuple[Path, list[Path], list[Path]]:
     """(scenes root, training clips, held-out clips) of a synthetic profile's world, generated on
-    first use: the last ``profile.held_out_scenes`` of the sorted clips are held out."""
+    first use: the last ``pretrain.held_out_scenes`` of the sorted clips are held out."""
     from avlib.data.world import generate_world
 
-    scenes_root = generate_world(profile.name, seed=seed, parts=("scenes",), progress=False)["scenes"]
+    scenes_root = generate_world(experiment.profile, seed=seed, parts=("scenes",), progress=False)["scenes"]
     clips = sorted((scenes_root / "clips").glob("*.mp4"))
-    held = max(1, round(len(clips) * profile.held_out_scenes))
+    held = max(1, round(len(clips) * experiment.pretrain.held_out_scenes))
     return scenes_root, clips[:-held], clips[-held:]
 
 
-def scene_sources(profile, seed: int = 0, data_root: str | Path = "") -> tuple[Callable[[float], tuple[ClipSource, ClipSource]], int, int]:
-    """``sources(fps)`` for :func:`pretrain` from a profile, and the numbers of training and held-out clips.
+def scene_sources(experiment: Experiment, seed: int = 0, data_root: str | Path = "") -> tuple[Callable[[float], tuple[ClipSource, ClipSource]], int, int]:
+    """``sources(fps)`` for :func:`pretrain`, and the numbers of training and held-out clips.
 
     Synthetic profiles: the world's scenes (generated on first use), the last
-    ``profile.held_out_scenes`` of them held out, decoded once and cached beside the world.
+    ``pretrain.held_out_scenes`` of them held out, decoded once and cached beside the world.
     ``paper``: AudioSet clips under ``data_root/audioset/{train,test}/`` (docs/datasets.md).
     """
     from avlib.data.shift import DecodedClips, FileClips
 
-    if profile.synthetic:
-        scenes_root, train_paths, held_out_paths = scene_split(profile, seed)
+    base = experiment.pretrain.shift
+    if experiment.synthetic:
+        scenes_root, train_paths, held_out_paths = scene_split(experiment, seed)
         cache = Path(scenes_root).parent / "decoded"
 
         def sources(fps: float):
-            shift = replace(profile.pretrain.shift, fps=fps)
+            shift = replace(base, fps=fps)
             return (DecodedClips(train_paths, shift, cache_dir=cache, progress=True),
                     DecodedClips(held_out_paths, shift, cache_dir=cache, progress=True))
     else:
@@ -229,25 +181,53 @@ def scene_sources(profile, seed: int = 0, data_root: str | Path = "") -> tuple[C
         held_out_paths = build_index(Path(data_root) / "audioset" / "test", skip_bad=True).with_audio()
 
         def sources(fps: float):
-            shift = replace(profile.pretrain.shift, fps=fps)
+            shift = replace(base, fps=fps)
             return FileClips(train_paths, shift), FileClips(held_out_paths, shift)
 
     return sources, len(train_paths), len(held_out_paths)
 
 
-def ensure_pretrained(profile_name: str, seed: int = 0, *, data_root: str | Path = "", checkpoint_root: str | Path | None = None,
-                      device: str = "auto") -> Path:
+def with_device(experiment: Experiment, device: str) -> PretrainConfig:
+    """The experiment's pretraining config, trained on ``device`` (auto, cpu or cuda)."""
+    return replace(experiment.pretrain, train=replace(experiment.pretrain.train, device=device))
+
+
+def ensure_pretrained(experiment: Experiment, seed: int = 0, *, data_root: str | Path = "",
+                      checkpoint_root: str | Path | None = None, device: str = "auto") -> Path:
     """The profile's pretrained checkpoint, training it first if it is missing (or unfinished).
 
-    Notebooks 02-05 call this, so each runs on its own; after notebook 01 it returns at once.
+    The other tasks call this, so each runs on its own; after pretraining it returns at once.
     """
-    from avlib.profiles import get_profile
-
-    profile = get_profile(profile_name)
-    checkpoint = profile.pretrained_checkpoint(checkpoint_root)
-    config = replace(profile.pretrain, device=device)
+    checkpoint = experiment.pretrained_checkpoint(checkpoint_root)
+    config = with_device(experiment, device)
     if checkpoint.exists() and load_checkpoint(checkpoint)["step"] >= stage_steps(config, len(config.stages) - 1):
         return checkpoint
-    sources, _, _ = scene_sources(profile, seed, data_root)
-    return pretrain(config, sources, profile.checkpoint_dir(checkpoint_root) / "pretrain", seed=seed,
-                    run_config={"profile": profile_name, "seed": seed})["checkpoint"]
+    sources, _, _ = scene_sources(experiment, seed, data_root)
+    return pretrain(config, sources, experiment.checkpoint_dir(checkpoint_root) / "pretrain", seed=seed,
+                    run_config=run_record(experiment, seed))["checkpoint"]
+
+
+def run_record(experiment: Experiment, seed: int) -> dict:
+    """What a pretraining checkpoint stores about its run: the profile, the seed and the resolved
+    pretraining config (a resume with another one is refused)."""
+    return {"profile": experiment.profile, "seed": seed, "pretrain": experiment.pretrain.to_dict()}
+
+
+def _run(experiment: Experiment, args) -> dict:
+    config = with_device(experiment, args.device)
+    sources, train_count, held_out_count = scene_sources(experiment, args.seed, args.data_root)
+    run = pretrain(config, sources, experiment.checkpoint_dir(args.checkpoints) / "pretrain", seed=args.seed,
+                   run_config=run_record(experiment, args.seed))
+    last = run["stages"][config.stages[-1].name]
+    return {"checkpoint": str(run["checkpoint"]), "training_clips": train_count, "held_out_clips": held_out_count,
+            "held_out": last["eval"][-1] if last["eval"] else None}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from avlib.tasks.cli import run_task
+
+    return run_task("pretrain", "pretrain", "Self-supervised alignment pretraining (docs/paper.md §3).", _run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""The command line every task shares: ``python -m avlib.tasks.<task> --profile P [key=value ...]``.
+
+The same line runs under ``torchrun --nproc_per_node N``: training is multi-process through
+:func:`avlib.train.fit`, and only rank 0 writes results. ``--help`` lists every key of the task's
+section with its value for the chosen profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from avlib.config import PROFILES, SECTIONS, ConfigError, Experiment, flatten, parse_assignments, resolve
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun, or the only process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def experiment_from(profile: str, section: str, assignments: Sequence[str]) -> Experiment:
+    """Resolve ``profile`` with ``key=value`` assignments; keys not naming a section are ``section``'s."""
+    overrides = {}
+    for key, value in parse_assignments(list(assignments)).items():
+        head = key.split(".", 1)[0]
+        absolute = head in SECTIONS or head in ("description", "is_result", "synthetic")
+        overrides[key if absolute else f"{section}.{key}"] = value
+    return resolve(profile, overrides)
+
+
+def keys_help(profile: str, section: str) -> str:
+    """Every key of ``section`` with its value for ``profile``, one per line."""
+    try:
+        values = flatten(getattr(resolve(profile), section))
+    except ConfigError as error:
+        return str(error)
+    width = max(len(key) for key in values)
+    return "\n".join(f"  {key:<{width}}  {value!r}" for key, value in values.items())
+
+
+def run_task(task: str, section: str, description: str, run: Callable[[Experiment, argparse.Namespace], Any],
+             argv: Sequence[str] | None = None) -> int:
+    """Parse the command line, resolve the experiment, call ``run(experiment, args)``, print its summary.
+
+    ``run`` returns a JSON-able summary; rank 0 prints it and writes it to ``--out``/summary.json.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--profile", default="synth")
+    known, _ = peek.parse_known_args(argv)
+    profile = known.profile if known.profile in PROFILES else "synth"
+    parser = argparse.ArgumentParser(
+        prog=f"python -m avlib.tasks.{task}", description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"keys of '{section}' (override with key=value; other sections as section.key=value), "
+               f"values for --profile {profile}:\n{keys_help(profile, section)}")
+    parser.add_argument("--profile", default="synth", choices=sorted(PROFILES), help="size of the run (default: synth)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default: 0)")
+    parser.add_argument("--data-root", default="", help="real datasets for the paper profile (docs/datasets.md)")
+    parser.add_argument("--out", default="", help="folder for summary.json and the task's tables "
+                        "(default: runs/<profile>/<task> in the checkout)")
+    parser.add_argument("--checkpoints", default="", help="checkpoint root (default: the checkout's checkpoints/)")
+    parser.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA when present, else CPU")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-3")
+    args = parser.parse_args(argv)
+    try:
+        experiment = experiment_from(args.profile, section, args.overrides)
+    except ConfigError as error:
+        parser.error(str(error))
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda, but torch sees no CUDA device")
+    from avlib.config import CHECKOUT
+
+    args.out = Path(args.out or CHECKOUT / "runs" / args.profile / task)
+    args.checkpoints = args.checkpoints or None
+    summary = run(experiment, args)
+    if is_main_process():
+        args.out.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"task": task, "profile": args.profile, "seed": args.seed, "summary": summary,
+                           "config": getattr(experiment, section).to_dict()}, indent=1, default=str)
+        (args.out / "summary.json").write_text(text + "\n")
+        print(json.dumps(summary, indent=1, default=str))
+    return 0
