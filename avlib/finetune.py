@@ -412,8 +412,11 @@ class Evaluation:
         return pd.DataFrame(rows)
 
     def selection(self, classes: Sequence[str] | None = None, with_audio_only: bool = False) -> np.ndarray:
-        """(V,) bool mask of the videos of ``classes`` (names; default all), optionally only those with an audio track."""
-        mask = np.isin(self.labels, [self.classes.index(c) for c in classes]) if classes is not None else np.ones_like(self.has_audio)
+        """(V,) bool mask of the videos of ``classes`` (names; default all), optionally only those with audio."""
+        if classes is None:
+            mask = np.ones_like(self.has_audio)
+        else:
+            mask = np.isin(self.labels, [self.classes.index(c) for c in classes])
         return mask & self.has_audio if with_audio_only else mask
 
 

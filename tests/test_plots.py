@@ -69,7 +69,8 @@ def test_wav_bytes_are_16_bit_pcm_clipped_to_full_scale():
 def test_scene_browser_shows_the_chosen_map_and_follows_the_controls(evaluation):
     pytest.importorskip("ipywidgets")
     browser = scene_browser(evaluation, "hot corner")
-    (clip_choice, method_choice), position, picture, caption, player = browser.children[0].children, *browser.children[1:]
+    _, method_choice = browser.children[0].children
+    position, picture, caption, player = browser.children[1:]
     assert method_choice.value == "hot corner" and position.max == 1
     assert picture.value == png_bytes(scene_overlay(evaluation, "clip", 0, "hot corner"))
     assert caption.value == "clip, frame 3 (0.12 s), hot corner"
