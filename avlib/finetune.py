@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -411,6 +411,14 @@ class Evaluation:
             rows.append({"class": name, "videos": int(chosen.sum()), "clip accuracy": clip, "video accuracy": video})
         return pd.DataFrame(rows)
 
+    def selection(self, classes: Sequence[str] | None = None, with_audio_only: bool = False) -> np.ndarray:
+        """(V,) bool mask of the videos of ``classes`` (names; default all), optionally only those with audio."""
+        if classes is None:
+            mask = np.ones_like(self.has_audio)
+        else:
+            mask = np.isin(self.labels, [self.classes.index(c) for c in classes])
+        return mask & self.has_audio if with_audio_only else mask
+
 
 @torch.no_grad()
 def evaluate(model: nn.Module, source: VideoSource, clips_per_video: int, classes: Sequence[str], *,
@@ -437,6 +445,19 @@ def evaluate(model: nn.Module, source: VideoSource, clips_per_video: int, classe
     entries = [source.videos[video] for video in chosen]
     return Evaluation(list(classes), [entry.name for entry in entries], np.array([entry.label for entry in entries]),
                       np.array([entry.has_audio for entry in entries]), probs)
+
+
+def curve_accuracy(source: VideoSource, classes: Sequence[str], videos: Sequence[int], settings: UCF101Settings,
+                   device: str | torch.device = "cpu") -> Callable[[nn.Module], dict[str, float]]:
+    """An ``eval_fn`` for :func:`finetune`'s training curves: the clip accuracy of the centre clip of each of
+    ``videos`` of ``source``, as ``{"test_clip_accuracy": ...}``."""
+
+    def curve_point(net: nn.Module) -> dict[str, float]:
+        scored = evaluate(net, source, 1, classes, videos=videos, batch_size=settings.eval_batch, device=device,
+                          amp=settings.amp, workers=settings.workers)
+        return {"test_clip_accuracy": scored.clip_accuracy}
+
+    return curve_point
 
 
 def resolve_device(device: str) -> str:

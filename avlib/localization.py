@@ -13,8 +13,9 @@ ways (:class:`avlib.data.world.SceneTruth`), so maps can be scored:
   object (lower is better), and how often the map is higher on average over the sounding objects than
   over the silent ones (50 % = cannot tell them apart).
 
-Baseline maps share the CAM's windows, tiles and resizing (:func:`avlib.cam.map_video`): a centre prior,
-motion energy (frame differences), and random maps (chance). Frames are scored where a sounding object
+Baseline maps share the CAM's windows, tiles and resizing (:func:`avlib.localize.map_video`): a centre
+prior, motion energy (frame differences), and random maps (chance); :func:`avlib.tasks.cam.evaluate_scenes`
+runs them all and scores them here. Frames are scored where a sounding object
 is visible; the 95 % intervals resample clips, since frames of one clip are not independent.
 """
 
@@ -30,8 +31,7 @@ import pandas as pd
 import torch
 from scipy.ndimage import gaussian_filter
 
-from avlib.cam import CamSettings, MapSource, area_resize, map_video, overlay_scale, to_frame
-from avlib.data.shift import ShiftConfig
+from avlib.localize import area_resize, to_frame
 
 FRAME_COLUMNS = ("clip", "frame", "method", "pointing", "ciou", "sounding_area", "silent_visible", "peak_on_silent",
                  "sounding_over_silent")
@@ -142,34 +142,11 @@ class SceneClip:
     truth: Path | None
 
 
-def held_out_scenes(profile_name: str, seed: int = 0, limit: int | None = None) -> list[SceneClip]:
-    """The scenes held out from pretraining: the last ``profile.held_out_scenes`` of the sorted clips,
-    the same split as :func:`avlib.pretrain.scene_sources`; the first ``limit`` of them if given."""
-    from avlib.pretrain import scene_split
-    from avlib.profiles import get_profile
+def on_screen_events(scene: SceneClip) -> int:
+    """Sound events of ``scene`` made by a visible object (0 for a clip without ground truth)."""
+    from avlib.data.world import load_truth
 
-    profile = get_profile(profile_name)
-    if not profile.synthetic:
-        raise ValueError(f"profile {profile_name!r} reads real data, which has no localisation ground truth")
-    root, _, held_out = scene_split(profile, seed)
-    chosen = held_out[:limit] if limit is not None else held_out
-    return [SceneClip(path.stem, path, root / "truth" / f"{path.stem}.npz") for path in chosen]
-
-
-def evaluation_clips(profile_name: str, seed: int = 0, data_root: str | Path = "", limit: int | None = None) -> list[SceneClip]:
-    """The clips notebook 02 maps: the held-out scenes (with ground truth) in the synthetic profiles,
-    AudioSet test clips under ``data_root/audioset/test/`` (without) in ``paper``."""
-    from avlib.profiles import get_profile
-
-    if get_profile(profile_name).synthetic:
-        return held_out_scenes(profile_name, seed, limit)
-    if not data_root:
-        raise ValueError("the paper profile maps AudioSet test clips: pass --data-root (see docs/datasets.md)")
-    from avlib.data.index import build_index
-
-    videos = build_index(Path(data_root) / "audioset" / "test", skip_bad=True).with_audio()
-    chosen = videos[:limit] if limit is not None else videos
-    return [SceneClip(Path(video.path).stem, Path(video.path), None) for video in chosen]
+    return int((load_truth(scene.truth).event_object >= 0).sum()) if scene.truth is not None else 0
 
 
 @dataclass
@@ -225,48 +202,6 @@ class SceneEvaluation:
             evaluation.clips[clip] = SceneClip(clip, Path(entry["video"]), entry["truth"] and Path(entry["truth"]))
             evaluation.scales[clip] = entry["scales"]
         return evaluation
-
-
-def evaluate_scenes(clips: Sequence[SceneClip], sources: Sequence[MapSource], shift: ShiftConfig, settings: CamSettings,
-                    progress: bool = True) -> SceneEvaluation:
-    """Run every map source over every clip (:func:`avlib.cam.map_video`) and score every
-    ``settings.eval_frame_stride``-th frame against the clip's ground truth (clips without ground
-    truth are mapped, not scored)."""
-    from tqdm.auto import tqdm
-
-    from avlib import io
-    from avlib.data.world import load_truth
-
-    rows: list[dict] = []
-    evaluation = SceneEvaluation(pd.DataFrame(columns=FRAME_COLUMNS))
-    for scene in tqdm(clips, desc="clips", disable=not progress):
-        tracks = map_video(scene.video, sources, shift, settings)
-        truth = load_truth(scene.truth) if scene.truth is not None else None
-        info = io.probe(scene.video)
-        num_frames, fps = (len(truth.boxes), truth.fps) if truth is not None else (info.num_frames, info.fps)
-        index = np.arange(0, num_frames, settings.eval_frame_stride)
-        times = index / fps
-        maps = {name: track.at_times(times) for name, track in tracks.items()}
-        evaluation.maps[scene.name] = maps
-        evaluation.frame_index[scene.name] = index
-        evaluation.scales[scene.name] = {name: overlay_scale(track.values(), settings.percentile) for name, track in tracks.items()}
-        evaluation.clips[scene.name] = scene
-        for position, frame in enumerate(index if truth is not None else []):
-            sounding, silent = object_masks(truth, int(frame))
-            if not sounding.any():
-                continue
-            for name, values in maps.items():
-                score_map = to_frame(values[position], truth.height, truth.width)
-                row = {"clip": scene.name, "frame": int(frame), "method": name,
-                       "pointing": float(peak_in(score_map, sounding)), "ciou": ciou(score_map, sounding),
-                       "sounding_area": float(sounding.mean()), "silent_visible": bool(silent.any()),
-                       "peak_on_silent": np.nan, "sounding_over_silent": np.nan}
-                if silent.any():
-                    row["peak_on_silent"] = float(peak_in(score_map, silent))
-                    row["sounding_over_silent"] = sounding_over_silent(score_map, sounding, silent)
-                rows.append(row)
-    evaluation.frames = pd.DataFrame(rows, columns=FRAME_COLUMNS)
-    return evaluation
 
 
 # ----------------------------------------------------------------------------- summaries
@@ -372,6 +307,6 @@ def mask_means(track_maps: np.ndarray, frame_index: np.ndarray, truth) -> pd.Dat
 
 __all__ = [
     "CIOU_THRESHOLDS", "CentrePrior", "MotionEnergy", "RandomMap", "SceneClip", "SceneEvaluation", "ciou",
-    "evaluate_scenes", "evaluation_clips", "held_out_scenes", "mask_means", "object_masks", "peak_concentration", "peak_in", "pointing_difference", "sounding_over_silent",
-    "success_auc", "summarise", "top_responses",
+    "mask_means", "object_masks", "on_screen_events", "peak_concentration", "peak_in", "pointing_difference",
+    "sounding_over_silent", "success_auc", "summarise", "top_responses",
 ]

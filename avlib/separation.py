@@ -379,6 +379,16 @@ def improvement_over_mixture(scores: pd.DataFrame, metric: str = "sdr") -> pd.Da
     return gains.reset_index().melt(id_vars=["pair", "source"], var_name="system", value_name=f"{metric}_gain")
 
 
+def on_screen_gains(gains: pd.DataFrame, system: str, test_list: pd.DataFrame | None = None,
+                    same_gender: bool | None = None) -> pd.Series:
+    """On-screen SDR gains over the mixture (:func:`improvement_over_mixture`) of ``system``; with
+    ``same_gender`` True or False, only of the ``test_list`` pairs of same- or different-gender speakers."""
+    rows = gains[(gains.system == system) & (gains.source == "on_screen")]
+    if same_gender is not None:
+        rows = rows[rows.pair.isin(test_list.pair[test_list.same_gender == same_gender])]
+    return rows["sdr_gain"]
+
+
 # ----------------------------------------------------------------------------------------------- separate
 
 

@@ -17,7 +17,7 @@
 # The alignment network (notebook 01) ends in a global average pool and one linear classifier, so
 # applying that classifier at every position of its last conv gives a **class activation map** (CAM):
 # $M(t, y, x) = \sum_c w_c F_c(t, y, x) + b$, whose mean is the "aligned" logit (paper section 5,
-# `avlib.cam`). The paper's maps light up speakers' faces and mouths and moving sound sources
+# `avlib.localize`, `avlib.tasks.cam`). The paper's maps light up speakers' faces and mouths and moving sound sources
 # (UNVERIFIED: known from a secondary summary, not from the paper's text). The official code uses
 # the `cam` network (conv5_1's spatial stride removed, 16 × 14 × 14 maps for a 4.2 s clip,
 # fine-tuned 25 k iterations) and draws them with its `heatmap()` overlay (97th-percentile scale,
@@ -29,7 +29,7 @@
 # with random weights), with **silent distractors** (objects that move the same ways but make no
 # sound) reported separately.
 #
-# Any video works (`python -m avlib.cam VIDEO --checkpoint CKPT --out OUT.mp4`): frames keep their
+# Any video works (`python -m avlib.localize VIDEO --checkpoint CKPT --out OUT.mp4`): frames keep their
 # aspect ratio, are tiled into the network's crops and mapped back, and long videos are covered by
 # sliding windows.
 
@@ -42,29 +42,26 @@ results_root = "../results"
 checkpoint_root = ""  # default: the checkout's ignored checkpoints/ folder
 
 # %%
-from io import BytesIO
 from pathlib import Path
 
-import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display
-from scipy.io import wavfile
 
 from avlib import io
-from avlib.cam import (TiledCam, cam_checkpoint, cam_network, heat_overlay, localize, network_cam, settings_for,
-                       to_frame)
 from avlib.data.world import load_truth
-from avlib.localization import (CentrePrior, MotionEnergy, RandomMap, SceneEvaluation, evaluate_scenes,
-                                evaluation_clips, mask_means, peak_concentration, pointing_difference, summarise,
-                                top_responses)
-from avlib.models.multisensory import MultisensoryNet
+from avlib.localization import (CentrePrior, MotionEnergy, RandomMap, SceneEvaluation, mask_means, on_screen_events,
+                                peak_concentration, pointing_difference, summarise, top_responses)
+from avlib.localize import TiledCam, localize
+from avlib.models.multisensory import MultisensoryNet, cam_network, network_cam
+from avlib.plots import frame_image, scene_browser, scene_overlay
 from avlib.pretrain import ensure_pretrained
 from avlib.profiles import get_profile
 from avlib.report import notebook_comparison
 from avlib.results import ResultWriter
+from avlib.tasks.cam import cam_checkpoint, evaluate_scenes, evaluation_clips, settings_for
 
 settings = settings_for(profile)
 profile_config = get_profile(profile)
@@ -214,19 +211,6 @@ notebook_comparison(out)
 # The held-out frames whose map peaks highest, one per clip, with the official overlay.
 
 # %%
-def frame_image(video: Path, index: int, fps: float) -> np.ndarray:
-    """One frame of a video at its own resolution (frame ``index`` at ``fps``)."""
-    return io.read_clip(video, index / fps, fps=fps, num_frames=1, missing_audio="silence").frames[0]
-
-
-def overlay_of(clip: str, position: int, method: str = shown) -> np.ndarray:
-    scene = evaluation.clips[clip]
-    fps = io.probe(scene.video).fps
-    image = frame_image(scene.video, int(evaluation.frame_index[clip][position]), fps)
-    score_map = to_frame(evaluation.maps[clip][method][position], *image.shape[:2])
-    return heat_overlay(image, score_map, evaluation.scales[clip][method], settings.lo_fraction, settings.max_alpha)
-
-
 top = top_responses(evaluation, shown, settings.top_frames)
 fig, axes = plt.subplots(2, len(top), figsize=(2.6 * len(top), 5.4), squeeze=False)
 for column, row in top.iterrows():
@@ -234,7 +218,8 @@ for column, row in top.iterrows():
     image = frame_image(scene.video, row["frame"], io.probe(scene.video).fps)
     axes[0, column].imshow(image)
     axes[0, column].set_title(f"{row['clip']}\nframe {row['frame']}", fontsize=8)
-    axes[1, column].imshow(overlay_of(row["clip"], row["position"]))
+    axes[1, column].imshow(scene_overlay(evaluation, row["clip"], row["position"], shown, settings.lo_fraction,
+                                         settings.max_alpha))
     if scene.truth is not None:
         truth = load_truth(scene.truth)
         for box, sounding in zip(truth.boxes[row["frame"]], truth.sounding):
@@ -255,10 +240,6 @@ plt.show()
 # ties sound to its source responds on the object, and most around its impacts.
 
 # %%
-def on_screen_events(scene) -> int:
-    return int((load_truth(scene.truth).event_object >= 0).sum()) if scene.truth is not None else 0
-
-
 example = max(evaluation.clips.values(), key=on_screen_events)
 example_info = io.probe(example.video)
 curves = mask_means(evaluation.maps[example.name][shown], evaluation.frame_index[example.name],
@@ -285,7 +266,7 @@ plt.show()
 strip = np.linspace(0, len(evaluation.frame_index[example.name]) - 1, 6).astype(int)
 fig, axes = plt.subplots(1, len(strip), figsize=(2.4 * len(strip), 2.6))
 for axis, position in zip(axes, strip):
-    axis.imshow(overlay_of(example.name, int(position)))
+    axis.imshow(scene_overlay(evaluation, example.name, int(position), shown, settings.lo_fraction, settings.max_alpha))
     axis.set_title(f"{evaluation.frame_index[example.name][position] / example_info.fps:.1f} s", fontsize=8)
     axis.axis("off")
 out.figure(fig, "cam_strip", caption=f"The overlay over time on {example.name}.")
@@ -293,8 +274,8 @@ plt.show()
 
 # %% [markdown]
 # ## An overlay video
-# `avlib.cam.localize` on the same clip: every frame of the input with its map, and the input's sound.
-# The same call works on any video with sound (`python -m avlib.cam VIDEO --checkpoint CKPT --out OUT.mp4`).
+# `avlib.localize.localize` on the same clip: every frame of the input with its map, and the input's sound.
+# The same call works on any video with sound (`python -m avlib.localize VIDEO --checkpoint CKPT --out OUT.mp4`).
 
 # %%
 result = localize(example.video, fine_tuned, work / "cam_overlay.mp4", shift=shift, settings=settings,
@@ -311,49 +292,4 @@ print(f"{media.name}: {written.num_frames} frames, {written.duration:.2f} s (inp
 # Widgets need a live kernel: in a headless run this cell only builds them.
 
 # %%
-def png_bytes(image: np.ndarray) -> bytes:
-    buffer = BytesIO()
-    plt.imsave(buffer, image, format="png")
-    return buffer.getvalue()
-
-
-def wav_bytes(audio: np.ndarray, rate: int) -> bytes:
-    buffer = BytesIO()
-    wavfile.write(buffer, rate, np.round(np.clip(audio, -1, 1).T * 32767).astype(np.int16))
-    return buffer.getvalue()
-
-
-def browser(saved: SceneEvaluation) -> widgets.Widget:
-    """Image and Audio widgets (no Output widget, whose capture can hang a headless run)."""
-    clip_choice = widgets.Dropdown(options=sorted(saved.clips), description="clip")
-    method_choice = widgets.Dropdown(options=saved.methods, value=shown, description="map")
-    position = widgets.IntSlider(min=0, max=len(saved.frame_index[clip_choice.value]) - 1, description="frame")
-    picture, caption = widgets.Image(format="png", width=320), widgets.Label()
-    player = widgets.Audio(format="wav", autoplay=False, loop=False)
-
-    def draw(*_):
-        clip, method = clip_choice.value, method_choice.value
-        scene = saved.clips[clip]
-        position.max = len(saved.frame_index[clip]) - 1
-        fps = io.probe(scene.video).fps
-        frame = int(saved.frame_index[clip][position.value])
-        image = frame_image(scene.video, frame, fps)
-        score_map = to_frame(saved.maps[clip][method][position.value], *image.shape[:2])
-        picture.value = png_bytes(heat_overlay(image, score_map, saved.scales[clip][method], settings.lo_fraction,
-                                               settings.max_alpha))
-        caption.value = f"{clip}, frame {frame} ({frame / fps:.2f} s), {method}"
-
-    def load_sound(*_):
-        scene = saved.clips[clip_choice.value]
-        seconds = io.probe(scene.video).usable_duration - 0.05
-        player.value = wav_bytes(io.read_audio(scene.video, 0.0, int(seconds * 22050), sample_rate=22050), 22050)
-
-    for control in (clip_choice, method_choice, position):
-        control.observe(draw, names="value")
-    clip_choice.observe(load_sound, names="value")
-    draw()
-    load_sound()
-    return widgets.VBox([widgets.HBox([clip_choice, method_choice]), position, picture, caption, player])
-
-
-browser(SceneEvaluation.load(work / "evaluation"))
+scene_browser(SceneEvaluation.load(work / "evaluation"), shown, settings.lo_fraction, settings.max_alpha)

@@ -76,6 +76,7 @@ from avlib.finetune import (
     accuracy_table,
     build_classifier,
     clip_format,
+    curve_accuracy,
     evaluate,
     finetune,
     resolve_device,
@@ -163,13 +164,7 @@ curve_videos = (list(range(len(test_source))) if settings.curve_videos <= 0 else
                 sorted({int(i) for i in np.linspace(0, len(test_source) - 1, settings.curve_videos)}))
 print(f"pretrained checkpoint: {checkpoint.name}; runs under {run_dir.name}/")
 
-
-def curve_point(net):
-    """Clip accuracy of each curve video's centre clip, for the training curves."""
-    scored = evaluate(net, test_source, 1, split.classes, videos=curve_videos, batch_size=settings.eval_batch,
-                      device=device_name, amp=settings.amp, workers=settings.workers)
-    return {"test_clip_accuracy": scored.clip_accuracy}
-
+curve_point = curve_accuracy(test_source, split.classes, curve_videos, settings, device_name)
 
 histories, evaluations = {}, {}
 for variant in variants:
@@ -288,19 +283,14 @@ if chosen_classes:
 # The paper's claims in this profile's numbers; `holds` is what was measured, not what was hoped.
 
 # %%
-def selected(classes=None, with_audio_only=False):
-    """Test videos of ``classes`` (default all), optionally only those with an audio track."""
-    mask = np.isin(best.labels, [split.classes.index(c) for c in classes]) if classes is not None else np.ones_like(best.has_audio)
-    return mask & best.has_audio if with_audio_only else mask
-
-
-claims = [("pretrained with audio beats random initialisation (all test videos)", "with_audio", "random_init", selected()),
-          ("pretrained with audio beats audio removed (all test videos)", "with_audio", "no_audio", selected()),
+claims = [("pretrained with audio beats random initialisation (all test videos)", "with_audio", "random_init",
+           best.selection()),
+          ("pretrained with audio beats audio removed (all test videos)", "with_audio", "no_audio", best.selection()),
           ("pretrained with audio beats audio removed (test videos with audio)", "with_audio", "no_audio",
-           selected(with_audio_only=True))]
+           best.selection(with_audio_only=True))]
 if sound_only_pairs:
     claims.append(("on the sound-only classes, with audio beats audio removed (test videos with audio)", "with_audio",
-                   "no_audio", selected(chosen_classes, with_audio_only=True)))
+                   "no_audio", best.selection(chosen_classes, with_audio_only=True)))
 ordering = pd.DataFrame([
     {"claim": claim, "test videos": int(mask.sum()), "first: video accuracy %": 100 * evaluations[first].accuracy_where(mask)[1],
      "second: video accuracy %": 100 * evaluations[second].accuracy_where(mask)[1],

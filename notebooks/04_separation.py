@@ -62,6 +62,7 @@ from avlib.separation import (
     evaluate,
     improvement_over_mixture,
     loss_label,
+    on_screen_gains,
     predict,
     separate,
     settings_for,
@@ -190,7 +191,7 @@ table
 for system in names:
     if system == "mixture":
         continue
-    on_gain = gains[(gains.system == system) & (gains.source == "on_screen")]["sdr_gain"]
+    on_gain = on_screen_gains(gains, system)
     sdr = summary[(summary.system == system) & (summary.source == "on_screen")]["sdr"].item()
     print(f"{names[system]}, on-screen: mean SDR {sdr:.2f} dB, {on_gain.mean():+.2f} dB over the mixture on "
           f"{len(on_gain)} pairs ({(on_gain > 0).mean():.0%} of the pairs improved)")
@@ -214,21 +215,14 @@ by_gender[["system", "source", "mixture kind", "sdr", "sdr_low", "sdr_high", "n"
 # claim needs baselines not run here. Claims about ablations are measured in notebook 05.
 
 # %%
-def gain(system, same=None):
-    """On-screen SDR gains over the mixture of ``system``, optionally only of same- (True) or different-gender pairs."""
-    rows = gains[(gains.system == system) & (gains.source == "on_screen")]
-    if same is not None:
-        rows = rows[rows.pair.isin(test_list.pair[test_list.same_gender == same])]
-    return rows["sdr_gain"]
-
-
-same, different = gain(headline["full"], True), gain(headline["full"], False)
+same = on_screen_gains(gains, headline["full"], test_list, same_gender=True)
+different = on_screen_gains(gains, headline["full"], test_list, same_gender=False)
 if len(same) and len(different):
     mean, low, high = confidence_interval(same)
     out.compare("same_gender", mean, low=low, high=high, n=len(same), holds=bool(same.mean() < different.mean()),
                 measure=f"{names[headline['full']]}: on-screen SDR gain over the mixture, same-gender pairs, dB",
                 note=f"holds: below the different-gender pairs' {different.mean():+.2f} dB ({len(different)} pairs)")
-full_gain, pit_gain = gain(headline["full"]), gain(headline["unet_pit"])
+full_gain, pit_gain = on_screen_gains(gains, headline["full"]), on_screen_gains(gains, headline["unet_pit"])
 mean, low, high = confidence_interval(pit_gain)
 out.compare("audio_only_pit", mean, low=low, high=high, n=len(pit_gain),
             measure=f"u-net PIT (oracle assignment, {settings.phase} phase): on-screen SDR gain over the mixture, dB",

@@ -7,6 +7,7 @@ the presentation time of each frame listed in ``click_frames``.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,30 @@ def make_video(path: Path, *, num_frames: int = 100, fps: float = 25.0, height: 
         num_samples = int(round(num_frames / fps * sample_rate))
         audio = click_track(num_samples, sample_rate, [frame / fps for frame in click_frames], channels)
     return write_video(path, frames, fps, audio if channels is not None else None, sample_rate, **writer_options)
+
+
+def write_scene(root: Path, event_object: tuple[int, ...] = ()) -> tuple[Path, Path]:
+    """A 64 x 64 scene in the world's format under ``root``: a white sounding square sliding right, a black
+    silent one still; sound events made by the objects ``event_object`` (-1: off screen). Returns (video, truth)."""
+    num_frames, fps, side = 40, 20.0, 12
+    frames = np.full((num_frames, 64, 64, 3), 128, dtype=np.uint8)
+    top_left = np.zeros((num_frames, 2, 2), dtype=np.int16)
+    for t in range(num_frames):
+        top_left[t] = [(4 + t, 8), (40, 44)]
+        frames[t, 8 : 8 + side, 4 + t : 4 + t + side] = 255
+        frames[t, 44 : 44 + side, 40 : 40 + side] = 0
+    audio = 0.1 * np.random.default_rng(1).standard_normal((2, 16000)).astype(np.float32)
+    write_video(root / "clips" / "scene_00000.mp4", frames, fps, audio, 8000)
+    boxes = np.concatenate([top_left, top_left + side], axis=2).astype(np.float32)
+    (root / "truth").mkdir()
+    np.savez(root / "truth" / "scene_00000.npz", boxes=boxes, top_left=top_left,
+             sprites=np.full((2, side, side), 255, dtype=np.uint8), sizes=np.array([side, side], dtype=np.int16),
+             sounding=np.array([True, False]), loudness=np.zeros((num_frames, 2), np.float32),
+             offscreen_loudness=np.zeros(num_frames, np.float32), event_frame=np.arange(len(event_object), dtype=np.int32),
+             event_object=np.array(event_object, np.int8), event_strength=np.ones(len(event_object), np.float32),
+             event_sample=np.arange(len(event_object), dtype=np.int64) * 400, fps=np.float64(fps), sample_rate=np.int64(8000))
+    with open(root / "scenes.csv", "w", newline="") as table:
+        writer = csv.writer(table)
+        writer.writerow(["clip", "path", "truth", "width", "height"])
+        writer.writerow(["scene_00000", "clips/scene_00000.mp4", "truth/scene_00000.npz", 64, 64])
+    return root / "clips" / "scene_00000.mp4", root / "truth" / "scene_00000.npz"

@@ -1,212 +1,16 @@
-"""Class activation maps: the map on known features, tiling and windows on any video, the overlay,
-localize on real containers (720p 5.1, QCIF mono, no audio), and the localisation scores."""
+"""The CAM task: its per-profile settings and maps scored on a scene with known sounding and silent objects."""
 
 from __future__ import annotations
 
-import csv
-from dataclasses import asdict
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
-from avlib import io
-from avlib.cam import (
-    CamSettings,
-    MapTrack,
-    TiledCam,
-    class_activation_map,
-    heat_overlay,
-    localize,
-    main,
-    map_video,
-    network_cam,
-    overlay_scale,
-    step_times,
-    tile_offsets,
-    to_frame,
-    window_starts,
-)
-from avlib.checkpoint import save_checkpoint
 from avlib.data.shift import ShiftConfig
-from avlib.localization import (
-    SceneClip,
-    SceneEvaluation,
-    ciou,
-    evaluate_scenes,
-    peak_concentration,
-    peak_in,
-    pointing_difference,
-    sounding_over_silent,
-    success_auc,
-    summarise,
-)
-from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet
-from avlib.writer import write_video
-from media import make_video, onsets
-
-#: A small network input: 1.0 s windows at 10 fps, frames resized to a 40-pixel short side, 32-pixel tiles.
-SHIFT = ShiftConfig(window=1.0, fps=10.0, sample_rate=8000, min_shift=0.4, max_shift=0.9, size=40, crop=32)
-SETTINGS = CamSettings(fine_tune_steps=0, fine_tune_batch=1, map_stride=4)
-
-
-def test_cam_of_handmade_features_and_classifier():
-    # two channels on a 2 x 2 x 2 grid: channel 0 is 1 at one position, channel 1 is 2 everywhere
-    features = torch.zeros(1, 2, 2, 2, 2)
-    features[0, 0, 1, 0, 1] = 1.0
-    features[0, 1] = 2.0
-    weight, bias = torch.tensor([5.0, -1.0]), 0.5
-    cam = class_activation_map(features, weight, bias)
-    expected = torch.full((1, 2, 2, 2), -2.0 + 0.5)
-    expected[0, 1, 0, 1] = 5.0 - 2.0 + 0.5
-    torch.testing.assert_close(cam, expected)
-    # the classifier on the globally pooled features gives the map's mean
-    torch.testing.assert_close(cam.mean(), weight @ features.mean(dim=(2, 3, 4))[0] + bias)
-    with pytest.raises(ValueError, match="weight"):
-        class_activation_map(features, torch.ones(3), 0.0)
-
-
-def test_network_cam_is_the_classifier_on_the_last_conv():
-    torch.manual_seed(0)
-    net = MultisensoryNet(MultisensoryConfig(width=4, cam=True, num_frames=8, frame_size=32, num_samples=6400)).eval()
-    net.logits.bias.data.fill_(0.3)
-    frames, audio = torch.rand(3, 3, 8, 32, 32) * 2 - 1, torch.rand(1, 2, 6400) * 2 - 1
-    with torch.no_grad():
-        cam = network_cam(net)(frames, audio.expand(3, -1, -1))
-        output = net(frames, audio.expand(3, -1, -1))
-    assert cam.shape == (3, 1, 2, 2)  # cam=True keeps conv4's 2 x 2 for 32-pixel tiles (1 x 1 without)
-    torch.testing.assert_close(cam, net.cam(output["features"]["conv5_2"]))
-    torch.testing.assert_close(cam.mean(dim=(1, 2, 3)), output["logit"], rtol=1e-4, atol=1e-5)
-
-
-def test_tile_offsets_and_windows_cover_everything():
-    assert tile_offsets(32, 32) == [0]
-    assert tile_offsets(40, 32) == [0, 8]
-    offsets = tile_offsets(71, 32)
-    assert offsets[0] == 0 and offsets[-1] == 71 - 32 and all(b - a <= 32 for a, b in zip(offsets, offsets[1:]))
-    with pytest.raises(ValueError):
-        tile_offsets(20, 32)
-    assert window_starts(7, 10, 0.5) == [0]
-    assert window_starts(25, 10, 0.5) == [0, 5, 10, 15]
-    assert window_starts(26, 10, 0.5) == [0, 5, 10, 15, 16]
-    np.testing.assert_allclose(step_times(8, 2, 4.0), [(2 - 0.5) / 4, (6 - 0.5) / 4])
-
-
-def test_map_track_interpolates_in_time_and_averages_windows():
-    ones = np.ones((1, 2, 2), dtype=np.float32)
-    track = MapTrack(spans=[(0.0, 1.0), (0.5, 1.5)],
-                     times=[np.array([0.25, 0.75]), np.array([1.0])],
-                     maps=[np.concatenate([0 * ones, 4 * ones]), 10 * ones])
-    assert track.at(0.0)[0, 0] == 0.0  # before the first step: held
-    assert track.at(0.375)[0, 0] == pytest.approx(1.0)  # a quarter of the way between the steps of window 0
-    assert track.at(0.9)[0, 0] == pytest.approx((4.0 + 10.0) / 2)  # two windows cover it
-    assert track.at(3.0)[0, 0] == 10.0  # past every window: the nearest one
-    assert track.at_times([0.0, 0.5]).shape == (2, 2, 2)
-
-
-def red_cam(frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-    """A stand-in network whose CAM is the redness of the picture, pooled by 8 in space and time."""
-    redness = (frames[:, 0] - frames[:, 1:].mean(dim=1))[:, None]  # (B, 1, T, S, S)
-    return F.avg_pool3d(redness, (min(8, frames.shape[2]), 8, 8), ceil_mode=True)[:, 0]
-
-
-@pytest.mark.parametrize("height, width", [(96, 240), (240, 96), (64, 64)])
-def test_tiled_map_lands_on_the_red_square_in_any_aspect_ratio(tmp_path, height, width):
-    # a red square near the far corner: a map stuck to one side, or mis-scaled, misses it
-    frames = np.full((20, height, width, 3), 110, dtype=np.uint8)
-    top, left, side = height - 34, width - 38, 24
-    frames[:, top : top + side, left : left + side] = (230, 20, 20)
-    audio = 0.1 * np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32)
-    video = write_video(tmp_path / "square.mp4", frames, 10.0, audio, 8000)
-    sources = [TiledCam(red_cam, SHIFT.crop, "tiles"), TiledCam(red_cam, SHIFT.crop, "whole", whole_frame=True)]
-    tracks = map_video(video, sources, SHIFT, SETTINGS)
-    for name in ("tiles", "whole"):
-        score_map = to_frame(tracks[name].at(0.95), height, width)
-        y, x = np.unravel_index(np.argmax(score_map), score_map.shape)
-        assert top <= y < top + side and left <= x < left + side, name
-
-
-def test_heat_overlay_is_the_official_blend():
-    frame = np.full((4, 4, 3), 100, dtype=np.uint8)
-    cam = np.zeros((4, 4), dtype=np.float32)
-    cam[0, 0] = 10.0  # at max_val: alpha 0.35, the top jet colour (dark red)
-    cam[1, 1] = 4.0  # below lo = 5: untouched
-    out = heat_overlay(frame, cam, max_val=10.0)
-    assert (out[1, 1] == 100).all() and (out[3, 3] == 100).all()
-    np.testing.assert_allclose(out[0, 0], np.round(100 * 0.65 + np.array([127.5, 0, 0]) * 0.35), atol=1)
-    assert overlay_scale(np.full(50, 3.0)) == 0.0  # a video whose map is flat draws nothing
-    assert (heat_overlay(frame, cam, max_val=0.0) == frame).all()
-    assert overlay_scale(np.arange(101.0)) == pytest.approx(97.0)
-
-
-def tiny_checkpoint(path: Path) -> Path:
-    torch.manual_seed(0)
-    model = MultisensoryNet(MultisensoryConfig(width=4, num_frames=SHIFT.num_frames, frame_size=SHIFT.crop,
-                                               num_samples=SHIFT.num_samples))
-    save_checkpoint(path, model=model, step=0,
-                    config={"run": {"pretrain": {"shift": asdict(SHIFT)}, "profile": "smoke"}})
-    return path
-
-
-@pytest.mark.parametrize("height, width, channels, sample_rate, fps, num_frames", [
-    (720, 1280, 6, 48000, 25.0, 25),  # HD, H.264, 5.1
-    (144, 176, 1, 16000, 30.0, 50),  # QCIF, mono
-])
-def test_localize_writes_overlay_with_duration_and_sound(tmp_path, height, width, channels, sample_rate, fps, num_frames):
-    source = make_video(tmp_path / "in.mp4", num_frames=num_frames, fps=fps, height=height, width=width,
-                        channels=channels, sample_rate=sample_rate, click_frames=(5, 20))
-    result = localize(source, tiny_checkpoint(tmp_path / "net.pt"), tmp_path / "out.mp4")
-    before, after = io.probe(source), io.probe(tmp_path / "out.mp4")
-    assert abs(after.duration - before.duration) <= 1 / before.fps
-    assert (after.width, after.height) == (width, height) and after.fps == pytest.approx(before.fps)
-    assert after.has_audio and after.channels == channels and after.sample_rate == sample_rate
-    assert result.maps.shape[0] == before.num_frames and np.isfinite(result.maps).all()
-    assert result.frame_map(0).shape == (height, width)
-    # the clicks are where they were
-    heard = onsets(io.read_audio(tmp_path / "out.mp4", 0.0, int(0.9 * num_frames / fps * 8000), sample_rate=8000), 8000)
-    np.testing.assert_allclose(heard, [5 / fps, 20 / fps], atol=0.005)
-
-
-def test_short_clip_and_command_line(tmp_path, capsys):
-    source = make_video(tmp_path / "short.mp4", num_frames=8, fps=25.0, height=48, width=64, channels=2,
-                        sample_rate=16000)  # 0.32 s: shorter than one 1 s window
-    code = main([str(source), "--checkpoint", str(tiny_checkpoint(tmp_path / "net.pt")), "--out",
-                 str(tmp_path / "short_cam.mp4"), "--maps", str(tmp_path / "maps.npz")])
-    assert code == 0 and "wrote" in capsys.readouterr().out
-    assert abs(io.probe(tmp_path / "short_cam.mp4").duration - io.probe(source).duration) <= 1 / 25
-    with np.load(tmp_path / "maps.npz") as saved:
-        assert saved["maps"].shape[0] == 8 and np.isfinite(saved["maps"]).all()
-        without_video = localize(source, tmp_path / "net.pt")  # maps only, at every frame's time
-        np.testing.assert_allclose(without_video.maps, saved["maps"], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(without_video.times, np.arange(8) / 25, atol=1e-6)
-
-
-def test_video_without_sound_is_a_clear_error(tmp_path, capsys):
-    silent = make_video(tmp_path / "silent.mp4", num_frames=20, channels=None)
-    with pytest.raises(io.NoAudioError, match="silent.mp4.*without sound"):
-        localize(silent, tiny_checkpoint(tmp_path / "net.pt"), tmp_path / "out.mp4")
-    assert not (tmp_path / "out.mp4").exists()
-    assert main([str(silent), "--checkpoint", str(tmp_path / "net.pt"), "--out", str(tmp_path / "o.mp4")]) == 2
-    assert "no audio track" in capsys.readouterr().err
-
-
-def test_frame_scores_on_known_maps():
-    mask = np.zeros((10, 10), dtype=bool)
-    mask[2:5, 2:5] = True
-    assert peak_in(mask.astype(float), mask) and not peak_in(~mask * 1.0, mask)
-    assert ciou(mask.astype(float), mask) == 1.0
-    shifted = np.roll(mask, 1, axis=1).astype(float)  # 6 of 9 pixels overlap, 3 false positives
-    assert ciou(shifted, mask) == pytest.approx(6 / (9 + 3))
-    assert ciou(np.ones((10, 10)), mask) == 0.0  # a flat map predicts nothing
-    assert success_auc([1.0, 1.0]) == pytest.approx(1.0)
-    assert success_auc([0.5]) == pytest.approx(0.5 + 0.025, abs=1e-9)  # share 1 up to 0.5, then a half trapezoid
-    silent = np.zeros_like(mask)
-    silent[7:9, 7:9] = True
-    assert sounding_over_silent(mask * 1.0, mask, silent) == 1.0
-    assert sounding_over_silent(silent * 1.0, mask, silent) == 0.0
+from avlib.localization import SceneClip, pointing_difference, summarise
+from avlib.tasks.cam import CamSettings, evaluate_scenes, settings_for
+from media import write_scene
 
 
 class Brightness:
@@ -220,34 +24,8 @@ class Brightness:
         return np.arange(len(frames)) / fps, {self.name: F.adaptive_avg_pool2d(grey[:, None], size)[:, 0].numpy()}
 
 
-def handmade_scene(root: Path) -> SceneClip:
-    """A 64 x 64 scene in the world's format: a white sounding square sliding right, a black silent one still."""
-    num_frames, fps, side = 40, 20.0, 12
-    frames = np.full((num_frames, 64, 64, 3), 128, dtype=np.uint8)
-    top_left = np.zeros((num_frames, 2, 2), dtype=np.int16)
-    for t in range(num_frames):
-        top_left[t] = [(4 + t, 8), (40, 44)]
-        frames[t, 8 : 8 + side, 4 + t : 4 + t + side] = 255
-        frames[t, 44 : 44 + side, 40 : 40 + side] = 0
-    audio = 0.1 * np.random.default_rng(1).standard_normal((2, 16000)).astype(np.float32)
-    write_video(root / "clips" / "scene_00000.mp4", frames, fps, audio, 8000)
-    boxes = np.concatenate([top_left, top_left + side], axis=2).astype(np.float32)
-    (root / "truth").mkdir()
-    np.savez(root / "truth" / "scene_00000.npz", boxes=boxes, top_left=top_left,
-             sprites=np.full((2, side, side), 255, dtype=np.uint8), sizes=np.array([side, side], dtype=np.int16),
-             sounding=np.array([True, False]), loudness=np.zeros((num_frames, 2), np.float32),
-             offscreen_loudness=np.zeros(num_frames, np.float32), event_frame=np.zeros(0, np.int32),
-             event_object=np.zeros(0, np.int8), event_strength=np.zeros(0, np.float32),
-             event_sample=np.zeros(0, np.int64), fps=np.float64(fps), sample_rate=np.int64(8000))
-    with open(root / "scenes.csv", "w", newline="") as table:
-        writer = csv.writer(table)
-        writer.writerow(["clip", "path", "truth", "width", "height"])
-        writer.writerow(["scene_00000", "clips/scene_00000.mp4", "truth/scene_00000.npz", 64, 64])
-    return SceneClip("scene_00000", root / "clips" / "scene_00000.mp4", root / "truth" / "scene_00000.npz")
-
-
 def test_scene_evaluation_knows_right_from_wrong(tmp_path):
-    scene = handmade_scene(tmp_path)
+    scene = SceneClip("scene_00000", *write_scene(tmp_path))
     shift = ShiftConfig(window=1.0, fps=10.0, sample_rate=8000, min_shift=0.4, max_shift=0.9, size=64, crop=32)
     sources = [Brightness(1.0, "bright"), Brightness(-1.0, "dark")]
     evaluation = evaluate_scenes([scene], sources, shift, CamSettings(0, 1, map_stride=2, eval_frame_stride=5),
@@ -263,14 +41,13 @@ def test_scene_evaluation_knows_right_from_wrong(tmp_path):
     assert saved.scales == evaluation.scales and len(saved.frames) == len(evaluation.frames)
 
 
-def test_peak_concentration_finds_a_map_stuck_to_one_place():
-    rng = np.random.default_rng(0)
-    stuck = rng.random((2, 30, 4, 5)) * 0.5
-    stuck[:, :, 0, 4] = 1.0  # always the top-right cell
-    wandering = rng.random((2, 30, 4, 5))
-    evaluation = SceneEvaluation(pd.DataFrame())
-    evaluation.maps = {f"clip{i}": {"stuck": stuck[i], "wandering": wandering[i]} for i in range(2)}
-    corner = peak_concentration(evaluation, "stuck")
-    assert corner["share %"] == 100.0 and corner["maps"] == 60 and corner["uniform share %"] == 5.0
-    assert (corner["row"], corner["col"]) == (0.125, 0.9)
-    assert peak_concentration(evaluation, "wandering")["share %"] < 25.0
+def test_settings_per_profile():
+    # synth fine-tunes the paper's share of its pretraining: 25 k of 650 k iterations of its 600 steps
+    synth = settings_for("synth")
+    assert (synth.fine_tune_steps, synth.fine_tune_batch, synth.eval_frame_stride) == (23, 16, 4)
+    assert (settings_for("paper").fine_tune_steps, settings_for("paper").fine_tune_batch) == (25_000, 5)
+    assert settings_for("smoke").fine_tune_steps == 2
+    with pytest.raises(ValueError, match="unknown profile"):
+        settings_for("huge")
+    with pytest.raises(ValueError, match="hop"):
+        CamSettings(fine_tune_steps=0, fine_tune_batch=1, hop=0.0)

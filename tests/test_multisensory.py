@@ -15,6 +15,7 @@ from avlib.models.multisensory import (
     SameConv3d,
     compress_audio,
     count_train_flops,
+    network_cam,
     normalize_frames,
     tf_same_padding,
 )
@@ -201,6 +202,37 @@ def test_cam_mean_is_logit():
         cam = model.cam(output["features"]["conv5_2"])
     assert cam.shape == (2, 2, 2, 2)
     torch.testing.assert_close(cam.mean(dim=(1, 2, 3)), output["logit"], rtol=1e-5, atol=1e-5)
+
+
+def test_cam_of_handmade_features_and_classifier():
+    # width 1: 8 channels on a 2 x 2 x 2 grid; channel 0 is 1 at one position, channel 1 is 2 everywhere
+    model = MultisensoryNet(MultisensoryConfig(width=1))
+    features = torch.zeros(1, 8, 2, 2, 2)
+    features[0, 0, 1, 0, 1] = 1.0
+    features[0, 1] = 2.0
+    with torch.no_grad():
+        model.logits.weight.zero_()
+        model.logits.weight[0, :2] = torch.tensor([5.0, -1.0])
+        model.logits.bias.fill_(0.5)
+        cam = model.cam(features)
+        pooled_logit = model.logits(features.mean(dim=(2, 3, 4)))[0, 0]
+    expected = torch.full((1, 2, 2, 2), -2.0 + 0.5)
+    expected[0, 1, 0, 1] = 5.0 - 2.0 + 0.5
+    torch.testing.assert_close(cam, expected)
+    torch.testing.assert_close(cam.mean(), pooled_logit)  # the classifier on the pooled features: the map's mean
+
+
+def test_network_cam_is_the_classifier_on_the_last_conv():
+    torch.manual_seed(0)
+    net = MultisensoryNet(MultisensoryConfig(width=4, cam=True, num_frames=8, frame_size=32, num_samples=6400)).eval()
+    net.logits.bias.data.fill_(0.3)
+    frames, audio = torch.rand(3, 3, 8, 32, 32) * 2 - 1, torch.rand(1, 2, 6400) * 2 - 1
+    with torch.no_grad():
+        cam = network_cam(net)(frames, audio.expand(3, -1, -1))
+        output = net(frames, audio.expand(3, -1, -1))
+    assert cam.shape == (3, 1, 2, 2)  # cam=True keeps conv4's 2 x 2 for 32-pixel tiles (1 x 1 without)
+    torch.testing.assert_close(cam, net.cam(output["features"]["conv5_2"]))
+    torch.testing.assert_close(cam.mean(dim=(1, 2, 3)), output["logit"], rtol=1e-4, atol=1e-5)
 
 
 def test_without_sound_output_ignores_audio():

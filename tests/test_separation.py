@@ -30,7 +30,8 @@ from avlib.losses import PHASE_WEIGHT, pit_loss, separation_loss
 from avlib.metrics import bss_eval, pesq_score, stoi_score, summarize
 from avlib.models.multisensory import MultisensoryConfig
 from avlib.models.unet import SeparationConfig, SeparationNet, UNetConfig, mono_mix
-from avlib.separation import evaluate, separate, separate_waveform, settings_for
+from avlib.separation import (evaluate, improvement_over_mixture, on_screen_gains, separate, separate_waveform,
+                              settings_for)
 from avlib.spectral import SpectralConfig, analyze
 from avlib.writer import write_video
 from tests.media import make_video
@@ -332,3 +333,19 @@ def test_profile_settings():
     assert synth.mixture.num_frames == synth.model.num_video_frames
     with pytest.raises(ValueError, match="unknown profile"):
         settings_for("huge")
+
+
+def test_on_screen_gains_pick_a_system_and_the_pairs_genders():
+    scores = pd.DataFrame([
+        {"pair": pair, "source": source, "system": system, "sdr": sdr}
+        for pair, base in ((0, 1.0), (1, 2.0), (2, 3.0))
+        for source in ("on_screen", "off_screen")
+        for system, sdr in (("mixture", base), ("full", base + 10 * (pair + 1) + (source == "off_screen")),
+                            ("pit", base - 1))
+    ])
+    gains = improvement_over_mixture(scores)
+    test_list = pd.DataFrame({"pair": [0, 1, 2], "same_gender": [True, False, True]})
+    assert on_screen_gains(gains, "full").tolist() == [10.0, 20.0, 30.0]
+    assert on_screen_gains(gains, "full", test_list, same_gender=True).tolist() == [10.0, 30.0]
+    assert on_screen_gains(gains, "full", test_list, same_gender=False).tolist() == [20.0]
+    assert on_screen_gains(gains, "pit").tolist() == [-1.0, -1.0, -1.0]

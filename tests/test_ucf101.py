@@ -32,6 +32,7 @@ from avlib.finetune import (
     Evaluation,
     build_classifier,
     clip_format,
+    curve_accuracy,
     evaluate,
     finetune,
     settings_for,
@@ -262,6 +263,10 @@ def test_video_accuracy_averages_softmax_over_clips():
     np.testing.assert_array_equal(evaluation.confusion(), [[1, 0], [1, 1]])
     per_class = evaluation.per_class()
     assert per_class["video accuracy"].tolist() == [1.0, 0.5]
+    np.testing.assert_array_equal(evaluation.selection(), [True, True, True])
+    np.testing.assert_array_equal(evaluation.selection(with_audio_only=True), [True, False, True])
+    np.testing.assert_array_equal(evaluation.selection(["b"]), [False, True, True])
+    np.testing.assert_array_equal(evaluation.selection(["b"], with_audio_only=True), [False, False, True])
 
 
 def test_settings_state_their_status_and_paper_keeps_the_code_values():
@@ -301,6 +306,11 @@ def test_finetuning_learns_the_miniature_classes(ucf_tree, tmp_path):
     np.testing.assert_allclose(evaluation.clip_probs.sum(-1), 1, atol=1e-5)
     # Each class has its own colour: a few steps separate the held-out groups.
     assert evaluation.video_accuracy > 1 / len(CLASSES)
+    # the training curves' eval_fn scores the centre clip of the chosen videos only
+    centre = evaluate(model, test, 1, split.classes, videos=[0, len(split.test) - 1])
+    point = curve_accuracy(test, split.classes, [0, len(split.test) - 1], settings)(model)
+    assert point == {"test_clip_accuracy": centre.clip_accuracy}
+    assert centre.clip_probs.shape == (2, 1, len(CLASSES))
 
 
 def test_notebook_runs_the_paper_profile_on_a_ucf101_tree(ucf_tree, tmp_path):

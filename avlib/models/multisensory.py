@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Callable, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -543,3 +543,27 @@ def from_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     model = MultisensoryNet(config)
     load_model_state(model, checkpoint["model"], path)
     return model.to(map_location).eval()
+
+
+def cam_network(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> MultisensoryNet:
+    """The network of ``checkpoint`` with conv5_1's spatial stride removed (``cam=True``), in eval mode.
+
+    The weights fit with or without the stride (docs/paper.md §5): a CAM fine-tuning checkpoint is the
+    fine-tuned CAM network, a pretraining checkpoint is used as it is.
+    """
+    return from_checkpoint(checkpoint, map_location=device, cam=True)
+
+
+def network_cam(net: MultisensoryNet) -> Callable[[Tensor, Tensor], Tensor]:
+    """A function (frames (B, 3, T, S, S) in [-1, 1], audio (B, 2, N)) -> CAM (B, T', h, w) of ``net``
+    (:meth:`MultisensoryNet.cam` on its last conv).
+
+    The audio stream runs once per call: every tile of a window hears the same sound.
+    """
+
+    def cam(frames: Tensor, audio: Tensor) -> Tensor:
+        audio_features = net.forward_audio(audio[:1])
+        output = net.forward_fused(net.forward_video(frames), audio_features.expand(len(frames), -1, -1))
+        return net.cam(output["features"]["conv5_2"])
+
+    return cam

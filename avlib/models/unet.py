@@ -94,7 +94,6 @@ class SeparationConfig:
         custom_channels: channels of the three scales of a ``"custom"`` feature network.
         freeze_features: keep the feature network fixed (no gradients, BatchNorm in eval mode); the paper
             fine-tunes it end to end (False).
-        mono_features: the paper's ``mono`` variant: the feature network hears the channel mean, tiled.
         static_frames: the paper's ``static`` ("single frame") variant: the middle frame tiled over time.
         fps, size, crop: frames of the feature network: rate, squashed size, centre (test) / random
             (training) crop. Paper: 29.97 fps, 256, 224.
@@ -112,7 +111,6 @@ class SeparationConfig:
     multisensory: MultisensoryConfig = field(default_factory=MultisensoryConfig)
     custom_channels: tuple[int, int, int] | None = None
     freeze_features: bool = False
-    mono_features: bool = False
     static_frames: bool = False
     fps: float = 29.97
     size: int = 256
@@ -157,6 +155,8 @@ class SeparationConfig:
     def from_dict(cls, stored: dict) -> "SeparationConfig":
         """The config from ``dataclasses.asdict`` output (as a checkpoint stores it)."""
         stored = dict(stored)
+        if stored.pop("mono_features", False):  # older checkpoints store this unused switch, always False
+            raise ValueError("this checkpoint's model uses mono_features, a variant avlib does not implement")
         nested = {"spectral": SpectralConfig, "unet": UNetConfig, "multisensory": MultisensoryConfig}
         for name, kind in nested.items():
             if isinstance(stored.get(name), dict):
@@ -455,8 +455,6 @@ class SeparationNet(nn.Module):
         if self.config.static_frames:
             middle = frames.shape[2] // 2
             frames = frames[:, :, middle : middle + 1].expand_as(frames)
-        if self.config.mono_features:
-            audio = audio.mean(dim=1, keepdim=True).expand_as(audio)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_features):
             maps = self.features(frames, audio)
         return [maps[name] for name in self.features.feature_names]

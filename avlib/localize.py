@@ -1,18 +1,10 @@
-"""Class activation maps (CAM) of the alignment network: where it "hears" the sound (docs/paper.md §5).
+"""Where the alignment network "hears" the sound in any video: its class activation map (CAM) over
+tiles and sliding windows, and the official overlay drawn into a video (docs/paper.md §5).
 
-The paper's maps light up speakers' mouths and moving sound sources (UNVERIFIED: from a secondary
-summary, not the paper's text); how they are computed and drawn is read in the official code.
-
-The multisensory network ends in a global average pool over (T, H, W) and one linear classifier
-``joint/logits`` (weights w, bias b) that says whether picture and sound are aligned. Applying that
-classifier at every position of the last conv (``conv5_2``, C = 8w channels) gives the CAM:
-
-    M(t, y, x) = sum_c w_c F_c(t, y, x) + b,         so that  logit = mean_{t,y,x} M(t, y, x).
-
-The paper's maps come from the ``cam`` network: conv5_1's spatial stride removed (16 x 14 x 14 maps for a
-4.2 s, 224 x 224 clip), then fine-tuned 25 k iterations on the same alignment task. The weights have the
-same shapes with or without the stride, so :func:`cam_checkpoint` loads the pretrained weights into
-``cam=True`` and fine-tunes them for ``CamSettings.fine_tune_steps`` steps (0: no fine-tuning).
+The map itself is :meth:`avlib.models.multisensory.MultisensoryNet.cam`, M(t, y, x) = sum_c w_c F_c(t, y, x) + b,
+whose mean over positions is the "aligned" logit; :func:`avlib.models.multisensory.network_cam` runs it on
+frames and sound. The ``cam`` network (conv5_1 without spatial stride) and its fine-tuning are
+:mod:`avlib.tasks.cam`.
 
 Any video, as a user would bring it:
 
@@ -34,7 +26,7 @@ Any video, as a user would bring it:
 The overlay is the official ``heatmap()`` of ``src/sep_video.py``: ``max_val`` the 97th percentile of the
 video's |CAM|, ``lo = 0.5 max_val``, jet colours on [lo, max_val], alpha = clip((M - lo) / (hi - lo), 0, 0.35).
 
-Command line: ``python -m avlib.cam VIDEO --checkpoint CKPT --out OUT.mp4``.
+Command line: ``python -m avlib.localize VIDEO --checkpoint CKPT --out OUT.mp4``.
 
 Dimension letters: B batch, T frames, T' CAM steps, H x W frame, h x w map, C channels, N audio samples.
 """
@@ -44,10 +36,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import av
 import numpy as np
@@ -57,116 +49,17 @@ from torch import Tensor
 
 from avlib import io
 from avlib.data.shift import ShiftConfig
-from avlib.hashing import file_digest, json_key
-from avlib.models.multisensory import MultisensoryNet, from_checkpoint, normalize_frames
+from avlib.models.multisensory import cam_network, network_cam, normalize_frames
 from avlib.results import atomic_path
 from avlib.writer import fps_fraction
+
+if TYPE_CHECKING:
+    from avlib.tasks.cam import CamSettings
 
 #: The official overlay (``heatmap()`` in ``src/sep_video.py``).
 PAPER_PERCENTILE = 97.0
 PAPER_LO_FRACTION = 0.5
 PAPER_MAX_ALPHA = 0.35
-#: ``cam_v1`` = ``shift_v1`` at 650 k iterations, stride removed, fine-tuned to 675 k (``src/shift_params.py``).
-PAPER_FINE_TUNE_STEPS = 25_000
-PAPER_PRETRAIN_STEPS = 650_000
-PAPER_FINE_TUNE_BATCH = 5
-
-
-@dataclass(frozen=True)
-class CamSettings:
-    """Settings of notebook 02 and of :func:`localize`; :func:`settings_for` gives each profile's.
-
-    Args:
-        fine_tune_steps: steps of alignment training of the ``cam=True`` network, started from the
-            pretrained weights (paper: 25 k, ``cam_v1``); 0 uses the pretrained weights as they are.
-        fine_tune_batch: videos per fine-tuning step (paper: 5 per GPU).
-        fine_tune_lr: learning rate of the fine-tuning; None: the pretraining's (paper: 1e-2, SGD with
-            momentum 0.9, as its pretraining). The optimizer is always the pretraining's.
-        hop: hop between sliding windows, as a fraction of the window (official: 0.5).
-        map_stride: pixels of the resized frame (short side = the profile's ``size``) per pixel of the
-            stored maps. The CAM itself has one cell per ``crop / T'``-th of a tile.
-        absolute: overlay |CAM| (the official ``find_cam``) rather than the signed logit map.
-        percentile, lo_fraction, max_alpha: the official overlay (97, 0.5, 0.35).
-        tile_batch: tiles per forward pass.
-        eval_clips: held-out scene clips scored (None: all of them).
-        eval_frame_stride: score every k-th written frame of a clip.
-        bootstrap: resamples of clips for the 95 % intervals.
-        top_frames: frames in the paper-style figure of top responses.
-    """
-
-    fine_tune_steps: int
-    fine_tune_batch: int
-    fine_tune_lr: float | None = None
-    hop: float = 0.5
-    map_stride: int = 4
-    absolute: bool = True
-    percentile: float = PAPER_PERCENTILE
-    lo_fraction: float = PAPER_LO_FRACTION
-    max_alpha: float = PAPER_MAX_ALPHA
-    tile_batch: int = 8
-    eval_clips: int | None = None
-    eval_frame_stride: int = 4
-    bootstrap: int = 1000
-    top_frames: int = 6
-
-    def __post_init__(self) -> None:
-        if self.fine_tune_steps < 0 or self.fine_tune_batch < 1:
-            raise ValueError(f"CamSettings: fine_tune_steps must be >= 0 and fine_tune_batch >= 1, got {self}")
-        if not 0 < self.hop <= 1:
-            raise ValueError(f"CamSettings.hop must be in (0, 1], got {self.hop}")
-        if self.map_stride < 1 or self.eval_frame_stride < 1 or self.tile_batch < 1:
-            raise ValueError(f"CamSettings: strides and batch must be positive, got {self}")
-
-
-def settings_for(profile: str) -> CamSettings:
-    """Per-profile settings (the lead folds these into :mod:`avlib.profiles`).
-
-    ``synth`` fine-tunes for the paper's share of the pretraining, 25 k of 650 k iterations (3.8 %): 23 of
-    the profile's 600 steps, at its batch of 16. ``paper`` is the official ``cam_v1`` and maps 200 AudioSet
-    test clips for the figure (AudioSet has no localisation ground truth).
-    """
-    from avlib.profiles import get_profile
-
-    if profile == "smoke":
-        return CamSettings(fine_tune_steps=2, fine_tune_batch=2, eval_clips=2, eval_frame_stride=30, bootstrap=50,
-                           top_frames=2)
-    if profile == "synth":
-        pretrain = get_profile(profile).pretrain
-        share = round(pretrain.stages[-1].steps * PAPER_FINE_TUNE_STEPS / PAPER_PRETRAIN_STEPS)
-        return CamSettings(fine_tune_steps=share, fine_tune_batch=pretrain.stages[-1].batch_size, eval_frame_stride=4)
-    if profile == "paper":
-        return CamSettings(fine_tune_steps=PAPER_FINE_TUNE_STEPS, fine_tune_batch=PAPER_FINE_TUNE_BATCH,
-                           map_stride=8, tile_batch=16, eval_clips=200)
-    raise ValueError(f"unknown profile {profile!r}; use smoke, synth or paper")
-
-
-# ----------------------------------------------------------------------------- the map itself
-
-
-def class_activation_map(last_conv: Tensor, weight: Tensor, bias: Tensor | float) -> Tensor:
-    """M = sum_c w_c F_c + b at every position: the classifier as a 1x1x1 conv on the last conv.
-
-    last_conv (B, C, T', h, w), weight (C,), bias scalar -> (B, T', h, w). Its mean over positions is
-    the logit of the global-average-pooled network.
-    """
-    if last_conv.dim() != 5 or weight.dim() != 1 or last_conv.shape[1] != weight.shape[0]:
-        raise ValueError(f"expected last_conv (B, C, T, H, W) and weight (C,), got {tuple(last_conv.shape)} "
-                         f"and {tuple(weight.shape)}")
-    return torch.einsum("bcthw,c->bthw", last_conv, weight) + bias
-
-
-def network_cam(net: MultisensoryNet) -> Callable[[Tensor, Tensor], Tensor]:
-    """A function (frames (B, 3, T, S, S) in [-1, 1], audio (B, 2, N)) -> CAM (B, T', h, w) of ``net``.
-
-    The audio stream runs once per call: every tile of a window hears the same sound.
-    """
-
-    def cam(frames: Tensor, audio: Tensor) -> Tensor:
-        audio_features = net.forward_audio(audio[:1])
-        output = net.forward_fused(net.forward_video(frames), audio_features.expand(len(frames), -1, -1))
-        return class_activation_map(output["features"]["conv5_2"], net.logits.weight[0], net.logits.bias[0])
-
-    return cam
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -426,97 +319,6 @@ def shift_config_of(checkpoint: str | Path) -> ShiftConfig | None:
     return ShiftConfig(**stored) if stored else None
 
 
-def cam_network(checkpoint: str | Path, device: str | torch.device = "cpu") -> MultisensoryNet:
-    """The network of ``checkpoint`` with conv5_1's spatial stride removed (``cam=True``), in eval mode.
-
-    The weights fit with or without the stride; a checkpoint from :func:`cam_checkpoint` is the
-    fine-tuned CAM network, a pretraining checkpoint is used as it is.
-    """
-    return from_checkpoint(checkpoint, map_location=device, cam=True)
-
-
-def _digest(path: Path) -> str:
-    return file_digest(path, "sha1")[:10]
-
-
-def cam_checkpoint(profile_name: str, seed: int = 0, settings: CamSettings | None = None, *, data_root: str | Path = "",
-                   checkpoint_root: str | Path | None = None, device: str = "auto") -> Path:
-    """The CAM network's checkpoint: the pretrained one (:func:`avlib.pretrain.ensure_pretrained`) with
-    ``cam=True``, fine-tuned ``settings.fine_tune_steps`` steps on the same alignment task, data, loss and
-    optimizer (at the last pretraining stage's frame rate). With 0 steps it is the pretrained checkpoint.
-
-    The fine-tuned checkpoint lives in ``<checkpoints>/<profile>/cam/ft<steps>-<key>/``, the key a digest of
-    the pretrained file and the fine-tuning settings, so a new pretraining or other settings never reuse a
-    stale one; an interrupted run resumes.
-    """
-    from avlib.checkpoint import load_checkpoint
-    from avlib.data.shift import ShiftBatches, evaluation_set
-    from avlib.pretrain import alignment_accuracy, alignment_loss, ensure_pretrained, scene_sources
-    from avlib.profiles import get_profile
-    from avlib.train import TrainConfig, fit
-
-    profile = get_profile(profile_name)
-    settings = settings or settings_for(profile_name)
-    pretrained = ensure_pretrained(profile_name, seed, data_root=data_root, checkpoint_root=checkpoint_root,
-                                   device=device)
-    if settings.fine_tune_steps == 0:
-        return pretrained
-    run_device = torch.device("cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
-    pretrain = profile.pretrain
-    config = TrainConfig(
-        steps=settings.fine_tune_steps, optimizer=pretrain.optimizer,
-        lr=pretrain.lr if settings.fine_tune_lr is None else settings.fine_tune_lr, momentum=pretrain.momentum,
-        weight_decay=pretrain.weight_decay, grad_clip=pretrain.grad_clip,
-        checkpoint_every=max(1, min(pretrain.checkpoint_every, settings.fine_tune_steps)),
-        log_every=max(1, min(10, settings.fine_tune_steps)), seed=seed + 7919, device=str(run_device),
-        amp=pretrain.amp, channels_last=pretrain.channels_last,
-    )
-    initial = {"file": pretrained.name, "sha1_10": _digest(pretrained)}
-    recipe = {"init": initial, "batch": settings.fine_tune_batch, "optimizer": config.optimizer, "lr": config.lr,
-              "steps": config.steps, "seed": seed}
-    key = json_key(recipe)
-    out_dir = profile.checkpoint_dir(checkpoint_root) / "cam" / f"ft{settings.fine_tune_steps}-{key}"
-    checkpoint = out_dir / "checkpoint.pt"
-    if checkpoint.exists() and load_checkpoint(checkpoint)["step"] >= settings.fine_tune_steps:
-        return checkpoint
-    stage = pretrain.stages[-1]
-    shift = replace(pretrain.shift, fps=stage.fps)
-    sources, _, _ = scene_sources(profile, seed, data_root)
-    train_source, held_out_source = sources(stage.fps)
-    held_out = evaluation_set(held_out_source, shift, per_video=pretrain.eval_pairs_per_video, seed=seed)
-    stored = pretrain.to_dict()
-    stored["shift"] = asdict(shift)  # what localize() reads back as the network's input
-    fit(cam_network(pretrained).train(), alignment_loss,
-        ShiftBatches(train_source, shift, settings.fine_tune_batch, seed=seed + 7919), replace(config, out_dir=str(out_dir)),
-        eval_fn=lambda net: alignment_accuracy(net, held_out, device=run_device),
-        run_config={"pretrain": stored, "stage": "cam", "profile": profile_name, "seed": seed, "initialised_from": initial,
-                    "cam_settings": asdict(settings)})
-    return checkpoint
-    stage = profile.pretrain.stages[-1]
-    shift = replace(profile.pretrain.shift, fps=stage.fps)
-    sources, _, _ = scene_sources(profile, seed, data_root)
-    train_source, held_out_source = sources(stage.fps)
-    held_out = evaluation_set(held_out_source, shift, per_video=profile.pretrain.eval_pairs_per_video, seed=seed)
-    model = cam_network(pretrained).train()
-    run_device = torch.device("cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
-    config = TrainConfig(
-        steps=settings.fine_tune_steps, optimizer=profile.pretrain.optimizer,
-        lr=profile.pretrain.lr if settings.fine_tune_lr is None else settings.fine_tune_lr, momentum=profile.pretrain.momentum,
-        weight_decay=profile.pretrain.weight_decay, grad_clip=profile.pretrain.grad_clip,
-        checkpoint_every=max(1, min(profile.pretrain.checkpoint_every, settings.fine_tune_steps)),
-        log_every=max(1, min(10, settings.fine_tune_steps)), seed=seed + 7919, device=str(run_device),
-        amp=profile.pretrain.amp, channels_last=profile.pretrain.channels_last, out_dir=str(out_dir),
-    )
-    pretrain_config = profile.pretrain.to_dict()
-    pretrain_config["shift"] = asdict(shift)
-    fit(model, alignment_loss, ShiftBatches(train_source, shift, settings.fine_tune_batch, seed=seed + 7919), config,
-        eval_fn=lambda net: alignment_accuracy(net, held_out, device=run_device),
-        run_config={"pretrain": pretrain_config, "stage": "cam", "profile": profile_name, "seed": seed,
-                    "initialised_from": {"file": pretrained.name, "sha1_10": _digest(pretrained)},
-                    "cam_settings": asdict(settings)})
-    return out_dir / "checkpoint.pt"
-
-
 # ----------------------------------------------------------------------------- localize a video
 
 
@@ -642,11 +444,12 @@ def localize(video: str | Path, checkpoint: str | Path, out: str | Path | None =
     original sound, frame rate and duration.
 
     ``shift`` (the network's input: window, fps, sample rate, size, crop) defaults to the one stored in
-    the checkpoint by pretraining; ``settings`` to :func:`settings_for` of the checkpoint's profile.
+    the checkpoint by pretraining; ``settings`` to :func:`avlib.tasks.cam.settings_for` of the checkpoint's profile.
     Raises :class:`avlib.io.NoAudioError` for a video without sound and other :class:`avlib.io.MediaError`
     subclasses for unreadable files, naming the file.
     """
     from avlib.checkpoint import load_checkpoint
+    from avlib.tasks.cam import settings_for
 
     video = Path(video)
     if out is not None:
@@ -687,7 +490,7 @@ def _frame_times(video: Path, info: io.VideoInfo) -> np.ndarray:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m avlib.cam",
+        prog="python -m avlib.localize",
         description="Draw where the multisensory network hears the sound (its class activation map) over a video.")
     parser.add_argument("video", help="any video with sound (any size, frame rate, length; mono, stereo or 5.1)")
     parser.add_argument("--checkpoint", required=True, help="a pretraining or CAM checkpoint (.pt)")
@@ -698,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--maps", default=None, help="also save the per-frame maps to this .npz")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    from avlib.tasks.cam import settings_for
 
     shift, settings = None, None
     if args.profile:

@@ -1,0 +1,148 @@
+"""The CAM of any video: tiling and windows, the overlay, localize and its command line on real containers
+(720p 5.1, QCIF mono, no audio)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avlib import io
+from avlib.checkpoint import save_checkpoint
+from avlib.data.shift import ShiftConfig
+from avlib.localize import (
+    MapTrack,
+    TiledCam,
+    heat_overlay,
+    localize,
+    main,
+    map_video,
+    overlay_scale,
+    step_times,
+    tile_offsets,
+    to_frame,
+    window_starts,
+)
+from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet
+from avlib.tasks.cam import CamSettings
+from avlib.writer import write_video
+from media import make_video, onsets
+
+#: A small network input: 1.0 s windows at 10 fps, frames resized to a 40-pixel short side, 32-pixel tiles.
+SHIFT = ShiftConfig(window=1.0, fps=10.0, sample_rate=8000, min_shift=0.4, max_shift=0.9, size=40, crop=32)
+SETTINGS = CamSettings(fine_tune_steps=0, fine_tune_batch=1, map_stride=4)
+
+
+def test_tile_offsets_and_windows_cover_everything():
+    assert tile_offsets(32, 32) == [0]
+    assert tile_offsets(40, 32) == [0, 8]
+    offsets = tile_offsets(71, 32)
+    assert offsets[0] == 0 and offsets[-1] == 71 - 32 and all(b - a <= 32 for a, b in zip(offsets, offsets[1:]))
+    with pytest.raises(ValueError):
+        tile_offsets(20, 32)
+    assert window_starts(7, 10, 0.5) == [0]
+    assert window_starts(25, 10, 0.5) == [0, 5, 10, 15]
+    assert window_starts(26, 10, 0.5) == [0, 5, 10, 15, 16]
+    np.testing.assert_allclose(step_times(8, 2, 4.0), [(2 - 0.5) / 4, (6 - 0.5) / 4])
+
+
+def test_map_track_interpolates_in_time_and_averages_windows():
+    ones = np.ones((1, 2, 2), dtype=np.float32)
+    track = MapTrack(spans=[(0.0, 1.0), (0.5, 1.5)],
+                     times=[np.array([0.25, 0.75]), np.array([1.0])],
+                     maps=[np.concatenate([0 * ones, 4 * ones]), 10 * ones])
+    assert track.at(0.0)[0, 0] == 0.0  # before the first step: held
+    assert track.at(0.375)[0, 0] == pytest.approx(1.0)  # a quarter of the way between the steps of window 0
+    assert track.at(0.9)[0, 0] == pytest.approx((4.0 + 10.0) / 2)  # two windows cover it
+    assert track.at(3.0)[0, 0] == 10.0  # past every window: the nearest one
+    assert track.at_times([0.0, 0.5]).shape == (2, 2, 2)
+
+
+def red_cam(frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """A stand-in network whose CAM is the redness of the picture, pooled by 8 in space and time."""
+    redness = (frames[:, 0] - frames[:, 1:].mean(dim=1))[:, None]  # (B, 1, T, S, S)
+    return F.avg_pool3d(redness, (min(8, frames.shape[2]), 8, 8), ceil_mode=True)[:, 0]
+
+
+@pytest.mark.parametrize("height, width", [(96, 240), (240, 96), (64, 64)])
+def test_tiled_map_lands_on_the_red_square_in_any_aspect_ratio(tmp_path, height, width):
+    # a red square near the far corner: a map stuck to one side, or mis-scaled, misses it
+    frames = np.full((20, height, width, 3), 110, dtype=np.uint8)
+    top, left, side = height - 34, width - 38, 24
+    frames[:, top : top + side, left : left + side] = (230, 20, 20)
+    audio = 0.1 * np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32)
+    video = write_video(tmp_path / "square.mp4", frames, 10.0, audio, 8000)
+    sources = [TiledCam(red_cam, SHIFT.crop, "tiles"), TiledCam(red_cam, SHIFT.crop, "whole", whole_frame=True)]
+    tracks = map_video(video, sources, SHIFT, SETTINGS)
+    for name in ("tiles", "whole"):
+        score_map = to_frame(tracks[name].at(0.95), height, width)
+        y, x = np.unravel_index(np.argmax(score_map), score_map.shape)
+        assert top <= y < top + side and left <= x < left + side, name
+
+
+def test_heat_overlay_is_the_official_blend():
+    frame = np.full((4, 4, 3), 100, dtype=np.uint8)
+    cam = np.zeros((4, 4), dtype=np.float32)
+    cam[0, 0] = 10.0  # at max_val: alpha 0.35, the top jet colour (dark red)
+    cam[1, 1] = 4.0  # below lo = 5: untouched
+    out = heat_overlay(frame, cam, max_val=10.0)
+    assert (out[1, 1] == 100).all() and (out[3, 3] == 100).all()
+    np.testing.assert_allclose(out[0, 0], np.round(100 * 0.65 + np.array([127.5, 0, 0]) * 0.35), atol=1)
+    assert overlay_scale(np.full(50, 3.0)) == 0.0  # a video whose map is flat draws nothing
+    assert (heat_overlay(frame, cam, max_val=0.0) == frame).all()
+    assert overlay_scale(np.arange(101.0)) == pytest.approx(97.0)
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    torch.manual_seed(0)
+    model = MultisensoryNet(MultisensoryConfig(width=4, num_frames=SHIFT.num_frames, frame_size=SHIFT.crop,
+                                               num_samples=SHIFT.num_samples))
+    save_checkpoint(path, model=model, step=0,
+                    config={"run": {"pretrain": {"shift": asdict(SHIFT)}, "profile": "smoke"}})
+    return path
+
+
+@pytest.mark.parametrize("height, width, channels, sample_rate, fps, num_frames", [
+    (720, 1280, 6, 48000, 25.0, 25),  # HD, H.264, 5.1
+    (144, 176, 1, 16000, 30.0, 50),  # QCIF, mono
+])
+def test_localize_writes_overlay_with_duration_and_sound(tmp_path, height, width, channels, sample_rate, fps, num_frames):
+    source = make_video(tmp_path / "in.mp4", num_frames=num_frames, fps=fps, height=height, width=width,
+                        channels=channels, sample_rate=sample_rate, click_frames=(5, 20))
+    result = localize(source, tiny_checkpoint(tmp_path / "net.pt"), tmp_path / "out.mp4")
+    before, after = io.probe(source), io.probe(tmp_path / "out.mp4")
+    assert abs(after.duration - before.duration) <= 1 / before.fps
+    assert (after.width, after.height) == (width, height) and after.fps == pytest.approx(before.fps)
+    assert after.has_audio and after.channels == channels and after.sample_rate == sample_rate
+    assert result.maps.shape[0] == before.num_frames and np.isfinite(result.maps).all()
+    assert result.frame_map(0).shape == (height, width)
+    # the clicks are where they were
+    heard = onsets(io.read_audio(tmp_path / "out.mp4", 0.0, int(0.9 * num_frames / fps * 8000), sample_rate=8000), 8000)
+    np.testing.assert_allclose(heard, [5 / fps, 20 / fps], atol=0.005)
+
+
+def test_short_clip_and_command_line(tmp_path, capsys):
+    source = make_video(tmp_path / "short.mp4", num_frames=8, fps=25.0, height=48, width=64, channels=2,
+                        sample_rate=16000)  # 0.32 s: shorter than one 1 s window
+    code = main([str(source), "--checkpoint", str(tiny_checkpoint(tmp_path / "net.pt")), "--out",
+                 str(tmp_path / "short_cam.mp4"), "--maps", str(tmp_path / "maps.npz")])
+    assert code == 0 and "wrote" in capsys.readouterr().out
+    assert abs(io.probe(tmp_path / "short_cam.mp4").duration - io.probe(source).duration) <= 1 / 25
+    with np.load(tmp_path / "maps.npz") as saved:
+        assert saved["maps"].shape[0] == 8 and np.isfinite(saved["maps"]).all()
+        without_video = localize(source, tmp_path / "net.pt")  # maps only, at every frame's time
+        np.testing.assert_allclose(without_video.maps, saved["maps"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(without_video.times, np.arange(8) / 25, atol=1e-6)
+
+
+def test_video_without_sound_is_a_clear_error(tmp_path, capsys):
+    silent = make_video(tmp_path / "silent.mp4", num_frames=20, channels=None)
+    with pytest.raises(io.NoAudioError, match="silent.mp4.*without sound"):
+        localize(silent, tiny_checkpoint(tmp_path / "net.pt"), tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
+    assert main([str(silent), "--checkpoint", str(tmp_path / "net.pt"), "--out", str(tmp_path / "o.mp4")]) == 2
+    assert "no audio track" in capsys.readouterr().err

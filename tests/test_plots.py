@@ -1,0 +1,82 @@
+"""The notebooks' display helpers: a frame by index, the overlay of a stored map, PNG and WAV bytes, the browser."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.io import wavfile
+
+from avlib.localization import SceneClip, SceneEvaluation
+from avlib.localize import heat_overlay, to_frame
+from avlib.plots import frame_image, png_bytes, scene_browser, scene_overlay, wav_bytes
+from media import decode_indices, make_video
+
+FPS = 25.0
+
+
+@pytest.fixture
+def evaluation(tmp_path) -> SceneEvaluation:
+    """One 64 x 160 clip with a map for frames 3 and 17 that is hot in the bottom-right quarter only."""
+    video = make_video(tmp_path / "clip.mp4", num_frames=30, fps=FPS, sample_rate=16000)
+    maps = np.zeros((2, 8, 20), dtype=np.float32)
+    maps[:, 4:, 10:] = 1.0
+    saved = SceneEvaluation(pd.DataFrame())
+    saved.clips = {"clip": SceneClip("clip", video, None)}
+    saved.frame_index = {"clip": np.array([3, 17])}
+    saved.maps = {"clip": {"hot corner": maps, "flat": np.zeros_like(maps)}}
+    saved.scales = {"clip": {"hot corner": 1.0, "flat": 0.0}}
+    return saved
+
+
+def test_frame_image_is_the_indexed_frame_at_full_size(evaluation):
+    video = evaluation.clips["clip"].video
+    for index in (0, 7, 29):
+        image = frame_image(video, index, FPS)
+        assert image.shape == (64, 160, 3) and image.dtype == np.uint8
+        assert decode_indices(image[None])[0] == index
+
+
+def test_scene_overlay_draws_the_stored_map_of_that_frame(evaluation):
+    drawn = scene_overlay(evaluation, "clip", 1, "hot corner", lo_fraction=0.5, max_alpha=0.35)
+    image = frame_image(evaluation.clips["clip"].video, 17, FPS)
+    expected = heat_overlay(image, to_frame(evaluation.maps["clip"]["hot corner"][1], 64, 160), 1.0, 0.5, 0.35)
+    np.testing.assert_array_equal(drawn, expected)
+    assert (drawn[:24, :70] == image[:24, :70]).all()  # cold: untouched
+    assert np.abs(drawn[40:, 90:].astype(int) - image[40:, 90:]).max() > 20  # hot: coloured
+    np.testing.assert_array_equal(scene_overlay(evaluation, "clip", 1, "flat"), image)  # scale 0 draws nothing
+
+
+def test_png_bytes_decode_to_the_same_pixels():
+    image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    data = png_bytes(image)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    decoded = plt.imread(BytesIO(data), format="png")
+    assert decoded.shape[:2] == (5, 7)
+    np.testing.assert_array_equal(np.round(decoded[..., :3] * 255).astype(np.uint8), image)
+
+
+def test_wav_bytes_are_16_bit_pcm_clipped_to_full_scale():
+    audio = np.array([[0.0, 0.5, -0.5, 2.0], [1.0, -1.0, -3.0, 0.25]])
+    rate, samples = wavfile.read(BytesIO(wav_bytes(audio, 22050)))
+    assert rate == 22050 and samples.dtype == np.int16 and samples.shape == (4, 2)
+    np.testing.assert_array_equal(samples.T, [[0, 16384, -16384, 32767], [32767, -32767, -32767, 8192]])
+
+
+def test_scene_browser_shows_the_chosen_map_and_follows_the_controls(evaluation):
+    pytest.importorskip("ipywidgets")
+    browser = scene_browser(evaluation, "hot corner")
+    _, method_choice = browser.children[0].children
+    position, picture, caption, player = browser.children[1:]
+    assert method_choice.value == "hot corner" and position.max == 1
+    assert picture.value == png_bytes(scene_overlay(evaluation, "clip", 0, "hot corner"))
+    assert caption.value == "clip, frame 3 (0.12 s), hot corner"
+    position.value = 1
+    assert caption.value == "clip, frame 17 (0.68 s), hot corner"
+    method_choice.value = "flat"
+    assert picture.value == png_bytes(frame_image(evaluation.clips["clip"].video, 17, FPS))
+    rate, sound = wavfile.read(BytesIO(player.value))
+    assert rate == 22050 and sound.shape[1] == 2 and len(sound) > 0.9 * 22050
