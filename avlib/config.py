@@ -41,6 +41,10 @@ PAPER_REINIT = ("conv2_2", "conv3_2", "conv4_2", "conv5_2")
 #: ``cam_v1`` = ``shift_v1`` at 650 k iterations, stride removed, fine-tuned to 675 k (``src/shift_params.py``).
 PAPER_CAM_STEPS = 25_000
 PAPER_PRETRAIN_STEPS = 650_000
+#: The official overlay (``heatmap()`` in ``src/sep_video.py``): 97th percentile scale, jet from half of it, alpha <= 0.35.
+PAPER_PERCENTILE = 97.0
+PAPER_LO_FRACTION = 0.5
+PAPER_MAX_ALPHA = 0.35
 
 SECTIONS = ("pretrain", "cam", "ucf101", "separation", "ablations")
 
@@ -110,9 +114,9 @@ class CamSettings:
     hop: float = 0.5
     map_stride: int = 8
     absolute: bool = True
-    percentile: float = 97.0
-    lo_fraction: float = 0.5
-    max_alpha: float = 0.35
+    percentile: float = PAPER_PERCENTILE
+    lo_fraction: float = PAPER_LO_FRACTION
+    max_alpha: float = PAPER_MAX_ALPHA
     tile_batch: int = 16
     eval_clips: int | None = 200
     eval_frame_stride: int = 4

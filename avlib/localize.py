@@ -39,7 +39,7 @@ import sys
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import av
 import numpy as np
@@ -48,18 +48,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from avlib import io
+from avlib.config import PAPER_LO_FRACTION, PAPER_MAX_ALPHA, PAPER_PERCENTILE, PROFILES, CamSettings, resolve
 from avlib.data.shift import ShiftConfig
 from avlib.models.multisensory import cam_network, network_cam, normalize_frames
 from avlib.results import atomic_path
 from avlib.writer import fps_fraction
-
-if TYPE_CHECKING:
-    from avlib.tasks.cam import CamSettings
-
-#: The official overlay (``heatmap()`` in ``src/sep_video.py``).
-PAPER_PERCENTILE = 97.0
-PAPER_LO_FRACTION = 0.5
-PAPER_MAX_ALPHA = 0.35
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -312,11 +305,19 @@ def heat_overlay(frame: np.ndarray, cam: np.ndarray, max_val: float, lo_fraction
 
 
 def shift_config_of(checkpoint: str | Path) -> ShiftConfig | None:
-    """The input settings (window, rates, size, crop) a pretraining checkpoint was trained with, or None."""
+    """The input settings (window, rates, size, crop) a pretraining or CAM checkpoint was trained with, or None."""
     from avlib.checkpoint import load_checkpoint
 
-    stored = load_checkpoint(checkpoint)["config"].get("run", {}).get("pretrain", {}).get("shift")
+    run = load_checkpoint(checkpoint)["config"].get("run", {})
+    stored = run.get("shift") or run.get("pretrain", {}).get("shift")
     return ShiftConfig(**stored) if stored else None
+
+
+def cam_settings_of(run: dict) -> CamSettings:
+    """The map settings a checkpoint's run used: stored with it, else its profile's, else the paper's."""
+    if run.get("cam"):
+        return CamSettings(**run["cam"])
+    return resolve(run["profile"]).cam if run.get("profile") in PROFILES else resolve("paper").cam
 
 
 # ----------------------------------------------------------------------------- localize a video
@@ -444,12 +445,11 @@ def localize(video: str | Path, checkpoint: str | Path, out: str | Path | None =
     original sound, frame rate and duration.
 
     ``shift`` (the network's input: window, fps, sample rate, size, crop) defaults to the one stored in
-    the checkpoint by pretraining; ``settings`` to :func:`avlib.tasks.cam.settings_for` of the checkpoint's profile.
+    the checkpoint by pretraining; ``settings`` to those stored with the checkpoint (:func:`cam_settings_of`).
     Raises :class:`avlib.io.NoAudioError` for a video without sound and other :class:`avlib.io.MediaError`
     subclasses for unreadable files, naming the file.
     """
     from avlib.checkpoint import load_checkpoint
-    from avlib.tasks.cam import settings_for
 
     video = Path(video)
     if out is not None:
@@ -460,7 +460,7 @@ def localize(video: str | Path, checkpoint: str | Path, out: str | Path | None =
     if shift is None:
         raise ValueError(f"checkpoint {checkpoint} does not record its input settings; pass shift=ShiftConfig(...) "
                          "or --profile")
-    settings = settings or settings_for(run.get("profile", "paper"))
+    settings = settings or cam_settings_of(run)
     net = cam_network(checkpoint, device)
     name = "CAM"
     tracks = map_video(video, [TiledCam(network_cam(net), shift.crop, name, settings.tile_batch, device)], shift,
@@ -495,25 +495,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("video", help="any video with sound (any size, frame rate, length; mono, stereo or 5.1)")
     parser.add_argument("--checkpoint", required=True, help="a pretraining or CAM checkpoint (.pt)")
     parser.add_argument("--out", required=True, help="overlay video to write (.mp4, .mkv)")
-    parser.add_argument("--profile", default=None, choices=("smoke", "synth", "paper"),
+    parser.add_argument("--profile", default=None, choices=sorted(PROFILES),
                         help="take the input settings from this profile instead of the checkpoint")
     parser.add_argument("--signed", action="store_true", help="overlay the signed CAM instead of |CAM|")
     parser.add_argument("--maps", default=None, help="also save the per-frame maps to this .npz")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    from avlib.tasks.cam import settings_for
-
     shift, settings = None, None
     if args.profile:
-        from avlib.profiles import get_profile
-
-        shift = get_profile(args.profile).pretrain.shift
-        settings = settings_for(args.profile)
+        experiment = resolve(args.profile)
+        shift, settings = experiment.pretrain.shift, experiment.cam
     if args.signed:
         from avlib.checkpoint import load_checkpoint
 
-        base = settings or settings_for(load_checkpoint(args.checkpoint)["config"].get("run", {}).get("profile", "paper"))
-        settings = replace(base, absolute=False)
+        settings = replace(settings or cam_settings_of(load_checkpoint(args.checkpoint)["config"].get("run", {})),
+                           absolute=False)
     try:
         result = localize(args.video, args.checkpoint, args.out, shift=shift, settings=settings, device=args.device,
                           progress=True)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from avlib import io
-from avlib.localize import PAPER_LO_FRACTION, PAPER_MAX_ALPHA, heat_overlay, to_frame
+from avlib.config import PAPER_LO_FRACTION, PAPER_MAX_ALPHA
+from avlib.localize import heat_overlay, to_frame
 
 if TYPE_CHECKING:
     import ipywidgets

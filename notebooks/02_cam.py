@@ -40,6 +40,7 @@ data_root = ""
 device = "auto"
 results_root = "../results"
 checkpoint_root = ""  # default: the checkout's ignored checkpoints/ folder
+overrides = {}  # config keys to change, e.g. {"cam.eval_clips": 4} (avlib.config)
 
 # %%
 from pathlib import Path
@@ -51,72 +52,47 @@ import torch
 from IPython.display import display
 
 from avlib import io
+from avlib.config import resolve
 from avlib.data.world import load_truth
-from avlib.localization import (CentrePrior, MotionEnergy, RandomMap, SceneEvaluation, mask_means, on_screen_events,
-                                peak_concentration, pointing_difference, summarise, top_responses)
-from avlib.localize import TiledCam, localize
-from avlib.models.multisensory import MultisensoryNet, cam_network, network_cam
+from avlib.localization import SceneEvaluation, mask_means, on_screen_events, top_responses
+from avlib.localize import localize
 from avlib.plots import frame_image, scene_browser, scene_overlay
-from avlib.pretrain import ensure_pretrained
-from avlib.profiles import get_profile
 from avlib.report import notebook_comparison
 from avlib.results import ResultWriter
-from avlib.tasks.cam import cam_checkpoint, evaluate_scenes, evaluation_clips, settings_for
+from avlib.tasks.cam import run, scores
 
-settings = settings_for(profile)
-profile_config = get_profile(profile)
-shift = profile_config.pretrain.shift
+experiment = resolve(profile, overrides)
+settings = experiment.cam
+shift = experiment.pretrain.shift
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
 out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="02_cam", root=results_root)
 work = Path(results_root).parent / "data" / profile / "02_cam"  # ignored by git
-torch.manual_seed(seed)
 settings
 
 # %% [markdown]
-# ## The CAM network
+# ## The CAM network, its maps on held-out clips, and the baselines
 # The pretrained network (notebook 01) is loaded with `cam=True`: the weights have the same shapes,
 # only conv5_1 no longer halves the picture, so the map doubles in resolution. The paper then
 # fine-tuned 25 k iterations (3.8 % of its 650 k); the profile's `fine_tune_steps` does the same share
 # of our pretraining on the same alignment task. Both the fine-tuned network and the pretrained
 # weights without fine-tuning are scored below.
-
-# %%
-pretrained = ensure_pretrained(profile, seed, data_root=data_root, checkpoint_root=checkpoint_root or None,
-                               device=device)
-fine_tuned = cam_checkpoint(profile, seed, settings, data_root=data_root, checkpoint_root=checkpoint_root or None,
-                            device=device)
-cam_net = cam_network(fine_tuned, device_name)
-pretrained_net = cam_network(pretrained, device_name)
-torch.manual_seed(seed)
-random_net = MultisensoryNet(cam_net.config).to(device_name).eval()
-if fine_tuned != pretrained:
-    fine_tune_log = pd.read_csv(fine_tuned.parent / "eval.csv")
-    print(f"fine-tuned {settings.fine_tune_steps} steps with cam=True; held-out alignment accuracy after it:")
-    display(fine_tune_log.tail(1))
-
-# %% [markdown]
-# ## Maps on held-out clips, and the baselines
+#
 # Every method sees the same windows, at the network's frame rate, with frames resized to the
 # profile's scale (short side = the training frames' side) and covered by the network's crops.
 # `|CAM|` is the official overlay's map (the magnitude, averaged over tiles); the signed map is
 # where the picture speaks *for* alignment with the sound. The "whole frame" rows run the same
 # network once over the whole resized frame (it is fully convolutional) instead of tiling it.
+# `avlib.tasks.cam.run` does all of it (`python -m avlib.tasks.cam` from a shell).
 
 # %%
-clips = evaluation_clips(profile, seed, data_root, limit=settings.eval_clips)
-names = {"cam": "multisensory CAM" + (f" (fine-tuned {settings.fine_tune_steps} steps)" if fine_tuned != pretrained else ""),
-         "pretrained": "pretrained weights, no fine-tuning", "random": "random weights"}
-names["whole"] = names["cam"] + ", whole frame"  # ablation: one pass over the frame instead of tiles
-sources = [TiledCam(network_cam(cam_net), shift.crop, names["cam"], settings.tile_batch, device_name),
-           TiledCam(network_cam(cam_net), shift.crop, names["whole"], settings.tile_batch, device_name, whole_frame=True)]
-if fine_tuned != pretrained:
-    sources.append(TiledCam(network_cam(pretrained_net), shift.crop, names["pretrained"], settings.tile_batch, device_name))
-sources += [TiledCam(network_cam(random_net), shift.crop, names["random"], settings.tile_batch, device_name),
-            MotionEnergy(sigma=settings.map_stride), CentrePrior(), RandomMap(seed)]
-evaluation = evaluate_scenes(clips, sources, shift, settings)
-evaluation.save(work / "evaluation")
-shown = names["cam"] + (" |CAM|" if settings.absolute else "")  # the map the overlays draw
-print(f"{len(clips)} clips mapped; {evaluation.frames['clip'].nunique()} have a visible sounding object")
+cam = run(experiment, seed=seed, data_root=data_root, checkpoint_root=checkpoint_root or None, device=device,
+          work_dir=work)
+evaluation, names, shown = cam.evaluation, cam.names, cam.shown
+if cam.fine_tuned != cam.pretrained:
+    fine_tune_log = pd.read_csv(cam.fine_tuned.parent / "eval.csv")
+    print(f"fine-tuned {settings.fine_tune_steps} steps with cam=True; held-out alignment accuracy after it:")
+    display(fine_tune_log.tail(1))
+print(f"{len(cam.clips)} clips mapped; {evaluation.frames['clip'].nunique()} have a visible sounding object")
 
 # %% [markdown]
 # ## Localisation scores
@@ -127,8 +103,9 @@ print(f"{len(clips)} clips mapped; {evaluation.frames['clip'].nunique()} have a 
 # than on the silent one (50 % = cannot tell them apart). Intervals: 95 %, resampling clips.
 
 # %%
-if len(evaluation.frames):
-    table = summarise(evaluation.frames, settings.bootstrap, seed)
+scored = scores(cam, settings, seed)
+if scored is not None:
+    table = scored["localization"]
     table.insert(1, "data", f"{profile} held-out scenes")
     out.table(table, "localization", caption=(
         f"Sound-source localisation on the {profile} profile's held-out scenes (every "
@@ -145,14 +122,8 @@ else:
 # interval from resampling clips.
 
 # %%
-baselines = [names["random"], names["random"] + " |CAM|", MotionEnergy.name, CentrePrior.name, RandomMap.name]
 if table is not None:
-    comparisons = pd.DataFrame([
-        {"network map": method, "baseline": baseline, **pointing_difference(evaluation.frames, method, baseline,
-                                                                             settings.bootstrap, seed)}
-        for method in (names["cam"], names["cam"] + " |CAM|") for baseline in baselines])
-    comparisons = comparisons.rename(columns={"difference": "pointing difference (points)", "low": "95 % low",
-                                              "high": "95 % high"})
+    comparisons = scored["vs_baselines"]
     out.table(comparisons, "localization_vs_baselines", caption=(
         f"Pointing accuracy of the CAM network minus each baseline's, {profile} profile, paired on the same frames."))
     display(comparisons)
@@ -177,8 +148,7 @@ if table is not None:
 # placed at random would give that cell. Every stored map of every clip counts, scored or not.
 
 # %%
-peaks = pd.DataFrame([{"method": method, **peak_concentration(evaluation, method)}
-                      for method in evaluation.frames["method"].unique()]) if table is not None else None
+peaks = scored["peaks"] if table is not None else None
 if peaks is not None:
     out.table(peaks, "localization_peaks", caption=(
         f"Where each map's peak lands on the {profile} profile's held-out scenes: the most common cell of the "
@@ -278,7 +248,7 @@ plt.show()
 # The same call works on any video with sound (`python -m avlib.localize VIDEO --checkpoint CKPT --out OUT.mp4`).
 
 # %%
-result = localize(example.video, fine_tuned, work / "cam_overlay.mp4", shift=shift, settings=settings,
+result = localize(example.video, cam.fine_tuned, work / "cam_overlay.mp4", shift=shift, settings=settings,
                   device=device_name)
 media = out.media(result.out, "cam_overlay.mp4", caption=(
     f"{example.name} with the {shown} overlay and its original sound, {profile} profile."))

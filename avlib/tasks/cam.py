@@ -4,10 +4,12 @@ the synthetic world's held-out scenes.
 The paper's maps come from the ``cam`` network: conv5_1's spatial stride removed (16 x 14 x 14 maps for a
 4.2 s, 224 x 224 clip), then fine-tuned 25 k iterations on the same alignment task. The weights have the
 same shapes with or without the stride, so :func:`cam_checkpoint` loads the pretrained weights into
-``cam=True`` and fine-tunes them for ``CamSettings.fine_tune_steps`` steps (0: no fine-tuning).
+``cam=True`` and fine-tunes them for ``cam.fine_tune_steps`` steps (0: no fine-tuning).
 
 :func:`evaluate_scenes` runs the maps of any video (:func:`avlib.localize.map_video`) over scene clips and
-scores them against the world's ground truth with :mod:`avlib.localization`.
+scores them against the world's ground truth with :mod:`avlib.localization`; :func:`run` does the
+whole experiment (fine-tuning, the network's maps beside the baselines', scores) and
+``python -m avlib.tasks.cam --profile P`` runs it from a shell.
 """
 
 from __future__ import annotations
@@ -20,112 +22,37 @@ import numpy as np
 import pandas as pd
 import torch
 
+from avlib.config import CamSettings, Experiment
 from avlib.data.shift import ShiftConfig
 from avlib.hashing import file_digest, json_key
-from avlib.localization import (FRAME_COLUMNS, SceneClip, SceneEvaluation, ciou, object_masks, peak_in,
-                                sounding_over_silent)
-from avlib.localize import (PAPER_LO_FRACTION, PAPER_MAX_ALPHA, PAPER_PERCENTILE, MapSource, map_video,
-                            overlay_scale, to_frame)
-from avlib.models.multisensory import cam_network
-
-#: ``cam_v1`` = ``shift_v1`` at 650 k iterations, stride removed, fine-tuned to 675 k (``src/shift_params.py``).
-PAPER_FINE_TUNE_STEPS = 25_000
-PAPER_PRETRAIN_STEPS = 650_000
-PAPER_FINE_TUNE_BATCH = 5
-
-
-@dataclass(frozen=True)
-class CamSettings:
-    """Settings of notebook 02 and of :func:`avlib.localize.localize`; :func:`settings_for` gives each profile's.
-
-    Args:
-        fine_tune_steps: steps of alignment training of the ``cam=True`` network, started from the
-            pretrained weights (paper: 25 k, ``cam_v1``); 0 uses the pretrained weights as they are.
-        fine_tune_batch: videos per fine-tuning step (paper: 5 per GPU).
-        fine_tune_lr: learning rate of the fine-tuning; None: the pretraining's (paper: 1e-2, SGD with
-            momentum 0.9, as its pretraining). The optimizer is always the pretraining's.
-        hop: hop between sliding windows, as a fraction of the window (official: 0.5).
-        map_stride: pixels of the resized frame (short side = the profile's ``size``) per pixel of the
-            stored maps. The CAM itself has one cell per ``crop / T'``-th of a tile.
-        absolute: overlay |CAM| (the official ``find_cam``) rather than the signed logit map.
-        percentile, lo_fraction, max_alpha: the official overlay (97, 0.5, 0.35).
-        tile_batch: tiles per forward pass.
-        eval_clips: held-out scene clips scored (None: all of them).
-        eval_frame_stride: score every k-th written frame of a clip.
-        bootstrap: resamples of clips for the 95 % intervals.
-        top_frames: frames in the paper-style figure of top responses.
-    """
-
-    fine_tune_steps: int
-    fine_tune_batch: int
-    fine_tune_lr: float | None = None
-    hop: float = 0.5
-    map_stride: int = 4
-    absolute: bool = True
-    percentile: float = PAPER_PERCENTILE
-    lo_fraction: float = PAPER_LO_FRACTION
-    max_alpha: float = PAPER_MAX_ALPHA
-    tile_batch: int = 8
-    eval_clips: int | None = None
-    eval_frame_stride: int = 4
-    bootstrap: int = 1000
-    top_frames: int = 6
-
-    def __post_init__(self) -> None:
-        if self.fine_tune_steps < 0 or self.fine_tune_batch < 1:
-            raise ValueError(f"CamSettings: fine_tune_steps must be >= 0 and fine_tune_batch >= 1, got {self}")
-        if not 0 < self.hop <= 1:
-            raise ValueError(f"CamSettings.hop must be in (0, 1], got {self.hop}")
-        if self.map_stride < 1 or self.eval_frame_stride < 1 or self.tile_batch < 1:
-            raise ValueError(f"CamSettings: strides and batch must be positive, got {self}")
-
-
-def settings_for(profile: str) -> CamSettings:
-    """Per-profile settings (the lead folds these into :mod:`avlib.profiles`).
-
-    ``synth`` fine-tunes for the paper's share of the pretraining, 25 k of 650 k iterations (3.8 %): 23 of
-    the profile's 600 steps, at its batch of 16. ``paper`` is the official ``cam_v1`` and maps 200 AudioSet
-    test clips for the figure (AudioSet has no localisation ground truth).
-    """
-    from avlib.profiles import get_profile
-
-    if profile == "smoke":
-        return CamSettings(fine_tune_steps=2, fine_tune_batch=2, eval_clips=2, eval_frame_stride=30, bootstrap=50,
-                           top_frames=2)
-    if profile == "synth":
-        pretrain = get_profile(profile).pretrain
-        share = round(pretrain.stages[-1].steps * PAPER_FINE_TUNE_STEPS / PAPER_PRETRAIN_STEPS)
-        return CamSettings(fine_tune_steps=share, fine_tune_batch=pretrain.stages[-1].batch_size, eval_frame_stride=4)
-    if profile == "paper":
-        return CamSettings(fine_tune_steps=PAPER_FINE_TUNE_STEPS, fine_tune_batch=PAPER_FINE_TUNE_BATCH,
-                           map_stride=8, tile_batch=16, eval_clips=200)
-    raise ValueError(f"unknown profile {profile!r}; use smoke, synth or paper")
-
+from avlib.localization import (FRAME_COLUMNS, CentrePrior, MotionEnergy, RandomMap, SceneClip, SceneEvaluation, ciou,
+                                object_masks, peak_concentration, peak_in, pointing_difference, sounding_over_silent,
+                                summarise)
+from avlib.localize import MapSource, TiledCam, map_video, overlay_scale, to_frame
+from avlib.losses import alignment_loss
+from avlib.metrics import alignment_accuracy
+from avlib.models.multisensory import MultisensoryNet, cam_network, network_cam
+from avlib.tasks.pretrain import ensure_pretrained, scene_sources, scene_split
 
 # ----------------------------------------------------------------------------- scenes and their scores
 
 
-def held_out_scenes(profile_name: str, seed: int = 0, limit: int | None = None) -> list[SceneClip]:
-    """The scenes held out from pretraining: the last ``profile.held_out_scenes`` of the sorted clips,
-    the same split as :func:`avlib.pretrain.scene_sources`; the first ``limit`` of them if given."""
-    from avlib.pretrain import scene_split
-    from avlib.profiles import get_profile
-
-    profile = get_profile(profile_name)
-    if not profile.synthetic:
-        raise ValueError(f"profile {profile_name!r} reads real data, which has no localisation ground truth")
-    root, _, held_out = scene_split(profile, seed)
+def held_out_scenes(experiment: Experiment, seed: int = 0, limit: int | None = None) -> list[SceneClip]:
+    """The scenes held out from pretraining: the last ``pretrain.held_out_scenes`` of the sorted clips,
+    the same split as :func:`avlib.tasks.pretrain.scene_sources`; the first ``limit`` of them if given."""
+    if not experiment.synthetic:
+        raise ValueError(f"profile {experiment.profile!r} reads real data, which has no localisation ground truth")
+    root, _, held_out = scene_split(experiment, seed)
     chosen = held_out[:limit] if limit is not None else held_out
     return [SceneClip(path.stem, path, root / "truth" / f"{path.stem}.npz") for path in chosen]
 
 
-def evaluation_clips(profile_name: str, seed: int = 0, data_root: str | Path = "", limit: int | None = None) -> list[SceneClip]:
-    """The clips notebook 02 maps: the held-out scenes (with ground truth) in the synthetic profiles,
-    AudioSet test clips under ``data_root/audioset/test/`` (without) in ``paper``."""
-    from avlib.profiles import get_profile
-
-    if get_profile(profile_name).synthetic:
-        return held_out_scenes(profile_name, seed, limit)
+def evaluation_clips(experiment: Experiment, seed: int = 0, data_root: str | Path = "",
+                     limit: int | None = None) -> list[SceneClip]:
+    """The clips the experiment maps: the held-out scenes (with ground truth) of the synthetic world,
+    or AudioSet test clips under ``data_root/audioset/test/`` (without)."""
+    if experiment.synthetic:
+        return held_out_scenes(experiment, seed, limit)
     if not data_root:
         raise ValueError("the paper profile maps AudioSet test clips: pass --data-root (see docs/datasets.md)")
     from avlib.data.index import build_index
@@ -184,11 +111,11 @@ def _digest(path: Path) -> str:
     return file_digest(path, "sha1")[:10]
 
 
-def cam_checkpoint(profile_name: str, seed: int = 0, settings: CamSettings | None = None, *, data_root: str | Path = "",
+def cam_checkpoint(experiment: Experiment, seed: int = 0, *, data_root: str | Path = "",
                    checkpoint_root: str | Path | None = None, device: str = "auto") -> Path:
-    """The CAM network's checkpoint: the pretrained one (:func:`avlib.pretrain.ensure_pretrained`) with
-    ``cam=True``, fine-tuned ``settings.fine_tune_steps`` steps on the same alignment task, data, loss and
-    optimizer (at the last pretraining stage's frame rate). With 0 steps it is the pretrained checkpoint.
+    """The CAM network's checkpoint: the pretrained one (:func:`avlib.tasks.pretrain.ensure_pretrained`) with
+    ``cam=True``, fine-tuned ``cam.fine_tune_steps`` steps on the same alignment task, data, loss and
+    optimiser (``pretrain.train``, at the last stage's frame rate). With 0 steps it is the pretrained checkpoint.
 
     The fine-tuned checkpoint lives in ``<checkpoints>/<profile>/cam/ft<steps>-<key>/``, the key a digest of
     the pretrained file and the fine-tuning settings, so a new pretraining or other settings never reuse a
@@ -196,44 +123,134 @@ def cam_checkpoint(profile_name: str, seed: int = 0, settings: CamSettings | Non
     """
     from avlib.checkpoint import load_checkpoint
     from avlib.data.shift import ShiftBatches, evaluation_set
-    from avlib.pretrain import alignment_accuracy, alignment_loss, ensure_pretrained, scene_sources
-    from avlib.profiles import get_profile
-    from avlib.train import TrainConfig, fit
+    from avlib.train import fit
 
-    profile = get_profile(profile_name)
-    settings = settings or settings_for(profile_name)
-    pretrained = ensure_pretrained(profile_name, seed, data_root=data_root, checkpoint_root=checkpoint_root,
+    settings, pretrain = experiment.cam, experiment.pretrain
+    pretrained = ensure_pretrained(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root,
                                    device=device)
     if settings.fine_tune_steps == 0:
         return pretrained
     run_device = torch.device("cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
-    pretrain = profile.pretrain
-    config = TrainConfig(
-        steps=settings.fine_tune_steps, optimizer=pretrain.optimizer,
-        lr=pretrain.lr if settings.fine_tune_lr is None else settings.fine_tune_lr, momentum=pretrain.momentum,
-        weight_decay=pretrain.weight_decay, grad_clip=pretrain.grad_clip,
-        checkpoint_every=max(1, min(pretrain.checkpoint_every, settings.fine_tune_steps)),
+    config = replace(
+        pretrain.train, steps=settings.fine_tune_steps,
+        lr=pretrain.train.lr if settings.fine_tune_lr is None else settings.fine_tune_lr,
+        checkpoint_every=max(1, min(pretrain.train.checkpoint_every, settings.fine_tune_steps)),
         log_every=max(1, min(10, settings.fine_tune_steps)), seed=seed + 7919, device=str(run_device),
-        amp=pretrain.amp, channels_last=pretrain.channels_last,
     )
     initial = {"file": pretrained.name, "sha1_10": _digest(pretrained)}
     recipe = {"init": initial, "batch": settings.fine_tune_batch, "optimizer": config.optimizer, "lr": config.lr,
               "steps": config.steps, "seed": seed}
     key = json_key(recipe)
-    out_dir = profile.checkpoint_dir(checkpoint_root) / "cam" / f"ft{settings.fine_tune_steps}-{key}"
+    out_dir = experiment.checkpoint_dir(checkpoint_root) / "cam" / f"ft{settings.fine_tune_steps}-{key}"
     checkpoint = out_dir / "checkpoint.pt"
     if checkpoint.exists() and load_checkpoint(checkpoint)["step"] >= settings.fine_tune_steps:
         return checkpoint
     stage = pretrain.stages[-1]
     shift = replace(pretrain.shift, fps=stage.fps)
-    sources, _, _ = scene_sources(profile, seed, data_root)
+    sources, _, _ = scene_sources(experiment, seed, data_root)
     train_source, held_out_source = sources(stage.fps)
     held_out = evaluation_set(held_out_source, shift, per_video=pretrain.eval_pairs_per_video, seed=seed)
-    stored = pretrain.to_dict()
-    stored["shift"] = asdict(shift)  # what localize() reads back as the network's input
     fit(cam_network(pretrained).train(), alignment_loss,
         ShiftBatches(train_source, shift, settings.fine_tune_batch, seed=seed + 7919), replace(config, out_dir=str(out_dir)),
         eval_fn=lambda net: alignment_accuracy(net, held_out, device=run_device),
-        run_config={"pretrain": stored, "stage": "cam", "profile": profile_name, "seed": seed, "initialised_from": initial,
-                    "cam_settings": asdict(settings)})
+        run_config={"profile": experiment.profile, "seed": seed, "stage": "cam", "shift": asdict(shift),
+                    "pretrain": pretrain.to_dict(), "cam": settings.to_dict(), "initialised_from": initial})
     return checkpoint
+
+
+@dataclass
+class CamRun:
+    """What :func:`run` returns: the checkpoints, the map sources' names and every clip's maps and scores."""
+
+    pretrained: Path
+    fine_tuned: Path
+    names: dict[str, str]  # role ("cam", "whole", "pretrained", "random") -> method name in the tables
+    evaluation: SceneEvaluation
+    clips: list[SceneClip]
+
+    @property
+    def shown(self) -> str:
+        """The map the overlays draw."""
+        return self.names["shown"]
+
+    @property
+    def baselines(self) -> list[str]:
+        return [self.names["random"], self.names["random"] + " |CAM|", MotionEnergy.name, CentrePrior.name,
+                RandomMap.name]
+
+    @property
+    def network_maps(self) -> list[str]:
+        return [self.names["cam"], self.names["cam"] + " |CAM|"]
+
+
+def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", checkpoint_root: str | Path | None = None,
+        device: str = "auto", work_dir: str | Path | None = None, progress: bool = True) -> CamRun:
+    """Fine-tune the CAM network, then map every evaluation clip with it (tiled and whole-frame), with the
+    pretrained and random weights, and with the motion-energy, centre and random baselines; score the maps
+    where the clip has ground truth. ``work_dir`` keeps the maps (``evaluation/``)."""
+    settings, shift = experiment.cam, experiment.pretrain.shift
+    device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+    pretrained = ensure_pretrained(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device)
+    fine_tuned = cam_checkpoint(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device)
+    cam_net = cam_network(fine_tuned, device_name)
+    pretrained_net = cam_network(pretrained, device_name)
+    torch.manual_seed(seed)
+    random_net = MultisensoryNet(cam_net.config).to(device_name).eval()
+    clips = evaluation_clips(experiment, seed, data_root, limit=settings.eval_clips)
+    names = {"cam": "multisensory CAM" + (f" (fine-tuned {settings.fine_tune_steps} steps)" if fine_tuned != pretrained else ""),
+             "pretrained": "pretrained weights, no fine-tuning", "random": "random weights"}
+    names["whole"] = names["cam"] + ", whole frame"  # ablation: one pass over the frame instead of tiles
+    names["shown"] = names["cam"] + (" |CAM|" if settings.absolute else "")
+    sources = [TiledCam(network_cam(cam_net), shift.crop, names["cam"], settings.tile_batch, device_name),
+               TiledCam(network_cam(cam_net), shift.crop, names["whole"], settings.tile_batch, device_name, whole_frame=True)]
+    if fine_tuned != pretrained:
+        sources.append(TiledCam(network_cam(pretrained_net), shift.crop, names["pretrained"], settings.tile_batch, device_name))
+    sources += [TiledCam(network_cam(random_net), shift.crop, names["random"], settings.tile_batch, device_name),
+                MotionEnergy(sigma=settings.map_stride), CentrePrior(), RandomMap(seed)]
+    evaluation = evaluate_scenes(clips, sources, shift, settings, progress=progress)
+    if work_dir is not None:
+        evaluation.save(Path(work_dir) / "evaluation")
+    return CamRun(pretrained, fine_tuned, names, evaluation, clips)
+
+
+def scores(result: CamRun, settings: CamSettings, seed: int = 0) -> dict[str, pd.DataFrame] | None:
+    """The scored tables of a run with ground truth (None without): ``localization`` (every method),
+    ``vs_baselines`` (each network map minus each baseline, paired 95 % intervals) and ``peaks``."""
+    frames = result.evaluation.frames
+    if not len(frames):
+        return None
+    table = summarise(frames, settings.bootstrap, seed)
+    comparisons = pd.DataFrame([
+        {"network map": method, "baseline": baseline,
+         **pointing_difference(frames, method, baseline, settings.bootstrap, seed)}
+        for method in result.network_maps for baseline in result.baselines])
+    comparisons = comparisons.rename(columns={"difference": "pointing difference (points)", "low": "95 % low",
+                                              "high": "95 % high"})
+    peaks = pd.DataFrame([{"method": method, **peak_concentration(result.evaluation, method)}
+                          for method in frames["method"].unique()])
+    return {"localization": table, "vs_baselines": comparisons, "peaks": peaks}
+
+
+def _run(experiment: Experiment, args) -> dict:
+    result = run(experiment, seed=args.seed, data_root=args.data_root, checkpoint_root=args.checkpoints,
+                 device=args.device, work_dir=args.out)
+    tables = scores(result, experiment.cam, args.seed)
+    summary = {"checkpoint": str(result.fine_tuned), "clips": len(result.clips)}
+    if tables is not None:
+        for name, table in tables.items():
+            table.to_csv(args.out / f"{name}.csv", index=False)
+        cam_row = tables["localization"].set_index("method").loc[result.names["cam"]]
+        summary.update({"pointing %": float(cam_row["pointing %"]), "frames": int(cam_row["frames"]),
+                        "tables": sorted(f"{name}.csv" for name in tables)})
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from avlib.tasks.cli import run_task
+
+    return run_task("cam", "cam", "CAM sound-source localisation (docs/paper.md §5): fine-tune the cam network, "
+                    "map the held-out clips, score them against baselines.", _run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
