@@ -59,7 +59,7 @@ from avlib import io
 from avlib.data.shift import ShiftConfig
 from avlib.hashing import file_digest, json_key
 from avlib.models.multisensory import MultisensoryNet, from_checkpoint, normalize_frames
-from avlib.results import atomic_path
+from avlib.report.results import atomic_path
 from avlib.writer import fps_fraction
 
 #: The official overlay (``heatmap()`` in ``src/sep_video.py``).
