@@ -2,7 +2,7 @@
 Self-Supervised Multisensory Features" (ECCV 2018).
 
 Data flows one way: files -> ``avlib.io`` -> ``avlib.data`` -> ``avlib.models`` ->
-``avlib.losses`` / ``avlib.metrics`` -> ``avlib.results``.
+``avlib.losses`` / ``avlib.metrics`` -> tasks -> ``avlib.report``.
 """
 
 __version__ = "0.1.0"

@@ -268,7 +268,7 @@ class Variant:
     pretrained: bool  # trunk from the self-supervised checkpoint (else random initialisation)
     use_sound: bool
     frozen: bool = False
-    paper_key: str | None = None  # avlib.paper key of the paper's number for this row
+    paper_key: str | None = None  # avlib.report.claims key of the paper's number for this row
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -471,8 +471,8 @@ def accuracy_table(evaluations: dict[str, Evaluation], histories: dict[str, dict
     Ours: clip and video accuracy in %, the video accuracy's 95 % Wilson interval, and video
     accuracy on test videos with and without an audio track. The paper's: its number for the row, with source and status (all UNVERIFIED).
     """
-    from avlib.paper import paper_number
-    from avlib.pretrain import wilson_interval
+    from avlib.report.claims import paper_number
+    from avlib.stats import wilson_interval
 
     rows = []
     for name, evaluation in evaluations.items():

@@ -32,6 +32,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from avlib.localize import area_resize, to_frame
+from avlib.stats import cluster_bootstrap_ratio
 
 FRAME_COLUMNS = ("clip", "frame", "method", "pointing", "ciou", "sounding_area", "silent_visible", "peak_on_silent",
                  "sounding_over_silent")
@@ -207,17 +208,6 @@ class SceneEvaluation:
 # ----------------------------------------------------------------------------- summaries
 
 
-def _clip_bootstrap(per_clip: pd.DataFrame, value: str, count: str, resamples: int, seed: int) -> tuple[float, float]:
-    """95 % percentile interval of sum(value) / sum(count) over clips drawn with replacement."""
-    if len(per_clip) < 2 or resamples < 1:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng([seed, 31337])
-    draws = rng.integers(len(per_clip), size=(resamples, len(per_clip)))
-    totals = per_clip[value].to_numpy()[draws].sum(axis=1) / np.maximum(per_clip[count].to_numpy()[draws].sum(axis=1), 1)
-    low, high = np.percentile(totals, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def summarise(frames: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per method, in order of appearance: pointing accuracy (%) with its 95 % clip-bootstrap
     interval, cIoU (mean, share >= 0.5, AUC), and the silent-distractor scores, with the numbers of
@@ -226,7 +216,7 @@ def summarise(frames: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> pd.
     for method in dict.fromkeys(frames["method"]):
         scored = frames[frames["method"] == method]
         per_clip = scored.groupby("clip").agg(hits=("pointing", "sum"), n=("pointing", "size"))
-        low, high = _clip_bootstrap(per_clip, "hits", "n", resamples, seed)
+        low, high = cluster_bootstrap_ratio(per_clip["hits"].to_numpy(), per_clip["n"].to_numpy(), resamples, seed)
         distractor = scored[scored["silent_visible"]]
         rows.append({
             "method": method,
@@ -252,7 +242,7 @@ def pointing_difference(frames: pd.DataFrame, method: str, baseline: str, resamp
     pair = frames[frames["method"].isin([method, baseline])].pivot_table(
         index=["clip", "frame"], columns="method", values="pointing").dropna()
     difference = (pair[method] - pair[baseline]).groupby(level="clip").agg(["sum", "size"])
-    low, high = _clip_bootstrap(difference.rename(columns={"sum": "d", "size": "n"}), "d", "n", resamples, seed)
+    low, high = cluster_bootstrap_ratio(difference["sum"].to_numpy(), difference["size"].to_numpy(), resamples, seed)
     return {"difference": 100 * float(difference["sum"].sum() / max(difference["size"].sum(), 1)),
             "low": 100 * low, "high": 100 * high, "clips": len(difference)}
 

@@ -17,13 +17,14 @@ The mixture itself, scored as the estimate of both sources, is the lower bound e
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+
+from avlib.stats import confidence_interval
 
 #: PESQ wide-band is defined at 16 kHz.
 PESQ_RATE = 16_000
@@ -121,21 +122,6 @@ def best_permutation(on_screen: np.ndarray, off_screen: np.ndarray, first: np.nd
     straight = bss_eval(references, np.stack([first, second]))["sdr"].mean()
     swapped = bss_eval(references, np.stack([second, first]))["sdr"].mean()
     return (first, second) if straight >= swapped else (second, first)
-
-
-def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): Student-t interval of the mean of ``values`` (NaN ignored)."""
-    from scipy import stats
-
-    array = np.asarray(values, dtype=np.float64)
-    array = array[np.isfinite(array)]
-    if array.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(array.mean())
-    if array.size == 1:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size))
-    return mean, mean - half, mean + half
 
 
 def summarize(scores: pd.DataFrame, by: Sequence[str] = ("system", "source"),

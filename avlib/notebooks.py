@@ -6,10 +6,10 @@
 ``results/<profile>/notebooks/NN_*.ipynb``, never over the source. The first failure stops the
 run, names the notebook and the cell, and leaves every finished notebook's results in place.
 
-Runs are incremental (:mod:`avlib.runs`): a notebook whose source, imported ``avlib`` code, parameters
+Runs are incremental (:mod:`avlib.report.runs`): a notebook whose source, imported ``avlib`` code, parameters
 and inputs are unchanged since its last successful run is skipped; ``--force`` runs it anyway. Each
 executed notebook is also exported to HTML beside it, and every invocation ends by rebuilding
-``results/<profile>/tables/paper_comparison`` and the ``results/README.md`` index (:mod:`avlib.report`).
+``results/<profile>/tables/paper_comparison`` and the ``results/README.md`` index (:mod:`avlib.report.index`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from avlib.results import PROFILES, RESULTS_ROOT, atomic_path, write_text
+from avlib.report.results import COMPARISONS, PROFILES, RESULTS_ROOT, atomic_path, write_text
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 #: seconds a kernel may take to start: papermill's 60 s is too short on a busy 2-core machine
@@ -160,7 +160,7 @@ def missing_data(data_root: str, notebooks: list[Path]) -> list[str]:
 
 def _outputs(profile_dir: Path, name: str, since: str) -> list[str]:
     """Files the notebook wrote in this run (by its provenance sidecars), relative to the profile's folder."""
-    from avlib.report import sidecars
+    from avlib.report.index import sidecars
 
     written = []
     for entry in sidecars(profile_dir):
@@ -173,7 +173,7 @@ def run_all(notebooks: list[Path], *, profile: str, seed: int = 0, data_root: st
             results_root: Path = RESULTS_ROOT, force: bool = False, only: str | None = None,
             html: bool = True, log=print) -> int:
     """Run the notebooks that are not up to date, record each run, then rebuild the report. Returns the exit code."""
-    from avlib import report, runs
+    from avlib.report import runs
 
     results_root = Path(results_root)
     profile_dir = results_root / profile
@@ -200,7 +200,7 @@ def run_all(notebooks: list[Path], *, profile: str, seed: int = 0, data_root: st
             begun, begun_clock = runs.now(), time.time()
             runs.write_record(record_path, {"notebook": name, "status": "running", "started": begun,
                                             "reason": decision.reason, "fingerprint": None, "components": components})
-            (profile_dir / report.COMPARISONS / f"{name}.json").unlink(missing_ok=True)
+            (profile_dir / COMPARISONS / f"{name}.json").unlink(missing_ok=True)
             try:
                 run = run_notebook(source, profile=profile, seed=seed, data_root=data_root, device=device,
                                    results_root=results_root)
@@ -238,7 +238,7 @@ def run_all(notebooks: list[Path], *, profile: str, seed: int = 0, data_root: st
 
 
 def _finish_report(results_root, profile, seed, device, data_root, force, only, notebooks, actions, started, clock, log):
-    from avlib import report, runs
+    from avlib.report import index, runs
     from avlib.provenance import git_commit
 
     profile_dir = Path(results_root) / profile
@@ -254,14 +254,14 @@ def _finish_report(results_root, profile, seed, device, data_root, force, only, 
                   "arguments": {"profile": profile, "seed": seed, "device": device, "data_root": bool(data_root),
                                 "force": force, "only": only or ""}}
     try:
-        report.write_comparison(results_root, profile, seed)
-    except report.UnknownComparison as error:
+        index.write_comparison(results_root, profile, seed)
+    except index.UnknownComparison as error:
         log(f"!! {error}", file=sys.stderr)
         raise
     finally:
-        runs.write_record(profile_dir / runs.RUNS / report.INVOCATION, invocation)
-        report.append_history(results_root, profile, invocation)
-        written = report.write_index(results_root)
+        runs.write_record(profile_dir / runs.RUNS / index.INVOCATION, invocation)
+        index.append_history(results_root, profile, invocation)
+        written = index.write_index(results_root)
         log(f"== {counts.get('ran', 0)} ran, {counts.get('skipped', 0)} skipped as up to date, "
             f"{counts.get('failed', 0)} failed" + (", 1 interrupted" if counts.get("interrupted") else "")
             + f" in {invocation['wall_time_s']:.1f} s; index: "

@@ -1,6 +1,6 @@
 """Where a result came from: the git commit of the avlib checkout, whether it had local changes, and the CPU.
 
-Kept free of torch so that ``avlib.results`` can stamp tables without importing it.
+Kept free of torch so that ``avlib.report.results`` can stamp tables without importing it.
 """
 
 from __future__ import annotations

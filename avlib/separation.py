@@ -11,7 +11,7 @@ metrics (:mod:`avlib.metrics`). This module joins them for notebook 04 (and 05):
 - :func:`separate` splits a user's video into ``on_screen.wav`` and ``off_screen.wav`` (and videos).
 
 The paper's separation claims, as the project's source summary states them, are in
-:data:`avlib.paper.CLAIMS`: no number of the paper's separation tables could be verified (docs/paper.md §7.8).
+:data:`avlib.report.claims.CLAIMS`: no number of the paper's separation tables could be verified (docs/paper.md §7.8).
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def speaker_data(profile: str, settings: SeparationSettings, seed: int = 0, data
 def ensure_test_list(out, clips: pd.DataFrame, settings: SeparationSettings, seed: int = 0) -> pd.DataFrame:
     """The profile's fixed test list from ``out``'s tables (:func:`test_list_name`), made and written on first use.
 
-    ``out`` is the notebook's :class:`avlib.results.ResultWriter`; notebooks 04 and 05 read the same file.
+    ``out`` is the notebook's :class:`avlib.report.results.ResultWriter`; notebooks 04 and 05 read the same file.
     """
     from avlib.data.mixtures import make_test_list, read_test_list
 
@@ -414,7 +414,7 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> P
     """Write (N,) or (C, N) float audio in [-1, 1] as 16-bit PCM WAV (clipped), atomically."""
     from scipy.io import wavfile
 
-    from avlib.results import atomic_path
+    from avlib.report.results import atomic_path
 
     path = Path(path)
     samples = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)

@@ -32,15 +32,14 @@ checkpoints when their settings match: ``unet_pit`` always is (04's own budget, 
 
 **Directions.** Each row's on-screen SDR is compared with ``full``'s pair by pair (Student-t interval of
 the mean difference); the gender claim compares same- with different-gender pairs (Welch interval).
-A direction *held* when the interval lies on the paper's side of zero, is *opposite* when it lies on the
-other side, and is *not resolved* when it contains zero (:func:`verdict`).
+The verdict is the project's one rule (:func:`avlib.report.claims.verdict`): *holds* when the interval lies
+on the paper's side of zero, *opposite* when it lies on the other side, *not resolved* when it contains zero.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -55,8 +54,9 @@ from avlib.hashing import file_digest, file_stamp, json_key
 from avlib.models.i3d import I3D, I3DConfig, I3DFeatures, load_converted
 from avlib.models.multisensory import MultisensoryNet, normalize_frames
 from avlib.models.unet import MultisensoryFeatures, SeparationNet
-from avlib.paper import CLAIMS_BY_KEY, PaperClaim
+from avlib.report.claims import CLAIMS_BY_KEY, PaperClaim, verdict
 from avlib.separation import SeparationSettings, evaluate
+from avlib.stats import confidence_interval, welch_interval
 
 # ------------------------------------------------------------------------------------------ rows
 
@@ -72,7 +72,7 @@ class Variant:
     use_sound: bool = True  # the multisensory net's audio stream (False: removed)
     static_frames: bool = False  # the middle frame repeated (official ``static``)
     pit: bool = False  # permutation-invariant loss and oracle assignment (audio only)
-    claim: str | None = None  # the avlib.paper claim this row tests against ``full``
+    claim: str | None = None  # the avlib.report.claims claim this row tests against ``full``
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -295,7 +295,7 @@ def cached_scores(name: str, model: SeparationNet, checkpoint: str | Path, test_
     :func:`avlib.separation.evaluate` with PESQ (STOI, the slowest metric, is not needed), written there.
     The row's system is called ``name``. The mixture's scores are the same for every row: score them with one
     row only. A cached table holding more (the mixture, STOI) serves a call that asks for less."""
-    from avlib.results import atomic_path
+    from avlib.report.results import atomic_path
 
     key = {"checkpoint": file_digest(checkpoint, "sha1"), "test_list": hashlib.sha1(test_list.to_csv(index=False).encode()).hexdigest(),
            "phase": phase, "order_free": order_free, "format": 1}
@@ -346,36 +346,6 @@ def paired_difference(scores: pd.DataFrame, system: str, reference: str = "full"
     return (rows[system] - rows[reference]).dropna()
 
 
-def welch_interval(first: Sequence[float], second: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(difference of means, low, high) of ``mean(first) - mean(second)``, Welch's t interval."""
-    from scipy import stats
-
-    a, b = (np.asarray(values, dtype=np.float64) for values in (first, second))
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if a.size < 2 or b.size < 2:
-        return (float(a.mean() - b.mean()) if a.size and b.size else float("nan")), float("nan"), float("nan")
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    difference, error = float(a.mean() - b.mean()), math.sqrt(va + vb)
-    if error == 0:
-        return difference, difference, difference
-    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, dof) * error)
-    return difference, difference - half, difference + half
-
-
-def verdict(low: float, high: float, expected_sign: int) -> str:
-    """'held', 'opposite' or 'not resolved': where the interval [low, high] of a difference lies against
-    the sign the paper expects (-1: lower, +1: higher). NaN bounds (too few pairs) are 'not measured'."""
-    if expected_sign not in (-1, 1):
-        raise ValueError(f"expected_sign must be -1 or +1, got {expected_sign!r}")
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "not measured"
-    side = -1 if high < 0 else 1 if low > 0 else 0
-    if side == 0:
-        return "not resolved"
-    return "held" if side == expected_sign else "opposite"
-
-
 @dataclass(frozen=True)
 class ClaimDifference:
     """One row's paper claim against ``full``: the per-pair difference's mean, 95 % interval and pairs, and the verdict."""
@@ -394,8 +364,6 @@ class ClaimDifference:
 
 def against_full(scores: pd.DataFrame, rows: Sequence[str], metric: str = "sdr", source: str = "on_screen") -> list[ClaimDifference]:
     """Every row that has a paper claim, compared with ``full`` pair by pair (Student-t interval of the mean)."""
-    from avlib.metrics import confidence_interval
-
     out = []
     for name in rows:
         variant = VARIANT_BY_NAME[name]
@@ -413,7 +381,7 @@ def direction_rows(scores: pd.DataFrame, rows: Sequence[str], titles: Mapping[st
     row (Welch).
 
     Columns: row, claim, paper's direction, its source and status, compared, difference (dB), its 95 %
-    interval, pairs and the verdict (:func:`verdict`)."""
+    interval, pairs and the verdict (:func:`avlib.report.claims.verdict`)."""
     out = [_direction_row(titles[row.name], row.claim, f"{row.name} - full, per pair", row.mean, row.low, row.high, row.pairs)
            for row in against_full(scores, rows, metric, source)]
     gender = CLAIMS_BY_KEY["same_gender"]

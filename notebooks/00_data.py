@@ -41,7 +41,7 @@ from matplotlib.patches import Rectangle
 
 from avlib import io
 from avlib.profiles import get_profile
-from avlib.results import ResultWriter
+from avlib.report.results import ResultWriter
 
 settings = get_profile(profile)
 out = ResultWriter(profile=profile, seed=seed, device="cpu", notebook="00_data", root=results_root)

@@ -46,8 +46,8 @@ import torch
 from avlib.models.multisensory import from_checkpoint
 from avlib.pretrain import alignment_accuracy, pretrain, scene_sources
 from avlib.profiles import get_profile
-from avlib.report import notebook_comparison
-from avlib.results import ResultWriter
+from avlib.report.index import notebook_comparison
+from avlib.report.results import ResultWriter
 
 settings = get_profile(profile)
 config = replace(settings.pretrain, device=device)
@@ -138,14 +138,14 @@ table
 # %% [markdown]
 # ### Beside the paper
 # Rows of `results/<profile>/tables/paper_comparison` (the paper's numbers with sources in
-# `avlib.paper`). The paper's direction for alignment is "above chance": it holds here only if the
+# `avlib.report.claims`). The paper's direction for alignment is "above chance": it holds here only if the
 # 95 % interval lies above 50 %. The settings rows show how far this profile is from the paper's scale.
 
 # %%
 out.compare("alignment_accuracy", 100 * ours["accuracy"], low=100 * ours["ci_low"], high=100 * ours["ci_high"],
-            n=ours["n"], holds=ours["ci_low"] > 0.5,
+            n=ours["n"], against={"chance (50 %)": (100 * ours["ci_low"] - 50, 100 * ours["ci_high"] - 50)},
             measure="held-out alignment accuracy %, each clip once with aligned or shifted audio (50/50)",
-            note="holds: the 95 % interval lies above chance (50 %)")
+            note="Wilson interval of the accuracy, in points")
 out.compare("shift_min_s", config.shift.min_shift, measure="the profile's smallest shift, s")
 out.compare("shift_max_s", config.shift.max_shift, measure="the profile's largest shift, s")
 out.compare("pretraining_videos", train_count, measure="training clips of the profile")

@@ -54,7 +54,7 @@ from avlib.data.mixtures import load_test_mixtures
 from avlib.models.i3d import ENDPOINTS, I3D, PUBLISHED_PARAMETERS, SEPARATION_SCALES
 from avlib.pretrain import ensure_pretrained
 from avlib.profiles import get_profile
-from avlib.results import ResultWriter
+from avlib.report.results import ResultWriter
 from avlib.separation import ensure_test_list, loss_label, settings_for, speaker_data
 from avlib.separation_ablations import (
     SUBSETS,
@@ -219,7 +219,7 @@ table
 # %% [markdown]
 # ## The paper's directions, row by row
 # Each row against `full`, pair by pair (the mean difference of on-screen SDR and its 95 % interval), and
-# every row's same-gender mixtures against its different-gender ones. *held*: the interval lies on the
+# every row's same-gender mixtures against its different-gender ones. *holds*: the interval lies on the
 # paper's side of zero; *opposite*: on the other side; *not resolved*: it contains zero. The paper's
 # directions are the project's source summary's (UNVERIFIED), or inferred where it states none.
 
@@ -232,8 +232,8 @@ for _, record in directions.iterrows():
           f"{record['difference dB']:+.2f} dB ({record['95 % interval']}, {record['pairs']} pairs): {record['direction held?']}")
 # each row's claim goes to the paper comparison too (the gender claim is notebook 04's row)
 for row in against_full(scores, rows):
-    out.compare(row.claim.key, row.mean, low=row.low, high=row.high, n=row.pairs, holds={"held": True, "opposite": False}.get(row.verdict),
-                measure=f"on-screen SDR of '{titles[row.name]}' minus full, per test pair (dB, {phase} phase)", note=row.verdict)
+    out.compare(row.claim.key, row.mean, low=row.low, high=row.high, n=row.pairs, against={"full": (row.low, row.high)},
+                measure=f"on-screen SDR of '{titles[row.name]}' minus full, per test pair (dB, {phase} phase)")
 directions
 
 # %%

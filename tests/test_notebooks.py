@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from avlib import report
 from avlib.notebooks import NotebookFailed, discover, export_html, run_notebook
+from avlib.report.index import index_links, recorded_rows, write_comparison, write_index
 
 NOTEBOOKS = discover()
 
@@ -46,19 +46,19 @@ def test_index_lists_every_file_of_the_smoke_run_and_nothing_else(smoke_results)
         pytest.skip("needs the smoke run of every notebook above (run the whole module)")
     for notebook in executed:
         assert export_html(notebook).stat().st_size > notebook.stat().st_size / 2
-    table = report.write_comparison(smoke_results, "smoke")["csv"]
-    recorded = {row["key"] for row in report.recorded_rows(profile)}
+    table = write_comparison(smoke_results, "smoke")["csv"]
+    recorded = {row["key"] for row in recorded_rows(profile)}
     rows = pd.read_csv(table, keep_default_na=False, dtype=str)
     assert recorded and recorded <= set(rows.loc[rows["notebook"] != "", "row"])  # every recorded row is in the table
-    readmes = report.write_index(smoke_results)
+    readmes = write_index(smoke_results)
     index = profile / "README.md"
     assert index in readmes
     files = {path.resolve() for kind in ("tables", "figures", "media", "notebooks") for path in (profile / kind).iterdir()
              if not path.name.endswith(".provenance.json")}
-    links = {(index.parent / target).resolve() for target in report.index_links(index)}
+    links = {(index.parent / target).resolve() for target in index_links(index)}
     assert files - links == set(), "every table, figure, media file and notebook is listed"
     assert {link for link in links if not link.exists()} == set(), "every listed entry exists"
-    assert "smoke/" not in "".join(report.index_links(smoke_results / "README.md"))  # never in the committed index
+    assert "smoke/" not in "".join(index_links(smoke_results / "README.md"))  # never in the committed index
 
 
 def test_failure_names_notebook_and_cell_and_keeps_finished_results(tmp_path):

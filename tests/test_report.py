@@ -1,4 +1,4 @@
-"""The reproduction report: incremental runs, the comparison with the paper, and the results index."""
+"""avlib.report.runs and avlib.report.index: incremental runs, the comparison with the paper, and the results index."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from avlib import paper, report, runs
+from avlib.report import claims, index, runs
 from avlib.notebooks import NOTEBOOK_DIR, discover, main, missing_data, run_all
-from avlib.results import ResultWriter
+from avlib.report.results import ResultWriter
 
 PARAMETERS = {"profile": "smoke", "seed": 0, "data_root": "", "device": "cpu"}
 
@@ -73,7 +73,7 @@ def test_changed_avlib_module_reruns_the_notebooks_that_import_it(tmp_path):
     finetune.write_text(finetune.read_text() + "\n# touched\n")
     importers = {"03_ucf101", "05_separation_ablations"}  # 05 trains its I3D with avlib.finetune
     assert _to_run(notebooks, package, records) == {name: "avlib changed: avlib.finetune" for name in importers}
-    results = package / "results.py"  # every notebook writes through it
+    results = package / "report" / "results.py"  # every notebook writes through it
     results.write_text(results.read_text() + "\n# touched\n")
     assert set(_to_run(notebooks, package, records)) == {path.stem for path in discover(directory=notebooks)}
 
@@ -115,7 +115,8 @@ def test_failed_interrupted_or_incomplete_runs_are_never_up_to_date(tmp_path):
 
 def test_closure_follows_relative_imports():
     modules = runs.avlib_closure(NOTEBOOK_DIR / "00_data.py")
-    assert {"avlib.data.world", "avlib.data.world._common", "avlib.writer", "avlib.results"} <= set(modules)
+    assert {"avlib.data.world", "avlib.data.world._common", "avlib.writer", "avlib.report",
+            "avlib.report.results"} <= set(modules)
     assert "avlib.finetune" not in modules and "avlib.notebooks" not in modules
 
 
@@ -132,33 +133,40 @@ def test_report_refuses_a_recorded_row_the_paper_does_not_have(tmp_path):
     folder = tmp_path / "synth" / "comparisons"
     folder.mkdir(parents=True)
     (folder / "09_rogue.json").write_text(json.dumps([{"key": "made_up", "notebook": "09_rogue"}]))
-    with pytest.raises(report.UnknownComparison, match="09_rogue.*made_up"):
-        report.write_comparison(tmp_path, "synth")
+    with pytest.raises(index.UnknownComparison, match="09_rogue.*made_up"):
+        index.write_comparison(tmp_path, "synth")
 
 
-def test_every_row_a_notebook_records_is_known_to_avlib_paper():
+def test_every_row_a_notebook_records_is_known_to_the_claims():
     keys = {path.name: re.findall(r"\.compare\(\s*[\"']([^\"']+)[\"']", path.read_text()) for path in discover()}
     recorded = {key for found in keys.values() for key in found}
     assert recorded, "the notebooks record rows beside the paper"
-    unknown = {name: [key for key in found if key not in paper.BY_KEY and key not in paper.CLAIMS_BY_KEY]
+    unknown = {name: [key for key in found if key not in claims.BY_KEY and key not in claims.CLAIMS_BY_KEY]
                for name, found in keys.items()}
     assert not any(unknown.values()), unknown
 
 
 def test_comparison_has_a_row_for_every_paper_number_and_claim(tmp_path):
     writer = ResultWriter(profile="synth", seed=0, notebook="03_ucf101", root=tmp_path)
-    writer.compare("ucf101_multisensory", 40.0, low=30.0, high=50.0, n=90, holds=True, measure="video accuracy %")
-    writer.compare("ucf101_no_audio", 45.0, n=90, holds=False, measure="video accuracy %")
-    writer.compare("ucf101_no_audio", 35.0, n=90, holds=True, measure="video accuracy %")  # replaces the first
-    paths = report.write_comparison(tmp_path, "synth")
+    writer.compare("ucf101_multisensory", 40.0, low=30.0, high=50.0, n=90, against={"random init": (2.0, 9.0)},
+                   measure="video accuracy %")
+    writer.compare("ucf101_no_audio", 45.0, n=90, against={"with audio": (1.0, 3.0)}, measure="video accuracy %")
+    writer.compare("ucf101_no_audio", 35.0, n=90, against={"with audio": (-3.0, -1.0)},  # replaces the first
+                   measure="video accuracy %")
+    writer.compare("ucf101_random_init", 38.0, n=90, against={"with audio": (-3.0, 1.0)}, measure="video accuracy %")
+    writer.compare("shift_min_s", 1.0, measure="the profile's smallest shift, s")
+    paths = index.write_comparison(tmp_path, "synth")
     table = pd.read_csv(paths["csv"], keep_default_na=False, dtype=str)
-    assert list(table["row"]) == [entry.key for entry in (*paper.NUMBERS, *paper.CLAIMS)]
+    assert list(table["row"]) == [entry.key for entry in (*claims.NUMBERS, *claims.CLAIMS)]
     rows = table.set_index("row")
-    for entry in paper.NUMBERS:
+    for entry in claims.NUMBERS:
         assert rows.loc[entry.key, "paper"] == f"{entry.value:g} {entry.unit}"
         assert rows.loc[entry.key, "source"] == entry.source and rows.loc[entry.key, "status"] == entry.status
     assert rows.loc["ucf101_multisensory", "ours"] == "40" and rows.loc["ucf101_multisensory", "ours 95 % CI"] == "30 to 50"
-    assert rows.loc["ucf101_multisensory", "holds here"] == "yes" and rows.loc["ucf101_no_audio", "holds here"] == "yes"
+    assert rows.loc["ucf101_multisensory", "holds here"] == "holds" and rows.loc["ucf101_no_audio", "holds here"] == "holds"
+    assert rows.loc["ucf101_random_init", "holds here"] == "not resolved"
+    assert rows.loc["ucf101_random_init", "note"].startswith("not resolved: ")
+    assert rows.loc["shift_min_s", "holds here"] == "" and rows.loc["shift_min_s", "ours"] == "1"
     assert rows.loc["ucf101_no_audio", "ours"] == "35"
     assert rows.loc["ucf101_supervised", "holds here"] == "not measured"
     assert rows.loc["avts_alignment", "holds here"] == "not comparable"
@@ -179,14 +187,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
-from avlib.results import ResultWriter
+from avlib.report.results import ResultWriter
 
 out = ResultWriter(profile=profile, seed=seed, device="cpu", notebook=NAME, root=results_root)
 out.table(pd.DataFrame({"x": [1, 2], "y": [seed, 3]}), NAME + "_table", caption="a table")
 fig, axis = plt.subplots()
 axis.plot([0, 1])
 out.figure(fig, NAME + "_figure", caption="a figure")
-out.compare(KEY, 50.0 + seed, low=40.0, high=60.0, n=10, holds=True, measure="a measurement")
+out.compare(KEY, 50.0 + seed, low=40.0, high=60.0, n=10, against={"chance": (-10.0 + seed, 10.0 + seed)},
+            measure="a measurement")
 '''
 
 
@@ -201,7 +210,7 @@ def _listed(results: Path, readme: Path) -> tuple[set[Path], set[Path]]:
     base = readme.parent
     files = {path for kind in ("tables", "figures", "media", "notebooks") for path in (results / kind).glob("*")
              if not path.name.endswith(".provenance.json")}
-    links = {(base / target).resolve() for target in report.index_links(readme)}
+    links = {(base / target).resolve() for target in index.index_links(readme)}
     return {path.resolve() for path in files}, links
 
 

@@ -32,6 +32,7 @@ from avlib.localize import MapSource, TiledCam, map_video, overlay_scale, to_fra
 from avlib.losses import alignment_loss
 from avlib.metrics import alignment_accuracy
 from avlib.models.multisensory import MultisensoryNet, cam_network, network_cam
+from avlib.report.claims import verdict
 from avlib.tasks.pretrain import ensure_pretrained, scene_sources, scene_split
 
 # ----------------------------------------------------------------------------- scenes and their scores
@@ -215,7 +216,7 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
 
 def scores(result: CamRun, settings: CamSettings, seed: int = 0) -> dict[str, pd.DataFrame] | None:
     """The scored tables of a run with ground truth (None without): ``localization`` (every method),
-    ``vs_baselines`` (each network map minus each baseline, paired 95 % intervals) and ``peaks``."""
+    ``vs_baselines`` (each network map minus each baseline, paired 95 % intervals, verdicts) and ``peaks``."""
     frames = result.evaluation.frames
     if not len(frames):
         return None
@@ -226,6 +227,7 @@ def scores(result: CamRun, settings: CamSettings, seed: int = 0) -> dict[str, pd
         for method in result.network_maps for baseline in result.baselines])
     comparisons = comparisons.rename(columns={"difference": "pointing difference (points)", "low": "95 % low",
                                               "high": "95 % high"})
+    comparisons["verdict"] = [verdict(low, high, 1) for low, high in zip(comparisons["95 % low"], comparisons["95 % high"])]
     peaks = pd.DataFrame([{"method": method, **peak_concentration(result.evaluation, method)}
                           for method in frames["method"].unique()])
     return {"localization": table, "vs_baselines": comparisons, "peaks": peaks}

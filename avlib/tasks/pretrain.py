@@ -29,6 +29,7 @@ from avlib.checkpoint import load_checkpoint, load_model_state
 from avlib.config import Experiment, PretrainConfig
 from avlib.data.shift import ClipSource, ShiftBatches, evaluation_set
 from avlib.models.multisensory import MultisensoryNet, normalize_frames
+from avlib.stats import wilson_interval
 from avlib.train import fit
 
 
@@ -40,16 +41,6 @@ def alignment_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, 
     loss = F.binary_cross_entropy_with_logits(logits, labels)
     accuracy = ((logits > 0).float() == labels).float().mean().item()
     return loss, {"accuracy": accuracy}
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion (sound at small n and near 0 or 1)."""
-    if trials == 0:
-        return float("nan"), float("nan")
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return centre - half, centre + half
 
 
 @torch.no_grad()

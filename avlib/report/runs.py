@@ -33,10 +33,10 @@ from typing import Any, Callable
 
 from avlib import hashing
 from avlib.provenance import cpu_model
-from avlib.results import write_text
+from avlib.report.results import write_text
 
 PACKAGE = "avlib"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 CHECKOUT = PACKAGE_DIR.parent
 RUNS = "runs"
 #: parameters of the runner that change what a notebook computes

@@ -1,9 +1,9 @@
 """The reproduction report: ``tables/paper_comparison`` per profile and the ``results/README.md`` index.
 
 Both are built from what the runs left on disk, never typed: the rows each notebook recorded with
-:meth:`avlib.results.ResultWriter.compare` (``results/<profile>/comparisons/``), the paper's numbers
-and claims in :mod:`avlib.paper`, the provenance sidecar of every table, figure and media file, and
-the run records of :mod:`avlib.runs` (status, wall time, history of invocations).
+:meth:`avlib.report.results.ResultWriter.compare` (``results/<profile>/comparisons/``), the paper's numbers
+and claims in :mod:`avlib.report.claims`, the provenance sidecar of every table, figure and media file, and
+the run records of :mod:`avlib.report.runs` (status, wall time, history of invocations).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from avlib.paper import CLAIMS, NUMBERS, PaperNumber, paper_entry
-from avlib.results import COMPARISONS, PROFILES, RESULTS_ROOT, ResultWriter, provenance_line, read_comparisons, write_text
-from avlib.runs import RUNS, read_record
+from avlib.report.claims import CLAIMS, NUMBERS, PaperNumber, paper_entry
+from avlib.report.results import COMPARISONS, PROFILES, RESULTS_ROOT, ResultWriter, provenance_line, read_comparisons, write_text
+from avlib.report.runs import RUNS, read_record
 
 COMPARISON_TABLE = "paper_comparison"
 REPORT = "report"  # the ``notebook`` of the files the report itself writes
@@ -30,11 +30,11 @@ KINDS = ("tables", "figures", "media")
 
 
 class UnknownComparison(KeyError):
-    """A notebook recorded a row beside the paper that :mod:`avlib.paper` does not know."""
+    """A notebook recorded a row beside the paper that :mod:`avlib.report.claims` does not know."""
 
 
 def recorded_rows(profile_dir: Path) -> list[dict[str, Any]]:
-    """Every row the notebooks of one profile recorded, checked against :mod:`avlib.paper`."""
+    """Every row the notebooks of one profile recorded, checked against :mod:`avlib.report.claims`."""
     rows = []
     for path in sorted((Path(profile_dir) / COMPARISONS).glob("*.json")):
         for row in read_comparisons(path):
@@ -42,7 +42,7 @@ def recorded_rows(profile_dir: Path) -> list[dict[str, Any]]:
                 paper_entry(row["key"])
             except KeyError as error:
                 raise UnknownComparison(f"{path.name}: notebook {row.get('notebook', path.stem)!r} recorded a row "
-                                        f"beside the paper that avlib/paper.py does not know: {error}") from None
+                                        f"beside the paper that avlib/report/claims.py does not know: {error}") from None
             rows.append(row)
     return rows
 
@@ -58,13 +58,11 @@ def _holds(row: dict[str, Any] | None, entry) -> str:
         return "not comparable"
     if row is None:
         return "not measured"
-    if row["holds"] is None:
-        return "not tested"
-    return "yes" if row["holds"] else "no"
+    return row.get("verdict") or "not tested"
 
 
 def comparison_frame(profile_dir: Path, profile: str) -> pd.DataFrame:
-    """One row per number and claim of :mod:`avlib.paper` (more where several notebooks measured it)."""
+    """One row per number and claim of :mod:`avlib.report.claims` (more where several notebooks measured it)."""
     by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in recorded_rows(profile_dir):
         by_key[row["key"]].append(row)
@@ -114,9 +112,11 @@ def write_comparison(results_root: Path, profile: str, seed: int = 0) -> dict[st
     writer = ResultWriter(profile=profile, seed=seed, device="see each notebook", notebook=REPORT, root=results_root)
     return writer.table(frame, COMPARISON_TABLE, float_format="%s", caption=(
         "Every number and claim of the paper (or of the project's source summary, docs/paper.md §12) with its "
-        "source and verification status (`avlib/paper.py`), beside what the notebooks of this profile recorded "
-        "under the same row name. *holds here*: whether the paper's direction held in this run, as computed "
-        "by the notebook; our values are on other data at another scale, so only directions compare."))
+        "source and verification status (`avlib/report/claims.py`), beside what the notebooks of this profile recorded "
+        "under the same row name. *holds here*: the verdict on the paper's direction in this run, from the 95 % "
+        "interval of the paired difference (`avlib.report.claims.verdict`): *holds* when it lies wholly on the "
+        "paper's side of 0, *opposite* when wholly on the other side, else *not resolved*; our values are on "
+        "other data at another scale, so only directions compare."))
 
 
 # -- the index ------------------------------------------------------------------------------------
@@ -280,10 +280,11 @@ def profile_section(results_root: Path, profile: str, base: Path | None = None) 
 
 INTRO = """# Results
 
-Regenerated by every `./reproduce.sh` (`avlib/report.py`); never edited by hand. Each table and figure
+Regenerated by every `./reproduce.sh` (`avlib/report/index.py`); never edited by hand. Each table and figure
 has a `.provenance.json` beside it with the profile, seed, git commit, package versions, device, date
 and wall time that made it; the line under each one below repeats it. `tables/paper_comparison` puts
-every number and claim of the paper beside ours (`avlib/paper.py` holds the paper's side, with sources).
+every number and claim of the paper beside ours (`avlib/report/claims.py` holds the paper's side, with sources,
+and the rule that says whether a claim holds).
 
 - `synth/`: the default profile, the synthetic audio-visual world (toy scale, measured honestly).
 - `smoke/`: never committed; its numbers only show that the code runs (its index is `smoke/README.md`).

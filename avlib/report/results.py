@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import json
+import math
 import numbers
 import os
 import platform
@@ -22,12 +23,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from avlib.provenance import _git, git_commit
 
 #: ``results/`` of this checkout, the default destination.
-RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
+RESULTS_ROOT = Path(__file__).resolve().parents[2] / "results"
 PROFILES = ("smoke", "synth", "paper")
 #: where each notebook's rows beside the paper go: ``results/<profile>/comparisons/<notebook>.json``
 COMPARISONS = "comparisons"
@@ -90,8 +91,8 @@ class ResultWriter:
     >>> out = ResultWriter(profile="synth", seed=0, device="cpu", notebook="00_data")
     >>> out.table(dataframe, "alignment")        # tables/alignment.{csv,md,provenance.json}
     >>> out.figure(fig, "frames")                # figures/frames.{png,provenance.json}
-    >>> out.compare("alignment_accuracy", 61.2, low=58.0, high=64.3, n=900, holds=True,
-    ...             measure="held-out alignment accuracy, %")   # a row of tables/paper_comparison
+    >>> out.compare("alignment_accuracy", 61.2, low=58.0, high=64.3, n=900, against={"chance (50 %)": (8.0, 14.3)},
+    ...             measure="held-out alignment accuracy, %")   # a row of tables/paper_comparison, verdict 'holds'
     """
 
     profile: str
@@ -168,30 +169,50 @@ class ResultWriter:
         return path
 
     def compare(self, key: str, ours: float | str | None, *, measure: str, low: float | None = None,
-                high: float | None = None, n: int | None = None, holds: bool | None = None, note: str = "") -> dict[str, Any]:
-        """Record our measurement beside the paper's number or claim ``key`` (a key of :mod:`avlib.paper`).
+                high: float | None = None, n: int | None = None,
+                against: Mapping[str, tuple[float, float]] | None = None, note: str = "") -> dict[str, Any]:
+        """Record our measurement beside the paper's number or claim ``key`` (a key of :mod:`avlib.report.claims`).
 
         ``ours`` is a number (with its 95 % interval ``low``-``high`` over ``n`` examples) or, for a claim
         without a number, a sentence of what was measured; ``None`` says the row was not measured here
-        (``note`` says why). ``holds`` is whether the paper's direction (its ``direction``) held in this
-        run, computed by the caller; ``None`` where nothing was tested. The rows go to
-        ``comparisons/<notebook>.json``, one per key (recording a key again replaces it), from which the
-        report builds ``tables/paper_comparison``. An unknown key raises ``KeyError``.
+        (``note`` says why). ``against`` maps each reference the claim names (a baseline, chance) to the 95 %
+        interval of the paired difference ours minus it; the verdict is :func:`~avlib.report.claims.verdict`
+        of each interval in the claim's direction (its ``expected_sign``), combined over the references, and
+        the row's note starts with it. Without ``against`` nothing is tested. ``note`` adds context and may not
+        state a verdict itself. The rows go to ``comparisons/<notebook>.json``, one per key (recording a key
+        again replaces it), from which the report builds ``tables/paper_comparison``. An unknown key raises
+        ``KeyError``.
         """
-        from avlib.paper import paper_entry
+        from avlib.report.claims import VERDICTS, combined_verdict, paper_entry, verdict
 
-        paper_entry(key)  # raises on a row the paper does not have
+        entry = paper_entry(key)  # raises on a row the paper does not have
         if not self.notebook:
             raise ValueError("ResultWriter.compare needs the notebook's name (ResultWriter(notebook=...))")
+        if note.lstrip().lower().startswith((*VERDICTS, "held")):
+            raise ValueError(f"the note of {key!r} states a verdict ({note!r}); compare computes it from `against`")
+        found = None
+        if against:
+            if entry.expected_sign == 0:
+                raise ValueError(f"{key!r} has no direction to test (expected_sign 0); record it without `against`")
+            intervals = {name: (float(bounds[0]), float(bounds[1])) for name, bounds in against.items()}
+            found = combined_verdict(verdict(lower, upper, entry.expected_sign) for lower, upper in intervals.values())
+            note = _verdict_note(found, entry.expected_sign, intervals) + (f"; {note}" if note else "")
         number = isinstance(ours, numbers.Real) and not isinstance(ours, bool)
         row = {"key": key, "notebook": self.notebook, "profile": self.profile, "seed": self.seed,
                "ours": float(ours) if number else ours, "low": _number(low), "high": _number(high),
-               "n": None if n is None else int(n), "measure": measure,
-               "holds": None if holds is None else bool(holds), "note": note}
+               "n": None if n is None else int(n), "measure": measure, "verdict": found, "note": note}
         path = self.directory / COMPARISONS / f"{self.notebook}.json"
         rows = [kept for kept in read_comparisons(path) if kept["key"] != key] + [row]
         write_text(path, json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
         return row
+
+
+def _verdict_note(found: str, expected_sign: int, intervals: Mapping[str, tuple[float, float]]) -> str:
+    """'<verdict>: 95 % interval of the difference to <reference> <low> to <high>, ...; the paper's side: above 0'."""
+    parts = [f"to {name} " + ("not computed (too few examples)" if math.isnan(lower) or math.isnan(upper)
+                              else f"{lower:+.3g} to {upper:+.3g}") for name, (lower, upper) in intervals.items()]
+    side = "above" if expected_sign > 0 else "below"
+    return f"{found}: 95 % interval of the difference " + ", ".join(parts) + f"; the paper's side: {side} 0"
 
 
 def _number(value: Any) -> float | None:

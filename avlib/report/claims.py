@@ -1,4 +1,5 @@
-"""The paper's numbers, in one place, each with its source and how far it is verified.
+"""The paper's numbers and claims, in one place, each with its source and how far it is verified, and the one
+rule that says whether a claim holds in a run (:func:`verdict`).
 
 Tables put these beside ours; nothing else in the project types a paper number. Sources are
 the tags of docs/paper.md §0: PAPER-Q (a sentence of the paper quoted verbatim in a GitHub
@@ -9,7 +10,41 @@ UNVERIFIED against the PDF).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Iterable
+
+#: what :func:`verdict` returns
+HOLDS, OPPOSITE, NOT_RESOLVED = "holds", "opposite", "not resolved"
+VERDICTS = (HOLDS, OPPOSITE, NOT_RESOLVED)
+
+
+def verdict(low: float, high: float, direction: int) -> str:
+    """Whether a claim holds, from the 95 % interval [low, high] of its paired difference (ours minus the
+    baseline, or minus chance) and the claim's ``direction`` (+1: the difference is expected above 0, -1: below).
+
+    'holds' when the whole interval lies strictly on the claim's side of 0, 'opposite' when it lies strictly on
+    the other side, 'not resolved' otherwise: it contains or touches 0, or a bound is NaN (too few examples).
+    """
+    if direction not in (-1, 1):
+        raise ValueError(f"a claim's direction is -1 or +1, got {direction!r}")
+    if math.isnan(low) or math.isnan(high):
+        return NOT_RESOLVED
+    side = -1 if high < 0 else 1 if low > 0 else 0
+    if side == 0:
+        return NOT_RESOLVED
+    return HOLDS if side == direction else OPPOSITE
+
+
+def combined_verdict(verdicts: Iterable[str]) -> str:
+    """The verdict of a claim against several baselines at once ("above every baseline"): 'holds' when it holds
+    against each, 'opposite' when it is opposite against any, else 'not resolved'."""
+    verdicts = list(verdicts)
+    if not verdicts or any(found not in VERDICTS for found in verdicts):
+        raise ValueError(f"expected one or more of {VERDICTS}, got {verdicts!r}")
+    if OPPOSITE in verdicts:
+        return OPPOSITE
+    return HOLDS if all(found == HOLDS for found in verdicts) else NOT_RESOLVED
 
 
 @dataclass(frozen=True)
@@ -24,6 +59,8 @@ class PaperNumber:
     #: what the number says beyond its value, which a toy-scale run can check ("" for settings and scale)
     direction: str = ""
     comparable: bool = True  # False where even the paper's own setting is not ours to compare with (other data)
+    #: the sign :func:`verdict` expects of ours minus the reference named in ``direction`` (0: nothing to test)
+    expected_sign: int = 0
 
     @property
     def status(self) -> str:
@@ -33,24 +70,25 @@ class PaperNumber:
 NUMBERS: tuple[PaperNumber, ...] = (
     PaperNumber("alignment_accuracy", 59.9, "%", "alignment (shift) task accuracy on held-out videos, chance 50 %",
                 "AudioSet", "PAPER-Q issues #31, #34 of andrewowens/multisensory", True,
-                direction="above chance (50 %) on held-out videos"),
+                direction="above chance (50 %) on held-out videos", expected_sign=1),
     PaperNumber("human_alignment_accuracy", 66.6, "%", "humans on the same task (15 s clips, 5 s shift, 30 workers)",
                 "AudioSet", "SUMMARY section 12; MEM section 4 (66.6 ± 2.4 %)", False,
-                direction="humans above the network"),
+                direction="humans above the network", expected_sign=1),
     PaperNumber("avts_alignment", 78.4, "%", "an earlier audio-visual sync model with curriculum learning (AVTS, "
                 "NeurIPS 2018), on its own data and protocol", "other data and protocol", "SUMMARY section 12", False,
                 comparable=False),
     PaperNumber("ucf101_multisensory", 82.1, "%", "UCF-101 split 1, fine-tuned from self-supervised pretraining",
                 "UCF-101", "2ND emergentmind; SUMMARY section 12; cited by AVTS and XDC", False,
-                direction="pretrained with audio above random initialisation"),
+                direction="pretrained with audio above random initialisation", expected_sign=1),
     PaperNumber("ucf101_supervised", 94.5, "%", "UCF-101, fully supervised (labelled pretraining)",
-                "UCF-101", "SUMMARY section 12", False, direction="fully supervised above self-supervised pretraining"),
+                "UCF-101", "SUMMARY section 12", False, direction="fully supervised above self-supervised pretraining",
+                expected_sign=1),
     PaperNumber("ucf101_no_audio", 77.1, "%", "UCF-101, audio removed (stated as about 5 points below 82.1)",
                 "UCF-101", "SUMMARY section 12 ('about 5 points lower')", False,
-                direction="below pretrained with audio"),
+                direction="below pretrained with audio", expected_sign=-1),
     PaperNumber("ucf101_random_init", 68.1, "%", "UCF-101, random initialisation (stated as about 14 points below 82.1)",
                 "UCF-101", "SUMMARY section 12 ('about 14 points lower')", False,
-                direction="below pretrained with audio"),
+                direction="below pretrained with audio", expected_sign=-1),
     PaperNumber("shift_min_s", 2.0, "s", "smallest shift of the negative audio", "AudioSet", "MEM / 3P (paper section 3)", False),
     PaperNumber("shift_max_s", 5.8, "s", "largest shift of the negative audio", "AudioSet", "MEM / 3P (paper section 3)", False),
     PaperNumber("pretraining_videos", 750_000, "videos", "AudioSet videos used for pretraining", "AudioSet",
@@ -71,7 +109,9 @@ class PaperClaim:
     direction: str
     source: str
     verified: bool = False
-    expected_sign: int = 0  # -1: the ablated system (or the subset) scores lower than its reference; 0: no comparison
+    #: the sign :func:`verdict` expects of ours minus the reference (-1: the ablated system or the subset scores
+    #: lower, +1: higher); 0: the claim is not tested by a difference
+    expected_sign: int = 0
 
     @property
     def status(self) -> str:
@@ -82,7 +122,8 @@ _SUMMARY = "SUMMARY section 12 (the paper's tables could not be read; docs/paper
 _ABLATION_ROW = "INF docs/paper.md §7.6 (a variant of sep_params.py, very likely an ablation row) + MEM docs/paper.md §7.8 (row recalled)"
 CLAIMS: tuple[PaperClaim, ...] = (
     PaperClaim("cam_speech", "CAM on speech videos", "top-ranked regions fall on speakers' faces and mouths", _SUMMARY),
-    PaperClaim("cam_non_speech", "CAM on non-speech videos", "sound sources are still localised reasonably", _SUMMARY),
+    PaperClaim("cam_non_speech", "CAM on non-speech videos", "sound sources are still localised reasonably", _SUMMARY,
+               expected_sign=1),
     PaperClaim("cam_over_time", "CAM over time",
                "attention follows on-screen motion (unlike single-frame models, which fix on the object)", _SUMMARY),
     PaperClaim("i3d_features", "Separation, multisensory features replaced by I3D features", "clearly worse", _SUMMARY,

@@ -1,0 +1,82 @@
+"""95 % intervals used across the project: of a proportion, of a mean, of a paired or unpaired difference,
+and of a ratio resampled by clusters.
+
+Every verdict on a claim of the paper (docs/paper.md §4-§7, §12) reads one of these intervals
+(:func:`avlib.report.claims.verdict`); each interval has one implementation here, so two notebooks never
+compute the same one two ways.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion (sound at small n and near 0 or 1); NaN for no trials."""
+    if trials == 0:
+        return float("nan"), float("nan")
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return centre - half, centre + half
+
+
+def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t interval of the mean of ``values`` (NaN ignored; NaN bounds below 2 values)."""
+    from scipy import stats
+
+    array = np.asarray(values, dtype=np.float64)
+    array = array[np.isfinite(array)]
+    if array.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(array.mean())
+    if array.size == 1:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size))
+    return mean, mean - half, mean + half
+
+
+def paired_interval(first: Sequence[float], second: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of ``first - second`` measured on the same examples (Student-t interval of the mean
+    difference); booleans count as 0/1, so two classifiers' per-example correctness compare directly."""
+    a, b = (np.asarray(values, dtype=np.float64) for values in (first, second))
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need the same shape, got {a.shape} and {b.shape}")
+    return confidence_interval(a - b, level)
+
+
+def welch_interval(first: Sequence[float], second: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(difference of means, low, high) of ``mean(first) - mean(second)`` on different examples, Welch's t interval."""
+    from scipy import stats
+
+    a, b = (np.asarray(values, dtype=np.float64) for values in (first, second))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 2 or b.size < 2:
+        return (float(a.mean() - b.mean()) if a.size and b.size else float("nan")), float("nan"), float("nan")
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    difference, error = float(a.mean() - b.mean()), math.sqrt(va + vb)
+    if error == 0:
+        return difference, difference, difference
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, dof) * error)
+    return difference, difference - half, difference + half
+
+
+def cluster_bootstrap_ratio(values: Sequence[float], counts: Sequence[float], resamples: int,
+                            seed: int) -> tuple[float, float]:
+    """95 % percentile interval of ``sum(values) / sum(counts)`` over clusters drawn with replacement.
+
+    One entry per cluster (e.g. a clip's hits and its frames): frames of one clip are not independent, so the
+    clusters are resampled, not the frames. NaN with fewer than 2 clusters or no resamples.
+    """
+    values, counts = np.asarray(values), np.asarray(counts)
+    if len(values) < 2 or resamples < 1:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng([seed, 31337])
+    draws = rng.integers(len(values), size=(resamples, len(values)))
+    totals = values[draws].sum(axis=1) / np.maximum(counts[draws].sum(axis=1), 1)
+    low, high = np.percentile(totals, [2.5, 97.5])
+    return float(low), float(high)
