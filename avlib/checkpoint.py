@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 import avlib
+from avlib.files import atomic_write
 from avlib.provenance import git_commit, git_dirty
 
 FORMAT_VERSION = 1
@@ -40,32 +41,6 @@ _REQUIRED_KEYS = ("model", "optimizer", "step", "config", "format_version")
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: truncated, corrupt, or made for another model."""
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through ``write(file)`` so that readers see the old file or the whole new one.
-
-    The bytes go to a temporary file in the same folder (``os.replace`` is atomic only within one file
-    system), are fsynced, then replace ``path``; the folder is fsynced so the rename survives a crash.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    if os.name == "posix":  # Windows cannot open a folder to fsync it
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
 
 
 def model_config_dict(model: nn.Module) -> dict[str, Any]:

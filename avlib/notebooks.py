@@ -24,7 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from avlib.report.results import COMPARISONS, PROFILES, RESULTS_ROOT, atomic_path, write_text
+from avlib.config import PROFILES as PROFILE_DATA
+from avlib.files import atomic_path, write_text
+from avlib.report.results import COMPARISONS, PROFILES, RESULTS_ROOT
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 #: seconds a kernel may take to start: papermill's 60 s is too short on a busy 2-core machine
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     notebooks = discover(args.only)
-    if args.profile == "paper":
+    if not PROFILE_DATA[args.profile]["synthetic"]:
         problems = missing_data(args.data_root, notebooks)
         if problems:
             print("!! the paper profile reads real datasets " + (

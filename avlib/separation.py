@@ -414,7 +414,7 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> P
     """Write (N,) or (C, N) float audio in [-1, 1] as 16-bit PCM WAV (clipped), atomically."""
     from scipy.io import wavfile
 
-    from avlib.report.results import atomic_path
+    from avlib.files import atomic_path
 
     path = Path(path)
     samples = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)

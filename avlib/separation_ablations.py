@@ -295,7 +295,7 @@ def cached_scores(name: str, model: SeparationNet, checkpoint: str | Path, test_
     :func:`avlib.separation.evaluate` with PESQ (STOI, the slowest metric, is not needed), written there.
     The row's system is called ``name``. The mixture's scores are the same for every row: score them with one
     row only. A cached table holding more (the mixture, STOI) serves a call that asks for less."""
-    from avlib.report.results import atomic_path
+    from avlib.files import atomic_path
 
     key = {"checkpoint": file_digest(checkpoint, "sha1"), "test_list": hashlib.sha1(test_list.to_csv(index=False).encode()).hexdigest(),
            "phase": phase, "order_free": order_free, "format": 1}

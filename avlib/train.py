@@ -36,13 +36,13 @@ from tqdm.auto import tqdm
 
 from avlib.checkpoint import (
     CheckpointError,
-    atomic_write,
     config_differences,
     load_checkpoint,
     load_model_state,
     model_config_dict,
     save_checkpoint,
 )
+from avlib.files import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.csv"

@@ -82,7 +82,7 @@ def test_changed_parameters_and_pretrained_checkpoint(tmp_path, monkeypatch):
     notebooks, package = _copy_checkout(tmp_path)
     checkpoint = tmp_path / "checkpoint.pt"
     checkpoint.write_bytes(b"weights 1")
-    monkeypatch.setitem(runs.INPUTS, "ensure_pretrained", ("pretrained checkpoint", lambda parameters: checkpoint))
+    monkeypatch.setattr(runs, "INPUTS", {("ensure_pretrained",): ("pretrained checkpoint", lambda parameters: checkpoint)})
 
     def inputs(source):
         return runs.input_digests(source, PARAMETERS)

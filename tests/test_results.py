@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from avlib.report.results import ResultWriter, SMOKE_BANNER, atomic_path
+from avlib.files import atomic_path
+from avlib.report.results import ResultWriter, SMOKE_BANNER
 
 
 def test_table_and_figure_with_provenance(tmp_path):

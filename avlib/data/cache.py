@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
-from avlib.report.results import atomic_path
+from avlib.files import atomic_path
 
 Item = TypeVar("Item")
 

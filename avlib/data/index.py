@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from avlib.io import MediaError, VideoInfo, probe
-from avlib.report.results import write_text
+from avlib.files import write_text
 
 log = logging.getLogger(__name__)
 

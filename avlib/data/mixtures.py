@@ -250,7 +250,7 @@ def make_test_list(clips: pd.DataFrame, num_pairs: int, window: float, seed: int
 
 def write_test_list(test_list: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write the test list as CSV (atomically)."""
-    from avlib.report.results import atomic_path
+    from avlib.files import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -17,7 +17,9 @@ from typing import Any
 import pandas as pd
 
 from avlib.report.claims import CLAIMS, NUMBERS, PaperNumber, paper_entry
-from avlib.report.results import COMPARISONS, PROFILES, RESULTS_ROOT, ResultWriter, provenance_line, read_comparisons, write_text
+from avlib.files import write_text
+from avlib.report.results import (COMPARISONS, PROFILES, RESULTS_ROOT, ResultWriter, is_result, provenance_line,
+                                  read_comparisons)
 from avlib.report.runs import RUNS, read_record
 
 COMPARISON_TABLE = "paper_comparison"
@@ -212,7 +214,7 @@ def profile_section(results_root: Path, profile: str, base: Path | None = None) 
     actions = invocation.get("notebooks", {})
 
     lines = [f"## `{profile}` profile", ""]
-    if profile == "smoke":
+    if not is_result(profile):
         lines += ["> **Never committed; its numbers only show that the code runs.**", ""]
     if invocation:
         args = invocation.get("arguments", {})
@@ -296,7 +298,7 @@ and the rule that says whether a claim holds).
 
 #: profiles whose results are never committed: indexed in their own folder, so the committed index links
 #: no file that a clone lacks
-UNCOMMITTED = ("smoke",)
+UNCOMMITTED = tuple(profile for profile in PROFILES if not is_result(profile))
 
 
 def build_index(results_root: Path = RESULTS_ROOT) -> str:

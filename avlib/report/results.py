@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from avlib.config import PROFILES as PROFILE_DATA
+from avlib.files import atomic_path, write_text
 from avlib.provenance import _git, git_commit
 
 #: ``results/`` of this checkout, the default destination.
 RESULTS_ROOT = Path(__file__).resolve().parents[2] / "results"
-PROFILES = ("smoke", "synth", "paper")
+PROFILES = tuple(PROFILE_DATA)
 #: where each notebook's rows beside the paper go: ``results/<profile>/comparisons/<notebook>.json``
 COMPARISONS = "comparisons"
 SMOKE_BANNER = "SMOKE RUN: these numbers only show that the code runs; they are not results."
@@ -61,27 +63,9 @@ def provenance_line(record: dict[str, Any]) -> str:
             f"{record['date']}, {record['wall_time_s']} s since the notebook began; {versions}")
 
 
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + path.suffix, dir=path.parent)
-    os.close(handle)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as written:
-            os.fsync(written.fileno())
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def write_text(path: Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return path
+def is_result(profile: str) -> bool:
+    """Whether a profile's numbers are results (smoke's only show that the code runs)."""
+    return bool(PROFILE_DATA[profile]["is_result"])
 
 
 @dataclass
@@ -142,7 +126,7 @@ class ResultWriter:
             frame.to_csv(tmp, index=False, float_format=float_format)
         record = self._sidecar(csv_path, "table", caption)
         lines = []
-        if self.profile == "smoke":
+        if not is_result(self.profile):
             lines += [f"> **{SMOKE_BANNER}**", ""]
         if caption:
             lines += [caption, ""]
@@ -154,7 +138,7 @@ class ResultWriter:
         """Save a matplotlib figure as ``figures/<name>.png`` with provenance in a sidecar and in the PNG."""
         path = self.directory / "figures" / f"{name}.png"
         record = self._sidecar(path, "figure", caption)
-        title = f"{self.profile} profile" + (" (SMOKE: not a result)" if self.profile == "smoke" else "")
+        title = f"{self.profile} profile" + (" (SMOKE: not a result)" if not is_result(self.profile) else "")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight",
                         metadata={"Title": title, "Description": self.provenance_line(record), "Software": "avlib"})

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from avlib import hashing
 from avlib.provenance import cpu_model
-from avlib.report.results import write_text
+from avlib.files import write_text
 
 PACKAGE = "avlib"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -136,21 +136,23 @@ def avlib_closure(source: Path, package_dir: Path = PACKAGE_DIR) -> dict[str, Pa
 
 
 def _pretrained_checkpoint(parameters: dict[str, Any]) -> Path:
-    from avlib.profiles import get_profile
+    from avlib.config import resolve
 
-    return get_profile(parameters["profile"]).pretrained_checkpoint()
+    return resolve(parameters["profile"]).pretrained_checkpoint()
 
 
-#: inputs a notebook reads when its source names the key: how to find the file
-INPUTS: dict[str, tuple[str, Callable[[dict[str, Any]], Path]]] = {
-    "ensure_pretrained": ("pretrained checkpoint", _pretrained_checkpoint),
+#: inputs a notebook reads when its source names one of the keys: how to find the file
+INPUTS: dict[tuple[str, ...], tuple[str, Callable[[dict[str, Any]], Path]]] = {
+    ("ensure_pretrained", "avlib.tasks.cam", "avlib.tasks.ucf101", "avlib.tasks.separation", "avlib.tasks.ablations"):
+        ("pretrained checkpoint", _pretrained_checkpoint),
 }
 
 
 def input_digests(source: Path, parameters: dict[str, Any], data_digest: Callable[[], str] | None = None) -> dict[str, str]:
     """Hashes of the files a notebook reads besides its code: the checkpoints it starts from and the data root."""
     text = Path(source).read_text()
-    digests = {label: file_digest(locate(parameters)) for key, (label, locate) in INPUTS.items() if key in text}
+    digests = {label: file_digest(locate(parameters)) for keys, (label, locate) in INPUTS.items()
+               if any(key in text for key in keys)}
     if parameters.get("data_root"):
         digests["data root"] = data_digest() if data_digest else tree_digest(Path(parameters["data_root"]))
     return digests

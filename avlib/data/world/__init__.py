@@ -60,8 +60,8 @@ def world_config(part: str, profile: str = "synth", seed: int = 0, **overrides: 
     if part not in CONFIG_TYPES:
         raise ValueError(f"unknown part {part!r}; use one of {PARTS}")
     if profile not in PROFILES:
-        hint = " (the paper profile reads real datasets; there is no synthetic world for it)" if profile == "paper" else ""
-        raise ValueError(f"unknown profile {profile!r}; use one of {sorted(PROFILES)}{hint}")
+        raise ValueError(f"no synthetic world for profile {profile!r} (a profile of real datasets has none); "
+                         f"worlds: {sorted(PROFILES)}")
     return replace_fields(CONFIG_TYPES[part](), {**PROFILES[profile][part], "seed": seed, **overrides})
 
 
