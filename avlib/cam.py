@@ -451,7 +451,9 @@ def cam_checkpoint(profile_name: str, seed: int = 0, settings: CamSettings | Non
     """
     from avlib.checkpoint import load_checkpoint
     from avlib.data.shift import ShiftBatches, evaluation_set
-    from avlib.pretrain import alignment_accuracy, alignment_loss, ensure_pretrained, scene_sources
+    from avlib.losses import alignment_loss
+    from avlib.metrics import alignment_accuracy
+    from avlib.pretrain import ensure_pretrained, scene_sources
     from avlib.profiles import get_profile
     from avlib.train import TrainConfig, fit
 

@@ -451,7 +451,7 @@ def accuracy_table(evaluations: dict[str, Evaluation], histories: dict[str, dict
     accuracy on test videos with and without an audio track. The paper's: its number for the row, with source and status (all UNVERIFIED).
     """
     from avlib.paper import paper_number
-    from avlib.pretrain import wilson_interval
+    from avlib.metrics import wilson_interval
 
     rows = []
     for name, evaluation in evaluations.items():
