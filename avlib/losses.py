@@ -1,6 +1,16 @@
-"""Losses of the paper's separation models (docs/paper.md §7.4; ``add_pred_losses`` in ``src/sourcesep.py``).
+"""Every training loss: the alignment ("shift") loss of pretraining (docs/paper.md §3) and the losses of the
+separation models (docs/paper.md §7.4; ``add_pred_losses`` in ``src/sourcesep.py``).
 
-All terms are in the networks' normalised [-1, 1] domain: log-magnitude (dB range [-100, 80]) and phase / pi.
+A loss called by :func:`avlib.train.fit` as ``loss_fn(model, batch)`` only calls ``model(...)``: under DDP or
+torch.compile ``model`` is a wrapper that has the module's ``forward`` and nothing else.
+
+Alignment: the sigmoid cross-entropy of one logit, 1 for frames with their own audio, 0 for the same frames
+with audio shifted in time. Each video of a batch appears with both (the pair mode of
+:meth:`avlib.models.multisensory.MultisensoryNet.forward`), so every batch is balanced, as the official code's
+per-GPU batches were.
+
+Separation: all terms are in the networks' normalised [-1, 1] domain: log-magnitude (dB range [-100, 80])
+and phase / pi.
 
 - On/off model (``loss_types = ['fg-bg']``): L = mean|S_on^ - S_on| + mean|S_off^ - S_off|
   + 0.01 (mean|phi_on^ - phi_on| + mean|phi_off^ - phi_off|). The phase difference is plain, not circular.
@@ -24,8 +34,10 @@ from __future__ import annotations
 from typing import Mapping
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
+from avlib.models.multisensory import normalize_frames
 from avlib.spectral import SpectralConfig, denormalize_db
 
 #: The phase L1 weight (``phase_weight``) and the magnitude one (``l1_weight``).
@@ -33,6 +45,20 @@ PHASE_WEIGHT = 0.01
 MAGNITUDE_WEIGHT = 1.0
 #: How the magnitude maps are compared: in normalised dB (the paper's) or as amplitudes.
 MAGNITUDE_LOSSES = ("log", "linear")
+
+
+def alignment_loss(model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """Mean sigmoid cross-entropy over the aligned (label 1) and shifted (label 0) copies, and their accuracy.
+
+    model: a :class:`~avlib.models.multisensory.MultisensoryNet` (``cam=True`` too) or its DDP / compiled
+    wrapper; batch: ``frames`` (B, T, H, W, 3) uint8, ``audio`` and ``shifted_audio`` (B, 2, N).
+    """
+    aligned, shifted = model(normalize_frames(batch["frames"]), batch["audio"], batch["shifted_audio"])
+    logits = torch.cat([aligned, shifted]).float()
+    labels = torch.cat([torch.ones_like(aligned), torch.zeros_like(shifted)]).float()
+    loss = F.binary_cross_entropy_with_logits(logits, labels)
+    accuracy = ((logits > 0).float() == labels).float().mean().item()
+    return loss, {"accuracy": accuracy}
 
 
 def _per_example_l1(prediction: Tensor, target: Tensor) -> Tensor:

@@ -1,4 +1,6 @@
-"""Separation metrics: BSS-Eval SDR / SIR / SAR, PESQ and STOI, per pair, with summaries (docs/paper.md §7.7).
+"""Scores: the held-out alignment accuracy of pretraining (docs/paper.md §3) and the separation metrics.
+
+Separation metrics: BSS-Eval SDR / SIR / SAR, PESQ and STOI, per pair, with summaries (docs/paper.md §7.7).
 
 The paper's evaluation script (``sep_eval``) was never released, so which BSS-Eval implementation, channel and
 length it scored is unknown (docs/paper.md §7.7). Ours, which anyone can rerun:
@@ -23,12 +25,44 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor, nn
 
-from avlib.stats import confidence_interval
+from avlib.models.multisensory import normalize_frames
+
+from avlib.stats import confidence_interval, wilson_interval
 
 #: PESQ wide-band is defined at 16 kHz.
 PESQ_RATE = 16_000
 BSS_FILTER_LENGTH = 512
+
+
+@torch.no_grad()
+def alignment_accuracy(model: nn.Module, held_out: Mapping[str, Tensor], batch_size: int = 16,
+                       device: torch.device | str = "cpu") -> dict[str, float]:
+    """Held-out accuracy of the official protocol (docs/paper.md §3): each clip is scored once, with its aligned
+    audio (label 1) or its shifted audio (label 0), 50/50; correct when (logit > 0) == label.
+
+    model: a :class:`~avlib.models.multisensory.MultisensoryNet` or a wrapper of it, called in its pair mode;
+    held_out: ``frames``, ``audio``, ``shifted_audio`` and ``label`` (:func:`avlib.data.shift.evaluation_set`).
+    Also the pairwise accuracy (aligned logit > shifted logit, ties counted half), a lower-variance view of
+    the same skill. Returns accuracy, its 95 % Wilson interval, n, and pair_accuracy.
+    """
+    was_training = model.training
+    model.eval()
+    aligned_logits, shifted_logits = [], []
+    for first in range(0, len(held_out["label"]), batch_size):
+        part = {key: value[first : first + batch_size].to(device) for key, value in held_out.items()}
+        aligned, shifted = model(normalize_frames(part["frames"]), part["audio"], part["shifted_audio"])
+        aligned_logits.append(aligned.float().cpu())
+        shifted_logits.append(shifted.float().cpu())
+    model.train(was_training)
+    aligned, shifted = torch.cat(aligned_logits), torch.cat(shifted_logits)
+    labels = held_out["label"]
+    scored = torch.where(labels > 0, aligned, shifted)
+    correct = int(((scored > 0).float() == labels).sum())
+    low, high = wilson_interval(correct, len(labels))
+    return {"accuracy": correct / len(labels), "ci_low": low, "ci_high": high, "n": len(labels),
+            "pair_accuracy": float(((aligned > shifted).float() + 0.5 * (aligned == shifted).float()).mean())}
 
 
 def _as_2d(signals: np.ndarray | torch.Tensor, name: str) -> np.ndarray:

@@ -114,7 +114,7 @@ def make_train_step(model: MultisensoryNet, mode: Mode, device: torch.device) ->
 
     def loss_of(frames: torch.Tensor, audio: torch.Tensor, shifted_audio: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode.bf16):
-            aligned, shifted = model.forward_pair(frames, audio, shifted_audio)
+            aligned, shifted = model(frames, audio, shifted_audio)
         logits = torch.cat([aligned, shifted]).float()
         labels = torch.cat([torch.ones_like(aligned), torch.zeros_like(shifted)]).float()
         return F.binary_cross_entropy_with_logits(logits, labels)

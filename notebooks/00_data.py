@@ -29,6 +29,7 @@ seed = 0
 data_root = ""
 device = "auto"
 results_root = "../results"
+overrides = {}  # config keys to change (avlib.config)
 
 # %%
 from pathlib import Path
@@ -40,10 +41,10 @@ from IPython.display import Audio, display
 from matplotlib.patches import Rectangle
 
 from avlib import io
-from avlib.profiles import get_profile
+from avlib.config import resolve
 from avlib.report.results import ResultWriter
 
-settings = get_profile(profile)
+settings = resolve(profile, overrides)
 out = ResultWriter(profile=profile, seed=seed, device="cpu", notebook="00_data", root=results_root)
 rng = np.random.default_rng(seed)
 

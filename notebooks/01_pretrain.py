@@ -18,7 +18,7 @@
 # 4.2 s window with either **their own audio** or audio **shifted by 2.0–5.8 s** from the same
 # video, and predicts which. Nothing is labelled by hand: the labels come from the shift.
 #
-# Settings come from the profile (`avlib.profiles`); the paper's are SGD with momentum 0.9, lr
+# Settings come from the profile (`avlib.config`); the paper's are SGD with momentum 0.9, lr
 # 1e-2, gradient clipping at 5, weight decay 1e-5, and two stages: 7.49 fps (every 4th frame) for
 # 30 k iterations, then 29.97 fps up to 650 k. The CPU profiles run the first stage only.
 #
@@ -33,24 +33,25 @@ data_root = ""
 device = "auto"
 results_root = "../results"
 checkpoint_root = ""  # default: the checkout's ignored checkpoints/ folder
+overrides = {}  # config keys to change, e.g. {"pretrain.stages.0.steps": 100} (avlib.config)
 resume = True
 
 # %%
-from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
+from avlib.config import resolve
+from avlib.metrics import alignment_accuracy
 from avlib.models.multisensory import from_checkpoint
-from avlib.pretrain import alignment_accuracy, pretrain, scene_sources
-from avlib.profiles import get_profile
+from avlib.tasks.pretrain import pretrain, run_record, scene_sources, with_device
 from avlib.report.index import notebook_comparison
 from avlib.report.results import ResultWriter
 
-settings = get_profile(profile)
-config = replace(settings.pretrain, device=device)
+settings = resolve(profile, overrides)
+config = with_device(settings, device)
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
 out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="01_pretrain", root=results_root)
 checkpoints = settings.checkpoint_dir(checkpoint_root or None)
@@ -75,7 +76,7 @@ print(f"{train_count} training clips, {held_out_count} held-out clips")
 
 # %%
 run = pretrain(config, sources, checkpoints / "pretrain", seed=seed, resume=resume,
-               run_config={"profile": profile, "seed": seed})
+               run_config=run_record(settings, seed))
 stage = config.stages[-1]
 train_log = pd.DataFrame(run["stages"][stage.name]["train"])
 eval_log = pd.DataFrame(run["stages"][stage.name]["eval"])

@@ -247,14 +247,14 @@ def test_without_sound_output_ignores_audio():
         assert not torch.allclose(model(frames, audio)["logit"], model(frames, other_audio)["logit"])
 
 
-def test_forward_pair_matches_forward():
+def test_pair_forward_matches_forward():
     torch.manual_seed(0)
     config = tiny_config()
     model = MultisensoryNet(config).eval()
     frames, audio = tiny_inputs(config)
     shifted_audio = audio.roll(1000, dims=2)
     with torch.no_grad():
-        aligned_logit, shifted_logit = model.forward_pair(frames, audio, shifted_audio)
+        aligned_logit, shifted_logit = model(frames, audio, shifted_audio)
         torch.testing.assert_close(aligned_logit, model(frames, audio)["logit"], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(shifted_logit, model(frames, shifted_audio)["logit"], rtol=1e-4, atol=1e-5)
 
@@ -269,7 +269,7 @@ def test_tiny_network_trains():
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
     losses = []
     for _ in range(8):
-        logits = torch.cat(model.forward_pair(frames, audio, shifted_audio))
+        logits = torch.cat(model(frames, audio, shifted_audio))
         loss = F.binary_cross_entropy_with_logits(logits, labels)
         optimizer.zero_grad()
         loss.backward()
@@ -309,7 +309,7 @@ def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="fewer than the video's 4 time steps"):
         model(frames, audio[..., :1024])
     with pytest.raises(ValueError, match="shifted audio"):
-        model.forward_pair(frames, audio, audio[..., :2048])
+        model(frames, audio, audio[..., :2048])
     with pytest.raises(ValueError, match=r"\(2, 16, 2, 4, 4\)"):
         model.forward_fused(torch.zeros(2, 16, 2, 4, 4), torch.zeros(2, 32, 4))
     with pytest.raises(ValueError, match=r"\(2, 8, 2, 2, 2\)"):

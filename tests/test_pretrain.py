@@ -8,15 +8,17 @@ import pytest
 import torch
 
 from avlib.checkpoint import CheckpointError
+from avlib.losses import alignment_loss
+from avlib.metrics import alignment_accuracy, wilson_interval
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, from_checkpoint
-from avlib.pretrain import Stage, alignment_accuracy, alignment_loss, pretrain
-from avlib.profiles import get_profile
+from avlib.config import PAPER_REINIT, Stage, resolve
+from avlib.tasks.pretrain import in_block, pretrain, reinitialise_blocks, scene_sources
 
 
 class _Oracle(torch.nn.Module):
     """Scores +1 when the audio's first sample is positive: a stand-in whose right answer is known."""
 
-    def forward_pair(self, frames, audio, shifted_audio):
+    def forward(self, frames, audio, shifted_audio):
         return audio[:, 0, 0].sign(), shifted_audio[:, 0, 0].sign()
 
     def eval(self):
@@ -44,10 +46,8 @@ def test_held_out_protocol_and_interval():
 
 
 def test_smoke_pretraining_writes_a_loadable_checkpoint_that_refuses_damage(tmp_path):
-    profile = get_profile("smoke")
+    profile = resolve("smoke")
     config = replace(profile.pretrain, stages=(Stage("shift_lowfps", profile.pretrain.shift.fps, 2, 2),), eval_every=2)
-    from avlib.pretrain import scene_sources
-
     sources, _, _ = scene_sources(profile, seed=0)
     run = pretrain(config, sources, tmp_path / "pretrain", seed=0)
     model = from_checkpoint(run["checkpoint"])
@@ -63,3 +63,35 @@ def test_smoke_pretraining_writes_a_loadable_checkpoint_that_refuses_damage(tmp_
         from avlib.checkpoint import load_checkpoint, load_model_state
 
         load_model_state(other, load_checkpoint(run["checkpoint"])["model"], run["checkpoint"])
+
+
+@pytest.mark.parametrize("block", PAPER_REINIT)
+def test_reinitialising_a_block_renews_it_and_keeps_everything_else(block):
+    config = MultisensoryConfig(width=4, num_frames=8, frame_size=32, num_samples=4096)
+    torch.manual_seed(0)
+    model = MultisensoryNet(config)
+    with torch.no_grad():  # trained weights: every tensor, zero-initialised biases too, differs from a fresh net's
+        for tensor in model.state_dict().values():
+            tensor.add_(torch.rand_like(tensor) + 0.5)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    reinitialise_blocks(model, (block,), seed=7)
+    torch.manual_seed(7)
+    fresh = MultisensoryNet(config).state_dict()
+
+    renewed = [name for name in before if in_block(name, block)]
+    expected_prefix = "video.conv2_2." if block == "conv2_2" else f"{block}."
+    assert renewed and all(name.startswith(expected_prefix) for name in renewed)
+    assert any(name.endswith("conv_a.conv.weight") for name in renewed)
+    for name, tensor in model.state_dict().items():
+        if name in renewed:
+            assert torch.equal(tensor, fresh[name]) and not torch.equal(tensor, before[name]), name
+        else:
+            assert torch.equal(tensor, before[name]), name
+
+
+def test_block_names_match_whole_path_components():
+    assert in_block("video.conv2_2.conv_a.conv.weight", "conv2_2")
+    assert in_block("video.conv2_2.bn.bias", "video.conv2_2")
+    assert not in_block("video.conv2_21.bn.bias", "conv2_2") and not in_block("audio.conv2_1.bn.bias", "conv2_2")
+    with pytest.raises(ValueError, match="conv9_9"):
+        reinitialise_blocks(MultisensoryNet(MultisensoryConfig(width=4)), ("conv9_9",), seed=0)

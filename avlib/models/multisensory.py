@@ -178,6 +178,9 @@ class BatchNormNoScale(nn.Module):
     (B, C, ...) -> same shape.
     """
 
+    # F.batch_norm of these fields: avlib.train.fit synchronises its statistics across DDP ranks like nn.BatchNorm's.
+    is_batch_norm = True
+
     def __init__(self, num_channels: int, config: MultisensoryConfig):
         super().__init__()
         self.eps = config.bn_eps
@@ -443,21 +446,20 @@ class MultisensoryNet(nn.Module):
         }
         return MultisensoryOutput(logit=logit, features=features)
 
-    def forward(self, frames: Tensor, audio: Tensor) -> MultisensoryOutput:
-        """frames (B, 3, T, H, W) in [-1, 1], audio (B, 2, N) in [-1, 1] -> logit (B,) and features."""
-        _check_inputs(frames, audio)
-        return self.forward_fused(self.forward_video(frames), self.forward_audio(audio))
+    def forward(self, frames: Tensor, audio: Tensor,
+                shifted_audio: Tensor | None = None) -> MultisensoryOutput | tuple[Tensor, Tensor]:
+        """frames (B, 3, T, H, W) in [-1, 1], audio (B, 2, N) in [-1, 1] -> logit (B,) and features.
 
-    def forward_pair(self, frames: Tensor, audio: Tensor, shifted_audio: Tensor) -> tuple[Tensor, Tensor]:
-        """Logits of each video with its aligned and its shifted audio, visual stream computed once.
-
-        The paper's balanced batches (section 3): every video is seen with both audios, and only the
-        audio stream and the layers after fusion run twice. Both copies go through them as one batch of
-        2B, which is faster and gives every BatchNorm batch the same 50/50 mix of aligned and shifted
-        examples, as TF's random order did; batch statistics then cannot tell the two apart.
-
-        frames (B, 3, T, H, W), audio and shifted_audio (B, 2, N) -> aligned logits (B,), shifted logits (B,).
+        With ``shifted_audio`` (B, 2, N), the pair of the paper's balanced batches (section 3): the logits
+        of each video with its aligned and with its shifted audio, (B,) and (B,), the visual stream computed
+        once. Only the audio stream and the layers after fusion run twice, as one batch of 2B, which is
+        faster and gives every BatchNorm batch the same 50/50 mix of aligned and shifted examples, as TF's
+        random order did; batch statistics then cannot tell the two apart. The pair is a mode of
+        ``forward`` so that DDP and torch.compile, which wrap ``forward``, see it.
         """
+        if shifted_audio is None:
+            _check_inputs(frames, audio)
+            return self.forward_fused(self.forward_video(frames), self.forward_audio(audio))
         if audio.shape != shifted_audio.shape:
             raise ValueError(f"audio {tuple(audio.shape)} and shifted audio {tuple(shifted_audio.shape)} differ")
         _check_inputs(frames, audio)
@@ -487,7 +489,7 @@ class MultisensoryNet(nn.Module):
     def estimate_mfu(self, videos_per_second: float, peak_flops_per_second: float) -> float:
         """Model FLOPs utilisation of training at ``videos_per_second`` clips of the config's size.
 
-        One video is one training example of the paper: forward_pair (aligned and shifted audio)
+        One video is one training example of the paper: the pair forward (aligned and shifted audio)
         and its backward; see :func:`count_train_flops`.
         """
         return count_train_flops(self.config) * videos_per_second / peak_flops_per_second
@@ -509,7 +511,7 @@ def _init_weights(module: nn.Module) -> None:
 def count_train_flops(config: MultisensoryConfig, batch_size: int = 1) -> int:
     """FLOPs (2 per multiply-add) of one training step on ``batch_size`` videos of the config's clip size.
 
-    Counts convolutions and the classifier of :meth:`MultisensoryNet.forward_pair` and its backward,
+    Counts convolutions and the classifier of the pair :meth:`MultisensoryNet.forward` and its backward,
     as MFU estimates usually do (BatchNorm, ReLU and pooling are left out). Runs on the meta device,
     so it allocates nothing. About 1.5 TFLOP per video for the paper configuration.
     """
@@ -518,7 +520,7 @@ def count_train_flops(config: MultisensoryConfig, batch_size: int = 1) -> int:
         frames = torch.empty(batch_size, FRAME_CHANNELS, config.num_frames, config.frame_size, config.frame_size)
         audio = torch.empty(batch_size, AUDIO_CHANNELS, config.num_samples)
     with FlopCounterMode(display=False) as counter:
-        aligned, shifted = model.forward_pair(frames, audio, audio)
+        aligned, shifted = model(frames, audio, audio)
         (aligned.sum() + shifted.sum()).backward()
     return counter.get_total_flops()
 

@@ -1,9 +1,10 @@
 """Self-supervised alignment ("shift") pretraining of the multisensory network (docs/paper.md §3).
 
 The loss is the sigmoid cross-entropy of one logit: 1 for frames with their own audio, 0 for
-the same frames with audio shifted in time. Each video of a batch appears with both, and the
-visual stream runs once for the pair, so every batch is balanced, as the official code's per-GPU
-batches were.
+the same frames with audio shifted in time (:func:`avlib.losses.alignment_loss`). Each video of a
+batch appears with both, and the visual stream runs once for the pair (the pair mode of
+:meth:`MultisensoryNet.forward`), so every batch is balanced, as the official code's per-GPU
+batches were. Held-out scores: :func:`avlib.metrics.alignment_accuracy`.
 
 The paper trains in two stages (``src/shift_params.py``): ``shift_lowfps`` (every 4th frame,
 7.49 fps, batch 15 per GPU, 30 k iterations), then ``shift_v1`` (29.97 fps, batch 5 per GPU)
@@ -16,58 +17,19 @@ alignment accuracy; it runs the same under ``torchrun --nproc_per_node N``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
 from avlib.checkpoint import load_checkpoint, load_model_state
 from avlib.config import Experiment, PretrainConfig
 from avlib.data.shift import ClipSource, ShiftBatches, evaluation_set
-from avlib.models.multisensory import MultisensoryNet, normalize_frames
-from avlib.stats import wilson_interval
+from avlib.losses import alignment_loss
+from avlib.metrics import alignment_accuracy
+from avlib.models.multisensory import MultisensoryNet
 from avlib.train import fit
-
-
-def alignment_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-    """Mean sigmoid cross-entropy over the aligned (label 1) and shifted (label 0) copies."""
-    aligned, shifted = model.forward_pair(normalize_frames(batch["frames"]), batch["audio"], batch["shifted_audio"])
-    logits = torch.cat([aligned, shifted]).float()
-    labels = torch.cat([torch.ones_like(aligned), torch.zeros_like(shifted)]).float()
-    loss = F.binary_cross_entropy_with_logits(logits, labels)
-    accuracy = ((logits > 0).float() == labels).float().mean().item()
-    return loss, {"accuracy": accuracy}
-
-
-@torch.no_grad()
-def alignment_accuracy(model: MultisensoryNet, held_out: dict[str, Tensor], batch_size: int = 16,
-                       device: torch.device | str = "cpu") -> dict[str, float]:
-    """Held-out accuracy of the official protocol: each clip is scored once, with its aligned audio
-    (label 1) or its shifted audio (label 0), 50/50; correct when (logit > 0) == label.
-
-    Also the pairwise accuracy (aligned logit > shifted logit, ties counted half), a
-    lower-variance view of the same skill. Returns accuracy, its 95 % Wilson interval, n, and pair_accuracy.
-    """
-    was_training = model.training
-    model.eval()
-    aligned_logits, shifted_logits = [], []
-    for first in range(0, len(held_out["label"]), batch_size):
-        part = {key: value[first : first + batch_size].to(device) for key, value in held_out.items()}
-        aligned, shifted = model.forward_pair(normalize_frames(part["frames"]), part["audio"], part["shifted_audio"])
-        aligned_logits.append(aligned.float().cpu())
-        shifted_logits.append(shifted.float().cpu())
-    model.train(was_training)
-    aligned, shifted = torch.cat(aligned_logits), torch.cat(shifted_logits)
-    labels = held_out["label"]
-    scored = torch.where(labels > 0, aligned, shifted)
-    correct = int(((scored > 0).float() == labels).sum())
-    low, high = wilson_interval(correct, len(labels))
-    return {"accuracy": correct / len(labels), "ci_low": low, "ci_high": high, "n": len(labels),
-            "pair_accuracy": float(((aligned > shifted).float() + 0.5 * (aligned == shifted).float()).mean())}
 
 
 def stage_steps(config: PretrainConfig, index: int) -> int:
@@ -79,13 +41,23 @@ def build_model(config: PretrainConfig) -> MultisensoryNet:
     return MultisensoryNet(config.model)
 
 
-def _reinitialise(model: MultisensoryNet, prefixes: Sequence[str], seed: int) -> None:
+def in_block(name: str, block: str) -> bool:
+    """Whether parameter or buffer ``name`` belongs to ``block``, a dotted module name matched as whole
+    path components anywhere in it: ``conv2_2`` holds ``video.conv2_2.conv_a.conv.weight``, not
+    ``conv2_21.bias`` nor ``audio.conv2_1.bn.bias``."""
+    return f".{block}." in f".{name}."
+
+
+def reinitialise_blocks(model: MultisensoryNet, blocks: Sequence[str], seed: int) -> None:
+    """Give every parameter and buffer of ``blocks`` the value of a fresh network seeded with ``seed``."""
     torch.manual_seed(seed)
     fresh = MultisensoryNet(model.config)
-    state = model.state_dict()
-    for name, value in fresh.state_dict().items():
-        if any(name.startswith(prefix) for prefix in prefixes):
-            state[name] = value
+    state, fresh_state = model.state_dict(), fresh.state_dict()
+    for block in blocks:
+        names = [name for name in state if in_block(name, block)]
+        if not names:
+            raise ValueError(f"no parameter of {type(model).__name__} is in a block named {block!r}")
+        state.update({name: fresh_state[name] for name in names})
     model.load_state_dict(state)
 
 
@@ -121,7 +93,7 @@ def pretrain(
             previous = load_checkpoint(out_dir / config.stages[index - 1].name / "checkpoint.pt",
                                        expected_model_class="MultisensoryNet")
             load_model_state(model, previous["model"], out_dir / config.stages[index - 1].name / "checkpoint.pt")
-            _reinitialise(model, stage.reinit, seed + index)
+            reinitialise_blocks(model, stage.reinit, seed + index)
         train = replace(config.train, steps=stage_steps(config, index), seed=seed + index, out_dir=str(stage_dir))
         history = fit(
             model, alignment_loss, ShiftBatches(train_source, shift, stage.batch_size, seed=seed + 1000 * index), train,
