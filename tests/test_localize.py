@@ -28,7 +28,7 @@ from avlib.localize import (
     window_starts,
 )
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet
-from avlib.tasks.cam import CamSettings
+from avlib.config import CamSettings
 from avlib.writer import write_video
 from media import make_video, onsets
 
