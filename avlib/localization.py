@@ -145,31 +145,24 @@ class SceneClip:
 def held_out_scenes(profile_name: str, seed: int = 0, limit: int | None = None) -> list[SceneClip]:
     """The scenes held out from pretraining: the last ``profile.held_out_scenes`` of the sorted clips,
     the same split as :func:`avlib.pretrain.scene_sources`; the first ``limit`` of them if given."""
-    from avlib.pretrain import scene_split
     from avlib.profiles import get_profile
 
     profile = get_profile(profile_name)
     if not profile.synthetic:
         raise ValueError(f"profile {profile_name!r} reads real data, which has no localisation ground truth")
-    root, _, held_out = scene_split(profile, seed)
-    chosen = held_out[:limit] if limit is not None else held_out
-    return [SceneClip(path.stem, path, root / "truth" / f"{path.stem}.npz") for path in chosen]
+    return evaluation_clips(profile_name, seed, limit=limit)
 
 
 def evaluation_clips(profile_name: str, seed: int = 0, data_root: str | Path = "", limit: int | None = None) -> list[SceneClip]:
     """The clips notebook 02 maps: the held-out scenes (with ground truth) in the synthetic profiles,
     AudioSet test clips under ``data_root/audioset/test/`` (without) in ``paper``."""
+    from avlib.data.sources import scene_files
     from avlib.profiles import get_profile
 
-    if get_profile(profile_name).synthetic:
-        return held_out_scenes(profile_name, seed, limit)
-    if not data_root:
-        raise ValueError("the paper profile maps AudioSet test clips: pass --data-root (see docs/datasets.md)")
-    from avlib.data.index import build_index
-
-    videos = build_index(Path(data_root) / "audioset" / "test", skip_bad=True).with_audio()
-    chosen = videos[:limit] if limit is not None else videos
-    return [SceneClip(Path(video.path).stem, Path(video.path), None) for video in chosen]
+    profile = get_profile(profile_name)
+    files = scene_files(profile.synthetic, profile_name, seed, data_root, profile.held_out_scenes)
+    chosen = files.held_out[:limit] if limit is not None else files.held_out
+    return [SceneClip(path.stem, path, files.truth(path)) for path in chosen]
 
 
 @dataclass

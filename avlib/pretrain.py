@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from avlib.checkpoint import load_checkpoint, load_model_state
 from avlib.data.shift import ClipSource, ShiftBatches, ShiftConfig, evaluation_set
+from avlib.data.sources import scene_files
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, normalize_frames
 from avlib.train import TrainConfig, fit
 
@@ -192,47 +193,20 @@ def pretrain(
     return results
 
 
-def scene_split(profile, seed: int = 0) -> tuple[Path, list[Path], list[Path]]:
-    """(scenes root, training clips, held-out clips) of a synthetic profile's world, generated on
-    first use: the last ``profile.held_out_scenes`` of the sorted clips are held out."""
-    from avlib.data.world import generate_world
-
-    scenes_root = generate_world(profile.name, seed=seed, parts=("scenes",), progress=False)["scenes"]
-    clips = sorted((scenes_root / "clips").glob("*.mp4"))
-    held = max(1, round(len(clips) * profile.held_out_scenes))
-    return scenes_root, clips[:-held], clips[-held:]
-
-
 def scene_sources(profile, seed: int = 0, data_root: str | Path = "") -> tuple[Callable[[float], tuple[ClipSource, ClipSource]], int, int]:
     """``sources(fps)`` for :func:`pretrain` from a profile, and the numbers of training and held-out clips.
 
     Synthetic profiles: the world's scenes (generated on first use), the last
     ``profile.held_out_scenes`` of them held out, decoded once and cached beside the world.
-    ``paper``: AudioSet clips under ``data_root/audioset/{train,test}/`` (docs/datasets.md).
+    ``paper``: AudioSet clips under ``data_root/audioset/{train,test}/`` (docs/datasets.md), read from
+    their files (:func:`avlib.data.sources.scene_files`).
     """
-    from avlib.data.shift import DecodedClips, FileClips
+    files = scene_files(profile.synthetic, profile.name, seed, data_root, profile.held_out_scenes)
 
-    if profile.synthetic:
-        scenes_root, train_paths, held_out_paths = scene_split(profile, seed)
-        cache = Path(scenes_root).parent / "decoded"
+    def sources(fps: float):
+        return files.sources(replace(profile.pretrain.shift, fps=fps))
 
-        def sources(fps: float):
-            shift = replace(profile.pretrain.shift, fps=fps)
-            return (DecodedClips(train_paths, shift, cache_dir=cache, progress=True),
-                    DecodedClips(held_out_paths, shift, cache_dir=cache, progress=True))
-    else:
-        from avlib.data.index import build_index
-
-        if not data_root:
-            raise ValueError("the paper profile reads AudioSet clips: pass --data-root (see docs/datasets.md)")
-        train_paths = build_index(Path(data_root) / "audioset" / "train", skip_bad=True).with_audio()
-        held_out_paths = build_index(Path(data_root) / "audioset" / "test", skip_bad=True).with_audio()
-
-        def sources(fps: float):
-            shift = replace(profile.pretrain.shift, fps=fps)
-            return FileClips(train_paths, shift), FileClips(held_out_paths, shift)
-
-    return sources, len(train_paths), len(held_out_paths)
+    return sources, len(files.train), len(files.held_out)
 
 
 def ensure_pretrained(profile_name: str, seed: int = 0, *, data_root: str | Path = "", checkpoint_root: str | Path | None = None,
