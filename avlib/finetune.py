@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avlib.data.ucf101 import ClipBatches, ClipFormat, VideoSource, evaluation_batches
+from avlib.data.ucf101 import ClipBatches, ActionClipFormat, VideoSource, evaluation_batches
 from avlib.hashing import file_stamp, json_key
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, _init_weights, from_checkpoint, normalize_frames
 from avlib.train import TrainConfig, fit
@@ -112,7 +112,7 @@ SETTING_STATUS: dict[str, str] = {
     "probe_lr": "OURS",
     "probe_milestones": "OURS",
     "in_memory": "OURS: decode every video once into memory (small datasets)",
-    "workers": "OURS: decoding threads",
+    "workers": "OURS: decoding workers (DataLoader processes in training, threads at test)",
     "amp": "OURS: bf16 autocast on CUDA",
     "channels_last": "OURS: channels_last_3d on CUDA",
     "log_every": "OURS",
@@ -151,7 +151,7 @@ def settings_for(profile: str) -> UCF101Settings:
     raise ValueError(f"unknown profile {profile!r}; use one of ['paper', 'smoke', 'synth']")
 
 
-def settings_table(settings: UCF101Settings, clip_format: ClipFormat | None = None) -> pd.DataFrame:
+def settings_table(settings: UCF101Settings, clip_format: ActionClipFormat | None = None) -> pd.DataFrame:
     """One row per setting: its value and its status (:data:`SETTING_STATUS`).
 
     With ``clip_format``, the input-format settings show the values in use.
@@ -165,10 +165,10 @@ def settings_table(settings: UCF101Settings, clip_format: ClipFormat | None = No
     return pd.DataFrame(rows)
 
 
-def clip_format(profile, settings: UCF101Settings) -> ClipFormat:
+def clip_format(profile, settings: UCF101Settings) -> ActionClipFormat:
     """The clips fine-tuning sees: the pretrained network's rates and frame size, ``settings.window`` long."""
     shift = profile.pretrain.shift
-    return ClipFormat(
+    return ActionClipFormat(
         window=settings.window,
         fps=settings.fps if settings.fps is not None else profile.pretrain.stages[-1].fps,
         sample_rate=settings.sample_rate if settings.sample_rate is not None else shift.sample_rate,
@@ -319,11 +319,11 @@ def train_config(settings: UCF101Settings, variant: Variant, out_dir: str | Path
         weight_decay=settings.weight_decay, grad_clip=settings.grad_clip,
         lr_milestones=list(milestones), lr_gamma=settings.lr_gamma, checkpoint_every=settings.checkpoint_every,
         log_every=settings.log_every, seed=seed, device=device, amp=settings.amp, channels_last=settings.channels_last,
-        out_dir=str(out_dir),
+        workers=settings.workers, out_dir=str(out_dir),
     )
 
 
-def run_key(settings: UCF101Settings, checkpoint: str | Path, clips: ClipFormat) -> str:
+def run_key(settings: UCF101Settings, checkpoint: str | Path, clips: ActionClipFormat) -> str:
     """A short key of the settings, clip format and pretrained checkpoint (its size and time): runs
     with other settings or from another checkpoint go to another folder instead of resuming."""
     return json_key(dict(settings=settings.to_dict(), clips=asdict(clips), checkpoint=file_stamp(checkpoint)))
@@ -337,14 +337,11 @@ def finetune(model: ActionClassifier, train_source: VideoSource, settings: UCF10
     Batches are random clips of the training videos (:class:`~avlib.data.ucf101.ClipBatches`),
     a function of the step, so an interrupted run resumes exactly.
     """
-    batches = ClipBatches(train_source, settings.batch_size, seed=seed, workers=settings.workers)
+    batches = ClipBatches(train_source, settings.batch_size, seed=seed)
     config = train_config(settings, variant, out_dir, seed=seed, device=device)
-    try:
-        return fit(model, ClassificationLoss(settings.label_smoothing), batches, config, resume=resume,
-                   eval_fn=eval_fn, eval_every=settings.eval_every,
-                   run_config={"ucf101": settings.to_dict(), "variant": asdict(variant), **(run_config or {})})
-    finally:
-        batches.close()
+    return fit(model, ClassificationLoss(settings.label_smoothing), batches, config, resume=resume,
+               eval_fn=eval_fn, eval_every=settings.eval_every,
+               run_config={"ucf101": settings.to_dict(), "variant": asdict(variant), **(run_config or {})})
 
 
 # ---------------------------------------------------------------------------------------------

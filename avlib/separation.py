@@ -172,23 +172,11 @@ def speaker_data(profile: str, settings: SeparationSettings, seed: int = 0, data
     Synthetic profiles: the world's speakers (generated on first use), decoded once and cached beside it.
     ``paper``: VoxCeleb under ``data_root/voxceleb/`` (docs/datasets.md), read window by window.
     """
-    from avlib.data.mixtures import SpeakerClips, load_speaker_table
+    from avlib.data.sources import speaker_sources
     from avlib.profiles import get_profile
 
-    synthetic = get_profile(profile).synthetic
-    if synthetic:
-        from avlib.data.world import generate_world
-
-        root = generate_world(profile, seed=seed, parts=("speakers",), progress=False)["speakers"]
-        cache = root.parent / "decoded-speakers"
-    else:
-        if not data_root:
-            raise ValueError("the paper profile reads VoxCeleb clips: pass --data-root (see docs/datasets.md)")
-        root, cache = Path(data_root) / "voxceleb", None
-    clips = load_speaker_table(root)
-    train_clips = SpeakerClips(root, clips, settings.mixture, "train", cache_dir=cache, in_memory=synthetic)
-    test_clips = SpeakerClips(root, clips, settings.mixture, "test", cache_dir=cache, in_memory=synthetic)
-    return root, clips, train_clips, test_clips
+    data = speaker_sources(get_profile(profile).synthetic, profile, seed, data_root, settings.mixture)
+    return data.root, data.table, data.train, data.test
 
 
 def ensure_test_list(out, clips: pd.DataFrame, settings: SeparationSettings, seed: int = 0) -> pd.DataFrame:

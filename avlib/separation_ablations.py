@@ -158,10 +158,10 @@ class _VideoOnly(nn.Module):
 
 def action_clips(separation: SeparationSettings):
     """The action clips the I3D learns from: the separation's frames (rate, size, crop, frame count)."""
-    from avlib.data.ucf101 import ClipFormat
+    from avlib.data.ucf101 import ActionClipFormat
 
     model = separation.model
-    return ClipFormat(window=(model.num_video_frames + 0.5) / model.fps, fps=model.fps,
+    return ActionClipFormat(window=(model.num_video_frames + 0.5) / model.fps, fps=model.fps,
                       sample_rate=model.spectral.sample_rate, size=model.size, crop=model.crop, flip=True)
 
 
@@ -179,19 +179,16 @@ def ensure_i3d(profile: str, ablation: AblationSettings, separation: SeparationS
         path = Path(ablation.i3d_checkpoint or Path(data_root or ".") / "i3d" / "rgb_imagenet.npz")
         return {"net": load_converted(path), "checkpoint": path, "history": {},
                 "source": f"converted kinetics-i3d checkpoint {path.name} (Kinetics-400, supervised)"}
-    from avlib.data.ucf101 import ClipBatches, DecodedVideos, load_split
-    from avlib.data.world import generate_world, load_actions
+    from avlib.data.sources import action_sources
+    from avlib.data.ucf101 import ClipBatches
     from avlib.finetune import evaluate as evaluate_classifier
     from avlib.train import TrainConfig, fit
 
     if not get_profile(profile).synthetic:
         raise ValueError(f"the {profile} profile has no synthetic actions to train I3D on; set i3d_steps = 0 and i3d_checkpoint")
-    root = generate_world(profile, seed=seed, parts=("actions",), progress=False)["actions"]
-    split = load_split(root, 1)
     clips = action_clips(separation)
-    cache = Path(root).parent / "decoded-ucf101"
-    train_source = DecodedVideos(split.train, clips, cache_dir=cache, progress=True)
-    test_source = DecodedVideos(split.test, clips, cache_dir=cache, progress=True)
+    actions = action_sources(synthetic=True, world=profile, seed=seed, data_root=data_root, clip_format=clips, split=1)
+    split, train_source, test_source = actions.split, actions.train, actions.test
     config = I3DConfig(num_classes=split.num_classes, width=ablation.i3d_width, bn_momentum=0.1)
     key = run_key(asdict(config), asdict(clips), ablation.to_dict(), seed)
     out_dir = Path(checkpoints) / f"i3d-actions-{key}"
@@ -205,7 +202,7 @@ def ensure_i3d(profile: str, ablation: AblationSettings, separation: SeparationS
                   run_config={"i3d": ablation.to_dict(), "clips": asdict(clips), "profile": profile})
     run_device = next(net.parameters()).device
     evaluation = evaluate_classifier(_VideoOnly(net), test_source, ablation.i3d_test_clips, split.classes, device=run_device)
-    pairs = load_actions(root).attrs["sound_only_pairs"]
+    pairs = actions.sound_only_pairs
     return {"net": net.eval(), "checkpoint": out_dir / "checkpoint.pt", "history": history,
             "source": f"synthetic actions, split 1 ({len(split.train)} training videos, {split.num_classes} classes), "
                       f"{ablation.i3d_steps} steps of {ablation.i3d_batch_size} clips",

@@ -88,6 +88,9 @@ class TrainConfig:
     amp:                   'none' or 'bf16'; bf16 autocast is used on CUDA only, the CPU runs in float32
     channels_last:         store 5-D weights and inputs as channels_last_3d on CUDA (faster 3-D convs)
     compile:               run the model through torch.compile
+    workers:               0 builds each batch in this process when its step comes; more builds the batches
+                           of a callable ``batches`` ahead in this many DataLoader worker processes
+    prefetch:              batches each worker builds ahead (DataLoader's prefetch_factor)
     out_dir:               folder for checkpoint.pt, metrics.csv and eval.csv
     """
 
@@ -107,6 +110,8 @@ class TrainConfig:
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
+    workers: int = 0
+    prefetch: int = 2
     out_dir: str = "checkpoints/run"
 
     def __post_init__(self) -> None:
@@ -116,7 +121,9 @@ class TrainConfig:
             raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        for name in ("steps", "checkpoint_every", "log_every"):
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 or more, got {self.workers}")
+        for name in ("steps", "checkpoint_every", "log_every", "prefetch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.grad_clip is not None and self.grad_clip <= 0:
@@ -306,6 +313,8 @@ def fit(
                  torchrun it is called ``batches(step, rank, world_size)`` and returns that rank's shard
                  (write ``def batches(step, rank=0, world_size=1)`` to serve both). Because the batch is a
                  function of the step, a resumed run sees exactly the batches of an uninterrupted one.
+                 With ``config.workers`` > 0 the batches are built ahead in DataLoader worker processes
+                 (``batches`` must pickle), the same batches in the same order.
                  An iterable (a DataLoader, already sharded per rank) also works: it is restarted when
                  exhausted, and a resume skips the batches already used, which is exact only if it
                  yields the same sequence every time it is iterated.
@@ -407,7 +416,52 @@ def _train(
         train_model = DistributedDataParallel(
             forward_model, device_ids=[device.index] if on_cuda else None, find_unused_parameters=True
         )
-    next_batch = _batch_source(batches, start_step, rank, world_size)
+    if callable(batches) and config.workers > 0 and start_step < config.steps:
+        next_batch = _loader_source(batches, start_step, config, rank, world_size, pin_memory=on_cuda)
+    else:
+        next_batch = _batch_source(batches, start_step, rank, world_size)
+    try:
+        _loop(model, loss_fn, next_batch, config, optimizer, forward_model, train_model, device, rank, world_size,
+              start_step, elapsed_before, eval_fn=eval_fn, eval_every=eval_every, extra_state=extra_state,
+              run_config=run_config)
+    finally:
+        del next_batch  # a DataLoader's worker processes end with its last reference
+
+    if world_size > 1:
+        # BatchNorm statistics end as each rank's own; hand every rank the checkpoint's (rank 0's).
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+    if not is_main:
+        return {"train": [], "eval": []}
+    return {"train": _read_log(metrics_path), "eval": _read_log(eval_path)}
+
+
+def _loop(
+    model: nn.Module,
+    loss_fn: LossFn,
+    next_batch: Callable[[int], Any],
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    forward_model: nn.Module,
+    train_model: nn.Module,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+    start_step: int,
+    elapsed_before: float,
+    *,
+    eval_fn: EvalFn | None,
+    eval_every: int | None,
+    extra_state: dict[str, Stateful],
+    run_config: dict[str, Any],
+) -> None:
+    """The optimizer steps from ``start_step`` to ``config.steps``, with logging, evaluation and checkpoints."""
+    is_main = rank == 0
+    out_dir = Path(config.out_dir)
+    checkpoint_path = out_dir / CHECKPOINT_FILE
+    metrics_path, eval_path = out_dir / METRICS_FILE, out_dir / EVAL_FILE
+    on_cuda = device.type == "cuda"
+    channels_last = config.channels_last and on_cuda
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     train_model.train()
 
@@ -450,14 +504,6 @@ def _train(
             )
     progress.close()
 
-    if world_size > 1:
-        # BatchNorm statistics end as each rank's own; hand every rank the checkpoint's (rank 0's).
-        for buffer in model.buffers():
-            dist.broadcast(buffer, src=0)
-    if not is_main:
-        return {"train": [], "eval": []}
-    return {"train": _read_log(metrics_path), "eval": _read_log(eval_path)}
-
 
 def _resolve_device(name: str, local_rank: int) -> torch.device:
     """The torch device for 'cpu' | 'cuda' | 'auto'; under torchrun each process takes its LOCAL_RANK GPU."""
@@ -488,6 +534,45 @@ def _batch_source(
         return lambda step: batches(step, rank, world_size)
     stream = itertools.islice(_repeat_passes(batches), start_step, None)
     return lambda step: next(stream)
+
+
+class _StepDataset(torch.utils.data.Dataset):
+    """Map-style view of ``batches(step, rank, world_size)``: item ``i`` is the batch of step ``start_step + i``."""
+
+    def __init__(self, batches: Callable[..., Any], start_step: int, steps: int, rank: int, world_size: int):
+        self.batches, self.start_step, self.steps, self.rank, self.world_size = batches, start_step, steps, rank, world_size
+
+    def __len__(self) -> int:
+        return self.steps - self.start_step
+
+    def __getitem__(self, index: int) -> Any:
+        step = self.start_step + index
+        if self.world_size == 1:
+            return self.batches(step)
+        return self.batches(step, self.rank, self.world_size)
+
+
+def _loader_source(
+    batches: Callable[..., Any], start_step: int, config: TrainConfig, rank: int, world_size: int, *, pin_memory: bool
+) -> Callable[[int], Any]:
+    """A function step -> batch that takes the batches, in step order, from a DataLoader whose
+    ``config.workers`` processes build them ahead (``config.prefetch`` each)."""
+    loader = torch.utils.data.DataLoader(
+        _StepDataset(batches, start_step, config.steps, rank, world_size),
+        batch_size=None, shuffle=False, num_workers=config.workers, prefetch_factor=config.prefetch,
+        pin_memory=pin_memory, persistent_workers=True,
+        # Its own generator: seeding the workers must not draw from torch's global RNG (dropout, init).
+        generator=torch.Generator().manual_seed(config.seed + rank),
+    )
+    stream = iter(loader)
+    expected = iter(range(start_step, config.steps))
+
+    def next_batch(step: int) -> Any:
+        if next(expected) != step:
+            raise RuntimeError(f"fit asked its DataLoader for step {step} out of order")
+        return next(stream)
+
+    return next_batch
 
 
 def _repeat_passes(batches: Iterable[Any]) -> Iterator[Any]:
@@ -623,8 +708,9 @@ def _restore(
     return checkpoint["step"], float(extra["elapsed_s"])
 
 
-#: Training settings a resume may change: a longer run, a moved folder, another device.
-RESUMABLE_CHANGES = ("train.steps", "train.out_dir", "train.device")
+#: Training settings a resume may change: a longer run, a moved folder, another device, other loader
+#: processes (they make the same batches).
+RESUMABLE_CHANGES = ("train.steps", "train.out_dir", "train.device", "train.workers", "train.prefetch")
 
 
 def refuse_changed_config(path: Path, stored: Mapping[str, Any], current: Mapping[str, Any]) -> None:

@@ -69,7 +69,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avlib.data.ucf101 import DecodedVideos, FileVideos, dataset_root, load_split
+from avlib.data.sources import action_sources
 from avlib.finetune import (
     VARIANT_BY_NAME,
     VARIANTS,
@@ -116,17 +116,9 @@ settings_frame
 # ## Data: the split, and which videos have audio
 
 # %%
-if profile_settings.synthetic:
-    from avlib.data.world import generate_world, load_actions
-
-    ucf_root = generate_world(profile, seed=seed, parts=("actions",), progress=False)["actions"]
-    sound_only_pairs = load_actions(ucf_root).attrs["sound_only_pairs"]
-else:
-    if not data_root:
-        raise ValueError("the paper profile reads UCF-101 under <data_root>/ucf101: pass --data-root (docs/datasets.md)")
-    ucf_root = dataset_root(data_root)
-    sound_only_pairs = []
-split = load_split(ucf_root, settings.split, skip_bad=not profile_settings.synthetic)
+actions = action_sources(profile_settings.synthetic, profile, seed, data_root, clips, split=settings.split,
+                         in_memory=settings.in_memory)
+split, sound_only_pairs = actions.split, actions.sound_only_pairs
 audio_counts = split.audio_counts()
 out.table(audio_counts, "ucf101_audio", caption=(
     f"Split {split.split}: videos with and without an audio track ({len(split.bad)} listed video(s) unreadable and "
@@ -140,15 +132,11 @@ audio_counts
 
 # %% [markdown]
 # Clip sources: small datasets are decoded once into memory at the network's rates; real
-# UCF-101 is read clip by clip from its files, in decoding threads.
+# UCF-101 is read clip by clip from its files, in DataLoader worker processes for training and
+# decoding threads for testing (`workers`).
 
 # %%
-if settings.in_memory:
-    cache = Path(ucf_root).parent / "decoded-ucf101"
-    train_source = DecodedVideos(split.train, clips, cache_dir=cache, progress=True)
-    test_source = DecodedVideos(split.test, clips, cache_dir=cache, progress=True)
-else:
-    train_source, test_source = FileVideos(split.train, clips), FileVideos(split.test, clips)
+train_source, test_source = actions.train, actions.test
 
 # %% [markdown]
 # ## Fine-tuning

@@ -18,13 +18,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from avlib import io
+from avlib.data.clips import ClipFormat, StepBatches, collate, crop_and_flip
 from avlib.data.shift import DecodedClips, FileClips, ShiftConfig
 
 #: RMS of each source, per channel, before mixing (``normalize_rms``'s desired_rms).
@@ -37,18 +37,14 @@ TEST_LIST_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class MixtureConfig:
+class MixtureConfig(ClipFormat):
     """What one mixture example holds: ``num_frames`` frames at ``fps``, squashed to ``size`` and cropped to
-    ``crop``, and the samples spanning them at ``sample_rate``. Paper: 63 frames (2.135 s) at 29.97 fps,
-    256 -> 224, 44 144 samples at 21 kHz."""
+    ``crop``, and the samples spanning them at ``sample_rate`` (the fields of
+    :class:`~avlib.data.clips.ClipFormat`; training crops at random and flips, as the shift task). Paper: 63
+    frames (2.135 s) at 29.97 fps, 256 -> 224, 44 144 samples at 21 kHz."""
 
     num_frames: int = 63
-    fps: float = io.PAPER_FPS
-    sample_rate: int = io.PAPER_SAMPLE_RATE
-    size: int = 256
-    crop: int = 224
     rms: float = SOURCE_RMS
-    flip: bool = True  # training augmentation: random crop and horizontal flip, as the shift task
 
     @property
     def num_samples(self) -> int:
@@ -151,16 +147,6 @@ class SpeakerClips:
         return min(int(round(seconds * self.config.fps)), self.last_start(clip))
 
 
-def _crop(frames: np.ndarray, config: MixtureConfig, rng: np.random.Generator | None) -> np.ndarray:
-    """Random crop and flip with ``rng`` (training), centre crop without (evaluation)."""
-    if rng is None:
-        return io.crop_frames(frames, config.crop)
-    height, width = frames.shape[1:3]
-    offset = (int(rng.integers(height - config.crop + 1)), int(rng.integers(width - config.crop + 1)))
-    frames = io.crop_frames(frames, config.crop, offset)
-    return frames[:, :, ::-1] if config.flip and rng.random() < 0.5 else frames
-
-
 def mixture_example(clips: SpeakerClips, on_clip: int, on_start: int, off_clip: int, off_start: int,
                     rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     """One example: the on-screen clip's frames, both sources RMS-normalised, and their sum."""
@@ -168,21 +154,17 @@ def mixture_example(clips: SpeakerClips, on_clip: int, on_start: int, off_clip: 
     _, off_screen = clips.window(off_clip, off_start)
     on_screen = normalize_rms(on_screen, clips.config.rms)
     off_screen = normalize_rms(off_screen, clips.config.rms)
-    return {"frames": np.ascontiguousarray(_crop(frames, clips.config, rng)), "on_screen": on_screen,
+    return {"frames": crop_and_flip(frames, clips.config, rng), "on_screen": on_screen,
             "off_screen": off_screen, "mixture": on_screen + off_screen}
 
 
-def collate(examples: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-    """Stack examples: frames (B, T, H, W, 3) uint8, on_screen / off_screen / mixture (B, 2, N) float32."""
-    return {key: torch.from_numpy(np.stack([example[key] for example in examples])) for key in examples[0]}
-
-
-class MixtureBatches:
+class MixtureBatches(StepBatches):
     """Training mixtures as a function of the step: ``batches(step, rank, world_size)``.
 
     Each step draws ``batch_size // 2`` pairs of clips of two different speakers (``both_orders``, the
     paper's ``both_videos_in_batch``: each pair appears with either clip on screen) or ``batch_size`` pairs
-    in one order (the PIT baseline), each clip from a uniformly random window.
+    in one order (the PIT baseline), each clip from a uniformly random window. A batch holds ``frames``
+    (B, T, C, C, 3) uint8 and ``on_screen`` / ``off_screen`` / ``mixture`` (B, 2, N) float32.
     """
 
     def __init__(self, clips: SpeakerClips, batch_size: int, seed: int = 0, both_orders: bool = True):
@@ -192,8 +174,7 @@ class MixtureBatches:
             raise ValueError("mixtures need clips of at least two speakers")
         self.clips, self.batch_size, self.seed, self.both_orders = clips, batch_size, seed, both_orders
 
-    def __call__(self, step: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step, rank])
+    def make(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         clips = self.clips
         examples = []
         for _ in range(self.batch_size // 2 if self.both_orders else self.batch_size):

@@ -25,6 +25,7 @@ import torch
 
 from avlib import io
 from avlib.data.cache import decode_all
+from avlib.data.clips import ClipFormat, StepBatches, collate, crop_and_flip
 
 #: The paper's window and shift range, seconds (``src/shift_params.py``; the paper states 2.0-5.8 s).
 PAPER_WINDOW = 4.2
@@ -32,17 +33,13 @@ PAPER_SHIFT = (2.0, 5.8)
 
 
 @dataclass(frozen=True)
-class ShiftConfig:
-    """What the network sees in the alignment task, and how negatives are made."""
+class ShiftConfig(ClipFormat):
+    """What the network sees in the alignment task, and how negatives are made: the common clip
+    fields of :class:`~avlib.data.clips.ClipFormat` (fps, sample_rate, size, crop, flip) and these."""
 
     window: float = PAPER_WINDOW  # seconds of video and audio per example
-    fps: float = io.PAPER_FPS  # frames per second fed to the network (paper: 29.97; low-fps stage 7.49)
-    sample_rate: int = io.PAPER_SAMPLE_RATE
     min_shift: float = PAPER_SHIFT[0]  # |offset| of the shifted audio, seconds
     max_shift: float = PAPER_SHIFT[1]
-    size: int = 256  # frames squashed to size x size ...
-    crop: int = 224  # ... then cropped (random in training, centre at test)
-    flip: bool = True  # horizontal flip of the whole clip with p = 0.5 in training (the paper's only image augmentation)
 
     @property
     def num_frames(self) -> int:
@@ -161,16 +158,6 @@ def sample_pair_starts(rng: np.random.Generator, total_frames: int, config: Shif
     return start, int(shifted)
 
 
-def _augment(frames: np.ndarray, config: ShiftConfig, rng: np.random.Generator | None) -> np.ndarray:
-    """Random crop and flip with ``rng`` (training), centre crop without (evaluation)."""
-    height, width = frames.shape[1:3]
-    if rng is None:
-        return io.crop_frames(frames, config.crop)
-    offset = (int(rng.integers(height - config.crop + 1)), int(rng.integers(width - config.crop + 1)))
-    frames = io.crop_frames(frames, config.crop, offset)
-    return frames[:, :, ::-1] if config.flip and rng.random() < 0.5 else frames
-
-
 @dataclass
 class ShiftExample:
     frames: np.ndarray  # T x H x W x 3 uint8
@@ -183,31 +170,23 @@ def make_example(source: ClipSource, video: int, rng: np.random.Generator, confi
     start, shifted_start = sample_pair_starts(rng, source.num_frames(video), config)
     frames, audio = source.window(video, start, config.num_frames)
     shifted = source.audio(video, shifted_start, config.num_frames)
-    frames = _augment(frames, config, rng if train else None)
-    return ShiftExample(np.ascontiguousarray(frames), audio, shifted, (shifted_start - start) / config.fps)
+    frames = crop_and_flip(frames, config, rng if train else None)
+    return ShiftExample(frames, audio, shifted, (shifted_start - start) / config.fps)
 
 
-def collate(examples: Sequence[ShiftExample]) -> dict[str, torch.Tensor]:
-    return {
-        "frames": torch.from_numpy(np.stack([example.frames for example in examples])),
-        "audio": torch.from_numpy(np.stack([example.audio for example in examples])),
-        "shifted_audio": torch.from_numpy(np.stack([example.shifted_audio for example in examples])),
-        "shift": torch.tensor([example.shift for example in examples], dtype=torch.float32),
-    }
-
-
-class ShiftBatches:
+class ShiftBatches(StepBatches):
     """Training batches as a function of the step: ``batches(step, rank, world_size)``.
 
     Each step draws its videos and windows from a generator seeded by (seed, step, rank), so a
     resumed run sees exactly the batches of an uninterrupted one, and each DDP rank its own.
+    A batch holds ``frames`` (B, T, C, C, 3) uint8, ``audio`` and ``shifted_audio`` (B, 2, N)
+    and ``shift`` (B,) seconds.
     """
 
     def __init__(self, source: ClipSource, config: ShiftConfig, batch_size: int, seed: int = 0):
         self.source, self.config, self.batch_size, self.seed = source, config, batch_size, seed
 
-    def __call__(self, step: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step, rank])
+    def make(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         videos = rng.integers(len(self.source), size=self.batch_size)
         return collate([make_example(self.source, int(video), rng, self.config, train=True) for video in videos])
 

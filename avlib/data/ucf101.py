@@ -23,7 +23,7 @@ encoder delay that AVI cannot signal; ``tests/test_io.py`` pins it). That is und
 29.97 fps and is left as it is.
 
 **Clips.** Fine-tuning clips are ``window`` seconds at the pretrained network's frame rate, frame
-size and sample rate (:class:`ClipFormat`): a random window, random crop and horizontal flip,
+size and sample rate (:class:`ActionClipFormat`): a random window, random crop and horizontal flip,
 and optionally the audio moved by up to ``audio_jitter`` seconds against the frames. Test clips
 are ``K`` windows per video with evenly spaced starts, centre-cropped. A video shorter than the
 window is looped (frames and audio together) to fill it.
@@ -45,6 +45,7 @@ import torch
 from avlib import io
 from avlib.data.index import build_index
 from avlib.data.cache import decode_all
+from avlib.data.clips import ClipFormat, StepBatches, collate, crop_and_flip
 
 #: ``<data_root>/ucf101`` holds the dataset in the paper profile.
 DATA_FOLDER = "ucf101"
@@ -209,21 +210,21 @@ def load_split(root: str | os.PathLike, split: int = 1, *, skip_bad: bool = Fals
 # Clips
 
 
-@dataclass(frozen=True)
-class ClipFormat:
+@dataclass(frozen=True, kw_only=True)
+class ActionClipFormat(ClipFormat):
     """What the network sees of a video: a ``window`` at the pretrained network's rates.
 
     ``fps``, ``sample_rate``, ``size`` (frames squashed to size x size) and ``crop`` are those
-    of pretraining (``Profile.pretrain.shift`` and its last stage's fps); ``window`` is a
-    fine-tuning choice (the official fine-tuning config leaves it undefined, docs/paper.md §6).
+    of pretraining (``Profile.pretrain.shift`` and its last stage's fps), and must be given;
+    ``window`` is a fine-tuning choice (the official fine-tuning config leaves it undefined,
+    docs/paper.md §6).
     """
 
     window: float  # seconds of video and audio per clip
-    fps: float
-    sample_rate: int
-    size: int
-    crop: int
-    flip: bool = True  # horizontal flip of the whole clip with p = 0.5 in training
+    fps: float = field()  # field(): no default, where ClipFormat has the paper's
+    sample_rate: int = field()
+    size: int = field()
+    crop: int = field()
     audio_jitter: float = 0.0  # in training, audio moved by up to this many seconds against the frames
 
     @property
@@ -242,7 +243,7 @@ class VideoSource(Protocol):
     """Videos of a split as the network's clips; :class:`DecodedVideos` and :class:`FileVideos`."""
 
     videos: list[UCFVideo]
-    config: ClipFormat
+    config: ActionClipFormat
 
     def __len__(self) -> int: ...
     def num_frames(self, video: int) -> int: ...
@@ -261,7 +262,7 @@ def _looped(count: int, first: int, length: int) -> np.ndarray:
 
 
 def _cut(frames: np.ndarray, audio: np.ndarray, first_frame: int, audio_shift: int,
-         config: ClipFormat) -> tuple[np.ndarray, np.ndarray]:
+         config: ActionClipFormat) -> tuple[np.ndarray, np.ndarray]:
     """The window of ``config`` from a whole decoded video (T_v x S x S x 3, 2 x N_v), looping a short one.
 
     ``audio_shift`` (samples) moves the audio against the frames, kept inside the track when it fits.
@@ -286,7 +287,7 @@ class DecodedVideos:
     and modification time and the decoding settings.
     """
 
-    def __init__(self, videos: Sequence[UCFVideo], config: ClipFormat, cache_dir: str | os.PathLike | None = None,
+    def __init__(self, videos: Sequence[UCFVideo], config: ActionClipFormat, cache_dir: str | os.PathLike | None = None,
                  progress: bool = False):
         self.videos = list(videos)
         self.config = config
@@ -318,7 +319,7 @@ class DecodedVideos:
 class FileVideos:
     """Windows read from their files on demand (real UCF-101: 13 320 videos do not fit in memory)."""
 
-    def __init__(self, videos: Sequence[UCFVideo], config: ClipFormat):
+    def __init__(self, videos: Sequence[UCFVideo], config: ActionClipFormat):
         self.videos = list(videos)
         self.config = config
 
@@ -367,18 +368,6 @@ def evenly_spaced_starts(num_frames: int, window_frames: int, clips: int) -> lis
     return [int(round(start)) for start in np.linspace(0, latest, clips)]
 
 
-def _augment(frames: np.ndarray, config: ClipFormat, rng: np.random.Generator | None) -> np.ndarray:
-    """Random crop and flip with ``rng`` (training); centre crop without (test)."""
-    if rng is None:
-        return np.ascontiguousarray(io.crop_frames(frames, config.crop))
-    height, width = frames.shape[1:3]
-    offset = (int(rng.integers(height - config.crop + 1)), int(rng.integers(width - config.crop + 1)))
-    frames = io.crop_frames(frames, config.crop, offset)
-    if config.flip and rng.random() < 0.5:
-        frames = frames[:, :, ::-1]
-    return np.ascontiguousarray(frames)
-
-
 def training_clip(source: VideoSource, video: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A random window of ``video``: random start, crop and flip, audio jittered. (T x C x C x 3, 2 x N)."""
     config = source.config
@@ -386,67 +375,43 @@ def training_clip(source: VideoSource, video: int, rng: np.random.Generator) -> 
     jitter = int(round(config.audio_jitter * config.sample_rate))
     shift = int(rng.integers(-jitter, jitter + 1)) if jitter else 0
     frames, audio = source.window(video, first, shift)
-    return _augment(frames, config, rng), audio
+    return crop_and_flip(frames, config, rng), audio
 
 
 def evaluation_clips(source: VideoSource, video: int, clips: int) -> tuple[np.ndarray, np.ndarray]:
     """``clips`` evenly spaced centre-cropped windows of ``video``: (K x T x C x C x 3, K x 2 x N)."""
     config = source.config
     windows = source.windows(video, evenly_spaced_starts(source.num_frames(video), config.num_frames, clips))
-    return (np.stack([_augment(frames, config, None) for frames, _ in windows]),
+    return (np.stack([crop_and_flip(frames, config, None) for frames, _ in windows]),
             np.stack([audio for _, audio in windows]))
 
 
 def _batch(frames: list[np.ndarray], audio: list[np.ndarray], videos: Sequence[UCFVideo]) -> dict[str, torch.Tensor]:
-    return {
-        "frames": torch.from_numpy(np.stack(frames)),  # B x T x C x C x 3 uint8
-        "audio": torch.from_numpy(np.stack(audio).astype(np.float32, copy=False)),  # B x 2 x N
-        "has_audio": torch.tensor([video.has_audio for video in videos], dtype=torch.bool),
-        "label": torch.tensor([video.label for video in videos], dtype=torch.long),
-    }
+    """frames (B, T, C, C, 3) uint8, audio (B, 2, N), has_audio (B,) bool and label (B,) int64."""
+    return collate([{"frames": clip_frames, "audio": clip_audio, "has_audio": video.has_audio, "label": video.label}
+                    for clip_frames, clip_audio, video in zip(frames, audio, videos)])
 
 
-class ClipBatches:
+class ClipBatches(StepBatches):
     """Training batches as a function of the step: ``batches(step, rank, world_size)`` for
     :func:`avlib.train.fit`.
 
     Each step draws ``batch_size`` videos uniformly (with replacement) and one random clip of
     each from a generator seeded by (seed, step, rank), so a resumed run sees exactly the
-    batches of an uninterrupted one. With ``workers`` > 0, threads prepare the next
-    ``2 * workers`` steps ahead (decoding from files releases the GIL); the batches are the same.
-    A batch holds ``frames`` (B, T, C, C, 3) uint8, ``audio`` (B, 2, N), ``has_audio`` (B,) and
-    ``label`` (B,).
+    batches of an uninterrupted one (``TrainConfig.workers`` builds them ahead in DataLoader
+    workers). A batch holds ``frames`` (B, T, C, C, 3) uint8, ``audio`` (B, 2, N), ``has_audio``
+    (B,) and ``label`` (B,).
     """
 
-    def __init__(self, source: VideoSource, batch_size: int, seed: int = 0, workers: int = 0):
+    def __init__(self, source: VideoSource, batch_size: int, seed: int = 0):
         if len(source) == 0:
             raise ValueError("no training videos")
-        self.source, self.batch_size, self.seed, self.workers = source, batch_size, seed, workers
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[tuple[int, int], Future] = {}
+        self.source, self.batch_size, self.seed = source, batch_size, seed
 
-    def make(self, step: int, rank: int = 0) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step, rank])
+    def make(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         chosen = [int(video) for video in rng.integers(len(self.source), size=self.batch_size)]
         clips = [training_clip(self.source, video, rng) for video in chosen]
         return _batch([frames for frames, _ in clips], [audio for _, audio in clips], [self.source.videos[v] for v in chosen])
-
-    def __call__(self, step: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
-        if self.workers <= 0:
-            return self.make(step, rank)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ucf101-clips")
-        for stale in [key for key in self._pending if key[0] < step]:
-            self._pending.pop(stale).cancel()
-        for ahead in range(step, step + 2 * self.workers):
-            if (ahead, rank) not in self._pending:
-                self._pending[(ahead, rank)] = self._pool.submit(self.make, ahead, rank)
-        return self._pending.pop((step, rank)).result()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool, self._pending = None, {}
 
 
 def evaluation_batches(source: VideoSource, clips: int, batch_size: int, videos: Sequence[int] | None = None,

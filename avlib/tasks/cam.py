@@ -33,34 +33,26 @@ from avlib.losses import alignment_loss
 from avlib.metrics import alignment_accuracy
 from avlib.models.multisensory import MultisensoryNet, cam_network, network_cam
 from avlib.report.claims import verdict
-from avlib.tasks.pretrain import ensure_pretrained, scene_sources, scene_split
+from avlib.tasks.pretrain import ensure_pretrained, scene_files_of, scene_sources
 
 # ----------------------------------------------------------------------------- scenes and their scores
 
 
 def held_out_scenes(experiment: Experiment, seed: int = 0, limit: int | None = None) -> list[SceneClip]:
-    """The scenes held out from pretraining: the last ``pretrain.held_out_scenes`` of the sorted clips,
-    the same split as :func:`avlib.tasks.pretrain.scene_sources`; the first ``limit`` of them if given."""
+    """The scenes held out from pretraining (the same split as :func:`avlib.tasks.pretrain.scene_sources`),
+    with their ground truth; the first ``limit`` of them if given."""
     if not experiment.synthetic:
         raise ValueError(f"profile {experiment.profile!r} reads real data, which has no localisation ground truth")
-    root, _, held_out = scene_split(experiment, seed)
-    chosen = held_out[:limit] if limit is not None else held_out
-    return [SceneClip(path.stem, path, root / "truth" / f"{path.stem}.npz") for path in chosen]
+    return evaluation_clips(experiment, seed, limit=limit)
 
 
 def evaluation_clips(experiment: Experiment, seed: int = 0, data_root: str | Path = "",
                      limit: int | None = None) -> list[SceneClip]:
     """The clips the experiment maps: the held-out scenes (with ground truth) of the synthetic world,
     or AudioSet test clips under ``data_root/audioset/test/`` (without)."""
-    if experiment.synthetic:
-        return held_out_scenes(experiment, seed, limit)
-    if not data_root:
-        raise ValueError("the paper profile maps AudioSet test clips: pass --data-root (see docs/datasets.md)")
-    from avlib.data.index import build_index
-
-    videos = build_index(Path(data_root) / "audioset" / "test", skip_bad=True).with_audio()
-    chosen = videos[:limit] if limit is not None else videos
-    return [SceneClip(Path(video.path).stem, Path(video.path), None) for video in chosen]
+    files = scene_files_of(experiment, seed, data_root)
+    chosen = files.held_out[:limit] if limit is not None else files.held_out
+    return [SceneClip(path.stem, path, files.truth(path)) for path in chosen]
 
 
 def evaluate_scenes(clips: Sequence[SceneClip], sources: Sequence[MapSource], shift: ShiftConfig, settings: CamSettings,

@@ -26,6 +26,7 @@ import torch
 from avlib.checkpoint import load_checkpoint, load_model_state
 from avlib.config import Experiment, PretrainConfig
 from avlib.data.shift import ClipSource, ShiftBatches, evaluation_set
+from avlib.data.sources import SceneFiles, scene_files
 from avlib.losses import alignment_loss
 from avlib.metrics import alignment_accuracy
 from avlib.models.multisensory import MultisensoryNet
@@ -106,15 +107,10 @@ def pretrain(
     return results
 
 
-def scene_split(experiment: Experiment, seed: int = 0) -> tuple[Path, list[Path], list[Path]]:
-    """(scenes root, training clips, held-out clips) of a synthetic profile's world, generated on
-    first use: the last ``pretrain.held_out_scenes`` of the sorted clips are held out."""
-    from avlib.data.world import generate_world
-
-    scenes_root = generate_world(experiment.profile, seed=seed, parts=("scenes",), progress=False)["scenes"]
-    clips = sorted((scenes_root / "clips").glob("*.mp4"))
-    held = max(1, round(len(clips) * experiment.pretrain.held_out_scenes))
-    return scenes_root, clips[:-held], clips[-held:]
+def scene_files_of(experiment: Experiment, seed: int = 0, data_root: str | Path = "") -> SceneFiles:
+    """The scene clips of the experiment, split into training and held-out clips
+    (:func:`avlib.data.sources.scene_files`): the world's, or AudioSet's under ``data_root``."""
+    return scene_files(experiment.synthetic, experiment.profile, seed, data_root, experiment.pretrain.held_out_scenes)
 
 
 def scene_sources(experiment: Experiment, seed: int = 0, data_root: str | Path = "") -> tuple[Callable[[float], tuple[ClipSource, ClipSource]], int, int]:
@@ -122,32 +118,15 @@ def scene_sources(experiment: Experiment, seed: int = 0, data_root: str | Path =
 
     Synthetic profiles: the world's scenes (generated on first use), the last
     ``pretrain.held_out_scenes`` of them held out, decoded once and cached beside the world.
-    ``paper``: AudioSet clips under ``data_root/audioset/{train,test}/`` (docs/datasets.md).
+    ``paper``: AudioSet clips under ``data_root/audioset/{train,test}/`` (docs/datasets.md), read from
+    their files.
     """
-    from avlib.data.shift import DecodedClips, FileClips
+    files = scene_files_of(experiment, seed, data_root)
 
-    base = experiment.pretrain.shift
-    if experiment.synthetic:
-        scenes_root, train_paths, held_out_paths = scene_split(experiment, seed)
-        cache = Path(scenes_root).parent / "decoded"
+    def sources(fps: float):
+        return files.sources(replace(experiment.pretrain.shift, fps=fps))
 
-        def sources(fps: float):
-            shift = replace(base, fps=fps)
-            return (DecodedClips(train_paths, shift, cache_dir=cache, progress=True),
-                    DecodedClips(held_out_paths, shift, cache_dir=cache, progress=True))
-    else:
-        from avlib.data.index import build_index
-
-        if not data_root:
-            raise ValueError("the paper profile reads AudioSet clips: pass --data-root (see docs/datasets.md)")
-        train_paths = build_index(Path(data_root) / "audioset" / "train", skip_bad=True).with_audio()
-        held_out_paths = build_index(Path(data_root) / "audioset" / "test", skip_bad=True).with_audio()
-
-        def sources(fps: float):
-            shift = replace(base, fps=fps)
-            return FileClips(train_paths, shift), FileClips(held_out_paths, shift)
-
-    return sources, len(train_paths), len(held_out_paths)
+    return sources, len(files.train), len(files.held_out)
 
 
 def with_device(experiment: Experiment, device: str) -> PretrainConfig:
