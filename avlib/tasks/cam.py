@@ -226,11 +226,13 @@ def scores(result: CamRun, settings: CamSettings, seed: int = 0) -> dict[str, pd
 
 
 def _run(experiment: Experiment, args) -> dict:
+    from avlib.tasks.cli import is_main_process
+
     result = run(experiment, seed=args.seed, data_root=args.data_root, checkpoint_root=args.checkpoints,
-                 device=args.device, work_dir=args.out)
+                 device=args.device, work_dir=args.out if is_main_process() else None)
     tables = scores(result, experiment.cam, args.seed)
     summary = {"checkpoint": str(result.fine_tuned), "clips": len(result.clips)}
-    if tables is not None:
+    if tables is not None and is_main_process():
         for name, table in tables.items():
             table.to_csv(args.out / f"{name}.csv", index=False)
         cam_row = tables["localization"].set_index("method").loc[result.names["cam"]]
