@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 
 def separate(video, checkpoint, out_dir, **options):
-    """Split a video's sound into on-screen and off-screen speech (see :func:`avlib.separation.separate`)."""
-    from avlib.separation import separate as _separate
+    """Split a video's sound into on-screen and off-screen speech (see :func:`avlib.separate.separate`)."""
+    from avlib.separate import separate as _separate
 
     return _separate(video, checkpoint, out_dir, **options)

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import pickle
+import struct
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
@@ -109,7 +110,7 @@ def load_checkpoint(
                 f"(a checkpoint may hold only tensors and plain values): {error}"
             ) from error
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {error}") from error
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as error:
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, struct.error) as error:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {error}") from error
 
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in _REQUIRED_KEYS):

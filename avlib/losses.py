@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avlib.models.multisensory import normalize_frames
-from avlib.spectral import SpectralConfig, denormalize_db
+from avlib.models.unet import mono_mix
+from avlib.spectral import SpectralConfig, analyze, denormalize_db
 
 #: The phase L1 weight (``phase_weight``) and the magnitude one (``l1_weight``).
 PHASE_WEIGHT = 0.01
@@ -118,3 +119,31 @@ def pit_loss(output: Mapping[str, Tensor], first: Mapping[str, Tensor], second: 
     swapped = sum(_assignment_terms(output, second, first, phase_weight, magnitude, spectral).values())
     per_example = torch.minimum(straight, swapped)
     return per_example.mean(), {"swapped": float((swapped < straight).float().mean())}
+
+
+def separation_inputs(batch: Mapping[str, Tensor], uses_video: bool) -> tuple[Tensor | None, Tensor]:
+    """(frames (B, 3, T, H, W) in [-1, 1] or None, mixture (B, 2, N)) from a mixture batch."""
+    return (normalize_frames(batch["frames"]) if uses_video else None), batch["mixture"]
+
+
+class SeparationLoss:
+    """``loss_fn(model, batch)`` for :func:`avlib.train.fit`: the on/off loss, or PIT with ``pit=True``;
+    ``magnitude`` as :func:`magnitude_l1` (docs/paper.md §7.4)."""
+
+    def __init__(self, spectral: SpectralConfig, uses_video: bool, pit: bool = False, magnitude: str = "log"):
+        self.spectral, self.uses_video, self.pit, self.magnitude = spectral, uses_video, pit, magnitude
+
+    def __call__(self, model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        output = model(*separation_inputs(batch, self.uses_video))
+        num_frames = output["on_screen_magnitude"].shape[1]
+        on_screen = analyze(mono_mix(batch["on_screen"]), self.spectral, num_frames)._asdict()
+        off_screen = analyze(mono_mix(batch["off_screen"]), self.spectral, num_frames)._asdict()
+        output = {key: value.float() for key, value in output.items()}
+        loss = pit_loss if self.pit else separation_loss
+        return loss(output, on_screen, off_screen, magnitude=self.magnitude, spectral=self.spectral)
+
+
+def loss_label(magnitude: str) -> str:
+    """The axis label of a separation training-loss plot: what the magnitude term compares."""
+    compared = "normalised log-magnitude" if magnitude == "log" else "amplitudes, relative"
+    return f"training loss (L1 on {compared})"

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from avlib.models.multisensory import normalize_frames
-
+from avlib.models.unet import mono_mix, predict
 from avlib.stats import confidence_interval, wilson_interval
 
 #: PESQ wide-band is defined at 16 kHz.
@@ -171,3 +171,68 @@ def summarize(scores: pd.DataFrame, by: Sequence[str] = ("system", "source"),
         row["n"] = len(group)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def score_separation(systems: Mapping[str, tuple], test_batch: Mapping[str, Tensor], test_list: pd.DataFrame,
+                     batch_size: int = 8, speech_metrics: bool | Sequence[str] = True, progress: bool = False,
+                     score_mixture: bool = True, stoi: bool = True) -> pd.DataFrame:
+    """Score each system and the mixture on every test pair: one row per (pair, system, source) (docs/paper.md §7.7).
+
+    systems: name -> (model, order_free) or (model, order_free, phase) with ``phase`` as in
+    :func:`avlib.models.unet.predict` (default ``"predicted"``). An order-free (PIT) model's outputs are assigned
+    to on- and off-screen by the better mean SDR (an oracle assignment: it has no way to know which is on screen).
+    All systems are scored on the same span: the samples every frame fully covers, leaving out the first and last
+    ``frame_length - hop`` samples, where the inverse STFT tapers. References are the mono sources.
+    ``speech_metrics``: PESQ and STOI for every system (True), none (False), or the named systems and the
+    mixture (they take most of the time); the others get NaN. ``score_mixture=False`` leaves the mixture's rows out
+    (a caller that has them already); ``stoi=False`` leaves STOI out (NaN), PESQ stays.
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(speech_metrics, bool):
+        speech_systems = set(systems) | {"mixture"} if speech_metrics else set()
+    else:
+        speech_systems = set(speech_metrics) | {"mixture"}
+
+    predictions, order_free = {}, {}
+    for name, (model, free, *phase) in systems.items():
+        predictions[name] = predict(model, test_batch["frames"], test_batch["mixture"], batch_size, *phase)
+        order_free[name] = free
+    spectral = next(iter(systems.values()))[0].config.spectral
+    rows = []
+    for index, pair in enumerate(tqdm(test_list.itertuples(), total=len(test_list), disable=not progress, desc="scoring")):
+        some = next(iter(predictions.values()))
+        length = some["on_screen"].shape[1]
+        span = slice(spectral.frame_length - spectral.hop, length - (spectral.frame_length - spectral.hop))
+        on_reference = mono_mix(test_batch["on_screen"][index : index + 1])[0, :length][span].numpy()
+        off_reference = mono_mix(test_batch["off_screen"][index : index + 1])[0, :length][span].numpy()
+        mixture = some["mixture"][index][span].numpy()
+        estimates = {"mixture": (mixture, mixture)} if score_mixture else {}
+        for name, prediction in predictions.items():
+            first, second = prediction["on_screen"][index][span].numpy(), prediction["off_screen"][index][span].numpy()
+            estimates[name] = best_permutation(on_reference, off_reference, first, second) if order_free[name] else (first, second)
+        for with_speech in (True, False):
+            chosen = {name: value for name, value in estimates.items() if (name in speech_systems) == with_speech}
+            if not chosen:
+                continue
+            for row in score_pair(on_reference, off_reference, chosen, spectral.sample_rate, with_speech, stoi):
+                rows.append({"pair": pair.pair, "same_gender": pair.same_gender, "on_gender": pair.on_gender,
+                             "off_gender": pair.off_gender, "pesq": float("nan"), "stoi": float("nan"), **row})
+    return pd.DataFrame(rows)
+
+
+def improvement_over_mixture(scores: pd.DataFrame, metric: str = "sdr") -> pd.DataFrame:
+    """Per pair and source, each system's ``metric`` minus the mixture's (e.g. SDR improvement)."""
+    table = scores.pivot_table(index=["pair", "source"], columns="system", values=metric)
+    gains = table.drop(columns="mixture").sub(table["mixture"], axis=0)
+    return gains.reset_index().melt(id_vars=["pair", "source"], var_name="system", value_name=f"{metric}_gain")
+
+
+def on_screen_gains(gains: pd.DataFrame, system: str, test_list: pd.DataFrame | None = None,
+                    same_gender: bool | None = None) -> pd.Series:
+    """On-screen SDR gains over the mixture (:func:`improvement_over_mixture`) of ``system``; with
+    ``same_gender`` True or False, only of the ``test_list`` pairs of same- or different-gender speakers."""
+    rows = gains[(gains.system == system) & (gains.source == "on_screen")]
+    if same_gender is not None:
+        rows = rows[rows.pair.isin(test_list.pair[test_list.same_gender == same_gender])]
+    return rows["sdr_gain"]

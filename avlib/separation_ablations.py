@@ -55,7 +55,8 @@ from avlib.models.i3d import I3D, I3DConfig, I3DFeatures, load_converted
 from avlib.models.multisensory import MultisensoryNet, normalize_frames
 from avlib.models.unet import MultisensoryFeatures, SeparationNet
 from avlib.report.claims import CLAIMS_BY_KEY, PaperClaim, verdict
-from avlib.separation import SeparationSettings, evaluate
+from avlib.config import SeparationSettings
+from avlib.metrics import score_separation as evaluate
 from avlib.stats import confidence_interval, welch_interval
 
 # ------------------------------------------------------------------------------------------ rows
@@ -271,7 +272,7 @@ def train_variant(model: SeparationNet, variant: Variant, train_clips, separatio
                   resume: bool = True, run_config: dict | None = None) -> dict:
     """Train a row (or restore its finished run): ``unet_pit`` exactly as notebook 04, the others for ``steps``."""
     from avlib.data.mixtures import MixtureBatches
-    from avlib.separation import train
+    from avlib.tasks.separation import train
 
     if variant.pit:
         batches = MixtureBatches(train_clips, separation.pit_batch_size, seed=seed + 1, both_orders=False)

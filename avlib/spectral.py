@@ -20,7 +20,7 @@ windows is 1.5 everywhere inside the signal, so TF's waveforms are 1.5x too loud
 the first and last 3 hops. :func:`inverse_stft` divides by that constant by default (``tf_gain=True``
 keeps TF's gain), which makes the round trip exact away from the ends. :func:`overlap_add` exposes the
 un-normalised sum and the squared-window envelope so that windows of a long input can be stitched by
-dividing the summed frames by the summed envelope (:func:`avlib.separation.separate`).
+dividing the summed frames by the summed envelope (:func:`avlib.separate.separate_waveform`).
 
 Shapes: waveforms (..., N); spectrograms (..., T, F): time first, frequency second, as the paper's
 128 x 1024 grid. F is ``num_bins`` for the network's representation and ``fft_size // 2 + 1`` for

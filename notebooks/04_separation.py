@@ -36,6 +36,7 @@ device = "auto"
 results_root = "../results"
 checkpoint_root = ""  # default: the checkout's ignored checkpoints/ folder
 resume = True
+overrides = {}  # config keys to change, e.g. {"separation.test_pairs": 8} (avlib.config)
 
 # %%
 import tempfile
@@ -48,37 +49,23 @@ import torch
 from IPython.display import Audio, display
 
 from avlib import io
-from avlib.data.mixtures import MixtureBatches, load_test_mixtures
+from avlib.config import resolve
 from avlib.data.world import generate_world
-from avlib.metrics import summarize
-from avlib.models.unet import mono_mix
-from avlib.pretrain import ensure_pretrained
-from avlib.profiles import get_profile
+from avlib.losses import loss_label
+from avlib.metrics import on_screen_gains, summarize
+from avlib.models.unet import mono_mix, predict
 from avlib.report.index import notebook_comparison
 from avlib.report.results import ResultWriter
-from avlib.stats import confidence_interval, welch_interval
-from avlib.separation import (
-    build_model,
-    ensure_test_list,
-    evaluate,
-    improvement_over_mixture,
-    loss_label,
-    on_screen_gains,
-    predict,
-    separate,
-    settings_for,
-    speaker_data,
-    train,
-)
+from avlib.separate import separate
 from avlib.spectral import analyze
+from avlib.stats import confidence_interval, welch_interval
+from avlib.tasks.separation import SYSTEM_NAMES, run
 from avlib.writer import write_video
 
-settings = settings_for(profile)
-profile_settings = get_profile(profile)
+experiment = resolve(profile, overrides)
+settings = experiment.separation
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
 out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="04_separation", root=results_root)
-checkpoints = profile_settings.checkpoint_dir(checkpoint_root or None) / "separation"
-torch.manual_seed(seed)
 model_config = settings.model
 print(f"{model_config.spectral}\nvideo: {model_config.num_video_frames} frames at {model_config.fps:.2f} fps, "
       f"{model_config.size} -> {model_config.crop}; {model_config.num_samples} samples; U-Net width {model_config.unet.width}")
@@ -92,13 +79,6 @@ print(f"{model_config.spectral}\nvideo: {model_config.num_video_frames} frames a
 # 0.1 per channel); the test list is made once and written to `tables/`, so every evaluation (this
 # notebook's, notebook 05's) scores the same mixtures.
 
-# %%
-speakers_root, clips, train_clips, test_clips = speaker_data(profile, settings, seed, data_root)
-test_list = ensure_test_list(out, clips, settings, seed)
-print(f"{len(train_clips)} training clips of {clips[clips.split == 'train'].speaker_id.nunique()} speakers; "
-      f"{len(test_list)} test mixtures from {len(test_clips)} clips of {clips[clips.split == 'test'].speaker_id.nunique()} "
-      f"speakers, {test_list.same_gender.mean():.0%} same-gender")
-
 # %% [markdown]
 # ## Training
 # The full model: the pretrained multisensory net plus a new U-Net, fine-tuned end to end with the
@@ -106,35 +86,37 @@ print(f"{len(train_clips)} training clips of {clips[clips.split == 'train'].spea
 # weight decay on the U-Net only). Each batch holds pairs in both orders, so every clip is once on
 # screen and once off screen (`both_videos_in_batch`). The u-net PIT baseline trains from scratch.
 #
-# **Departures from the paper in the `synth` profile** (`settings_for` says why; the `paper` profile keeps
+# **Departures from the paper in the `synth` profile** (`avlib.config` says why; the `paper` profile keeps
 # the paper's): the magnitude heads give ratio masks on the mixture's magnitude instead of regressing
 # the log-magnitude, and the magnitude loss is L1 on amplitudes instead of on log-magnitude. With the
 # paper's two, the few hundred steps a CPU allows learn nothing. The next cell prints what this profile uses.
+#
+# `run` does the whole experiment: it loads the speakers, makes (or reads) the test list, ensures the
+# pretrained network, trains both models and scores them on the test list (`avlib.tasks.separation`).
 
 # %%
 print(f"magnitude heads: {model_config.output} ({'paper' if model_config.output == 'direct' else 'not the paper'}); "
       f"magnitude loss: L1 on {'log-magnitude' if settings.magnitude_loss == 'log' else 'amplitudes'} "
-      f"({'paper' if settings.magnitude_loss == 'log' else 'not the paper'}); {settings.steps} steps of {settings.batch_size} "
-      f"clips, lr {settings.lr:g}; u-net PIT: {settings.pit_steps} steps of {settings.pit_batch_size} mixtures")
+      f"({'paper' if settings.magnitude_loss == 'log' else 'not the paper'}); {settings.train.steps} steps of {settings.batch_size} "
+      f"clips, lr {settings.train.lr:g}; u-net PIT: {settings.pit_steps} steps of {settings.pit_batch_size} mixtures")
 
 # %%
-pretrained = ensure_pretrained(profile, seed, data_root=data_root, checkpoint_root=checkpoint_root or None, device=device)
-full = build_model(settings.model, pretrained)
-full_run = train(full, MixtureBatches(train_clips, settings.batch_size, seed=seed), settings, checkpoints / "full",
-                 seed=seed, device=device, resume=resume, run_config={"profile": profile, "seed": seed})
-pit = build_model(settings.pit_model)
-pit_run = train(pit, MixtureBatches(train_clips, settings.pit_batch_size, seed=seed + 1, both_orders=False), settings,
-                checkpoints / "unet_pit", pit=True, seed=seed, device=device, resume=resume,
-                run_config={"profile": profile, "seed": seed})
-print(f"full: {full.num_parameters()}; u-net PIT: {pit.num_parameters()}")
+result = run(experiment, seed=seed, data_root=data_root, checkpoint_root=checkpoint_root or None, device=device,
+             resume=resume, out=out)
+test_list, test_batch, full = result.test_list, result.test_batch, result.full
+clips = result.data.table
+print(f"{len(result.data.train)} training clips of {clips[clips.split == 'train'].speaker_id.nunique()} speakers; "
+      f"{len(test_list)} test mixtures from {len(result.data.test)} clips of {clips[clips.split == 'test'].speaker_id.nunique()} "
+      f"speakers, {test_list.same_gender.mean():.0%} same-gender")
+print(f"full: {full.num_parameters()}; u-net PIT: {result.pit.num_parameters()}")
 
 # %%
 fig, axis = plt.subplots(figsize=(8, 3.5))
-for name, run in (("full (multisensory features)", full_run), ("u-net PIT (audio only)", pit_run)):
-    log = pd.DataFrame(run["train"])
+for name, history in (("full (multisensory features)", result.full_history), ("u-net PIT (audio only)", result.pit_history)):
+    log = pd.DataFrame(history["train"])
     axis.plot(log["step"], log["loss"], label=name)
 axis.set_xlabel("step")
-axis.set_ylabel(loss_label(settings))
+axis.set_ylabel(loss_label(settings.magnitude_loss))
 axis.legend()
 axis.set_title(f"Separation training, {profile} profile")
 out.figure(fig, "separation_training", caption="Training loss of the full model and of the u-net PIT baseline.")
@@ -154,25 +136,10 @@ plt.show()
 # and STOI, the slowest metrics, are computed for the headline rows and the mixture.
 
 # %%
-test_batch = load_test_mixtures(test_list, test_clips)
-full.to(device_name)
-pit.to(device_name)
-systems = {"full": (full, False, "predicted"), "full_mixture_phase": (full, False, "mixture"),
-           "unet_pit": (pit, True, "predicted"), "unet_pit_mixture_phase": (pit, True, "mixture")}
-headline = {"full": "full" if settings.phase == "predicted" else "full_mixture_phase",
-            "unet_pit": "unet_pit" if settings.phase == "predicted" else "unet_pit_mixture_phase"}
-scores = evaluate(systems, test_batch, test_list, settings.eval_batch, speech_metrics=list(headline.values()), progress=True)
+scores, summary, gains, headline = (result.evaluation.scores, result.evaluation.summary, result.evaluation.gains,
+                                    result.evaluation.headline)
 out.table(scores, "separation_scores_per_pair", caption="Every metric of every test pair, per system and source.")
-summary = summarize(scores)
-gains = improvement_over_mixture(scores)
-gain_rows = []
-for (system, source), group in gains.groupby(["system", "source"], sort=False):
-    mean, low, high = confidence_interval(group["sdr_gain"])
-    gain_rows.append({"system": system, "source": source, "sdr_gain": mean, "sdr_gain_low": low, "sdr_gain_high": high})
-summary = summary.merge(pd.DataFrame(gain_rows), on=["system", "source"], how="left")
-names = {"full": "full model, predicted phase (ours)", "full_mixture_phase": "full model, mixture phase (ours)",
-         "unet_pit": "u-net PIT, predicted phase, oracle assignment (ours)",
-         "unet_pit_mixture_phase": "u-net PIT, mixture phase, oracle assignment (ours)", "mixture": "mixture (lower bound)"}
+names = SYSTEM_NAMES
 table = pd.DataFrame({
     "system": summary["system"].map(names), "source": summary["source"],
     "SDR dB": summary["sdr"], "SDR 95 % CI": [f"{l:.2f} to {h:.2f}" for l, h in zip(summary["sdr_low"], summary["sdr_high"])],
@@ -278,7 +245,7 @@ for row, index in enumerate(shown):
 
 # %% [markdown]
 # ## `separate`: your own video
-# `avlib.separation.separate(video, checkpoint, out_dir)` takes any video with one visible speaker and
+# `avlib.separate.separate(video, checkpoint, out_dir)` (or `python -m avlib.separate VIDEO --checkpoint C --out DIR`) takes any video with one visible speaker and
 # sound and writes `on_screen.wav`, `off_screen.wav` and the video with each, working in windows of
 # half overlap over inputs of any length. Two checks, since no real recording is on this machine:
 #
@@ -292,17 +259,17 @@ for row, index in enumerate(shown):
 # rate, is in neither output and counts in the residual too).
 
 # %%
-checkpoint = checkpoints / "full" / "checkpoint.pt"
+checkpoint = result.full_checkpoint
 work = Path(tempfile.mkdtemp(prefix="avlib-separate-"))
 first = test_list.iloc[0]
-on_path, off_path = speakers_root / first.on_path, speakers_root / first.off_path
+on_path, off_path = result.data.root / first.on_path, result.data.root / first.off_path
 info = io.probe(on_path)
 native = io.read_clip(on_path, 0.0, fps=info.fps, num_frames=max(1, int(info.usable_duration * info.fps - 1e-6)),
                       sample_rate=info.sample_rate, channels=1)
 voice = io.read_audio(off_path, 0.0, native.audio.shape[1], sample_rate=info.sample_rate, channels=1)
 mixed_video = write_video(work / "speaker_plus_voice.mp4", native.frames, info.fps, np.clip(native.audio + voice, -1, 1),
                           info.sample_rate)
-if profile_settings.synthetic:
+if experiment.synthetic:
     scenes_root = generate_world(profile, seed=seed, parts=("scenes",), progress=False)["scenes"]
     no_speaker_video = sorted((scenes_root / "clips").glob("*.mp4"))[0]
 else:
@@ -310,21 +277,20 @@ else:
 
 rows = []
 for name, video in (("speaker + another voice", mixed_video), ("no speaker (scene)", no_speaker_video)):
-    result = separate(video, checkpoint, work / name.split()[0], window_multiple=settings.window_multiple, device=device_name,
-                      phase=settings.phase)
+    separated = separate(video, checkpoint, work / name.split()[0], device=device_name)  # the checkpoint's window and phase
     video_info = io.probe(video)
     expected = int(video_info.usable_duration * video_info.sample_rate)
     rows.append({"input": name, "seconds": video_info.usable_duration, "sample rate": video_info.sample_rate,
-                 "input samples": expected, "on-screen samples": result.on_screen.size, "off-screen samples": result.off_screen.size,
-                 "exact length": result.on_screen.size == result.off_screen.size == expected,
-                 "NaN": bool(np.isnan(result.on_screen).any() or np.isnan(result.off_screen).any()),
-                 "windows": result.windows, "residual ||on+off-mix|| / ||mix||": result.residual})
+                 "input samples": expected, "on-screen samples": separated.on_screen.size, "off-screen samples": separated.off_screen.size,
+                 "exact length": separated.on_screen.size == separated.off_screen.size == expected,
+                 "NaN": bool(np.isnan(separated.on_screen).any() or np.isnan(separated.off_screen).any()),
+                 "windows": separated.windows, "residual ||on+off-mix|| / ||mix||": separated.residual})
     if name.startswith("speaker"):
         for media in ("on_screen.mp4", "off_screen.mp4"):
-            out.media(result.files[media], f"separate_{media}", caption=f"separate() on a test speaker mixed with another voice: {media}")
-        display(Audio(result.mixture, rate=result.sample_rate, normalize=True))
-        display(Audio(result.on_screen, rate=result.sample_rate, normalize=True))
-        display(Audio(result.off_screen, rate=result.sample_rate, normalize=True))
+            out.media(separated.files[media], f"separate_{media}", caption=f"separate() on a test speaker mixed with another voice: {media}")
+        display(Audio(separated.mixture, rate=separated.sample_rate, normalize=True))
+        display(Audio(separated.on_screen, rate=separated.sample_rate, normalize=True))
+        display(Audio(separated.off_screen, rate=separated.sample_rate, normalize=True))
 demo = pd.DataFrame(rows)
 out.table(demo, "separate_demo", caption=(
     f"separate() on two videos ({profile} profile model at {rate} Hz, {settings.phase} phase, windows of {settings.window_multiple} training "

@@ -55,7 +55,8 @@ from avlib.models.i3d import ENDPOINTS, I3D, PUBLISHED_PARAMETERS, SEPARATION_SC
 from avlib.pretrain import ensure_pretrained
 from avlib.profiles import get_profile
 from avlib.report.results import ResultWriter
-from avlib.separation import ensure_test_list, loss_label, settings_for, speaker_data
+from avlib.losses import loss_label
+from avlib.tasks.separation import ensure_test_list, speaker_data
 from avlib.separation_ablations import (
     SUBSETS,
     VARIANTS,

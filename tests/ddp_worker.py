@@ -25,7 +25,7 @@ from avlib.finetune import ActionClassifier, ClassificationLoss, ClassifierConfi
 from avlib.losses import alignment_loss  # noqa: E402
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet  # noqa: E402
 from avlib.models.unet import SeparationConfig, SeparationNet, UNetConfig  # noqa: E402
-from avlib.separation import SeparationLoss  # noqa: E402
+from avlib.losses import SeparationLoss  # noqa: E402
 from avlib.spectral import SpectralConfig  # noqa: E402
 from avlib.train import TrainConfig, fit  # noqa: E402
 

@@ -1,17 +1,17 @@
-"""Separation: metrics and losses on sources with known answers, mixtures and the test list, and ``separate``.
+"""The separation task: metrics and losses on sources with known answers, mixtures and the test list, settings.
 
 There is no real recording on this machine: the "real speech" here is the synthetic world's talking heads
 (source-filter speech) and its synthesizer, mixed with another speaker's voice.
 """
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from avlib import io
 from avlib.checkpoint import save_checkpoint
 from avlib.data.mixtures import (
     MixtureBatches,
@@ -29,12 +29,12 @@ from avlib.data.world.speakers import speaker_voice, synthesize_speech
 from avlib.losses import PHASE_WEIGHT, pit_loss, separation_loss
 from avlib.metrics import bss_eval, pesq_score, stoi_score, summarize
 from avlib.models.multisensory import MultisensoryConfig
-from avlib.models.unet import SeparationConfig, SeparationNet, UNetConfig, mono_mix
-from avlib.separation import (evaluate, improvement_over_mixture, on_screen_gains, separate, separate_waveform,
-                              settings_for)
-from avlib.spectral import SpectralConfig, analyze
-from avlib.writer import write_video
-from tests.media import make_video
+from avlib.models.unet import SeparationConfig, SeparationNet, UNetConfig
+from avlib.config import resolve
+from avlib.metrics import improvement_over_mixture, on_screen_gains
+from avlib.metrics import score_separation as evaluate
+from avlib.tasks.separation import mixture_config, pit_config
+from avlib.spectral import SpectralConfig
 
 RATE = 8000
 
@@ -259,80 +259,64 @@ def test_evaluation_scores_every_pair_for_every_system(speakers, tiny_checkpoint
     assert np.isfinite(scores[["sdr", "sir", "sar"]].to_numpy()).all()
 
 
-# ------------------------------------------------------------------------------------------- separate
-
-
-class EchoModel(SeparationNet):
-    """Returns the mixture as the on-screen sound and silence (-100 dB) as the off-screen one."""
-
-    def forward(self, frames, audio):
-        mixture = analyze(mono_mix(audio), self.config.spectral, num_frames=self.num_frames_for(audio.shape[-1]))
-        return {"on_screen_magnitude": mixture.magnitude, "on_screen_phase": mixture.phase,
-                "off_screen_magnitude": -torch.ones_like(mixture.magnitude), "off_screen_phase": torch.zeros_like(mixture.phase)}
-
-
-def test_sliding_windows_stitch_back_the_exact_signal():
-    """With a model that passes the mixture through, any length, level and window size comes back as it went in."""
-    model = EchoModel(tiny_config(video="none"))
-    for seconds, level, multiple in ((7.3, 1.0, 1), (1.0, 0.01, 1), (5.0, 3.0, 2)):
-        voice = level * speech("f", seconds, 7)
-        audio = np.stack([voice, voice]).astype(np.float32)
-        on_screen, off_screen, windows = separate_waveform(model, None, audio, window_multiple=multiple)
-        assert on_screen.shape == off_screen.shape == (audio.shape[1],)
-        assert np.abs(on_screen - voice).max() < 2e-3 * np.abs(voice).max()
-        assert np.abs(off_screen).max() < 1e-3 * np.abs(voice).max()
-        assert windows >= math.ceil(seconds / (2.1 * multiple))  # half-overlapping 2.1 s x multiple windows
-
-
-def test_separate_a_speaker_mixed_with_another_voice(speakers, tiny_checkpoint, tmp_path):
-    clips = load_speaker_table(speakers)
-    on_clip = clips.iloc[0]
-    off_clip = clips[clips["gender"] != on_clip["gender"]].iloc[0]
-    on_path, off_path = speakers / on_clip["path"], speakers / off_clip["path"]
-    info = io.probe(on_path)
-    shown = io.read_clip(on_path, 0.0, fps=info.fps, num_frames=info.num_frames - 1, sample_rate=16000)
-    voice = io.read_audio(off_path, 0.0, shown.audio.shape[1], sample_rate=16000)
-    mixed = tmp_path / "mixed.mp4"
-    write_video(mixed, shown.frames, info.fps, np.clip(shown.audio + voice, -1, 1)[:1], 16000)
-    result = separate(mixed, tiny_checkpoint, tmp_path / "out", window_multiple=1)
-    mixed_info = io.probe(mixed)
-    expected = int(mixed_info.usable_duration * mixed_info.sample_rate)
-    assert result.sample_rate == 16000
-    assert result.on_screen.shape == result.off_screen.shape == result.mixture.shape == (expected,)
-    assert np.isfinite(result.on_screen).all() and np.isfinite(result.off_screen).all()
-    assert math.isfinite(result.residual)
-    from scipy.io import wavfile
-
-    for name in ("on_screen", "off_screen"):
-        rate, samples = wavfile.read(tmp_path / "out" / f"{name}.wav")
-        assert (rate, samples.shape) == (16000, (expected,))
-        assert io.probe(tmp_path / "out" / f"{name}.mp4").has_audio
-
-
-def test_separate_a_video_without_a_speaker_and_refuse_one_without_sound(tiny_checkpoint, tmp_path):
-    clicks = make_video(tmp_path / "clicks.mp4", num_frames=90, fps=30.0, height=48, width=64, sample_rate=22050,
-                        click_frames=(10, 40, 70))
-    result = separate(clicks, tiny_checkpoint, tmp_path / "out", window_multiple=1, write_videos=False)
-    info = io.probe(clicks)
-    assert result.on_screen.shape == (int(info.usable_duration * 22050),)
-    assert np.isfinite(result.on_screen).all() and np.isfinite(result.off_screen).all()
-    assert set(result.files) == {"on_screen.wav", "off_screen.wav"}
-    silent = make_video(tmp_path / "silent.mp4", num_frames=30, fps=30.0, height=48, width=64, channels=None)
-    with pytest.raises(io.NoAudioError, match="silent.mp4"):
-        separate(silent, tiny_checkpoint, tmp_path / "out2")
-
-
 def test_profile_settings():
-    paper = settings_for("paper")
-    assert paper.model == SeparationConfig() and paper.lr == 1e-4 and paper.lr_milestones == (120_000,)
-    assert (paper.steps, paper.batch_size, paper.pit_batch_size, paper.grad_clip) == (160_000, 6, 12, 10.0)
+    paper = resolve("paper").separation
+    assert paper.model == SeparationConfig() and paper.train.lr == 1e-4 and paper.train.lr_milestones == [120_000]
+    assert (paper.train.steps, paper.batch_size, paper.pit_batch_size, paper.train.grad_clip) == (160_000, 6, 12, 10.0)
+    assert (paper.train.optimizer, paper.train.weight_decay_prefixes) == ("adam", ["unet."])
     assert (paper.model.output, paper.magnitude_loss) == ("direct", "log")
-    synth = settings_for("synth")
-    assert synth.model.spectral.sample_rate == synth.mixture.sample_rate == 11025
-    assert synth.pit_model.output == synth.model.output
-    assert synth.mixture.num_frames == synth.model.num_video_frames
-    with pytest.raises(ValueError, match="unknown profile"):
-        settings_for("huge")
+    synth = resolve("synth").separation
+    assert synth.model.spectral.sample_rate == mixture_config(synth).sample_rate == 11025
+    assert pit_config(synth).output == synth.model.output and pit_config(synth).video == "none"
+    assert mixture_config(synth).num_frames == synth.model.num_video_frames
+
+
+def test_training_stores_the_inference_settings_and_separate_defaults_to_them(speakers, tmp_path):
+    """A checkpoint of the task carries its resolved ``separation`` section; ``separate`` synthesises with its
+    window and phase unless told otherwise."""
+    from avlib.separate import inference_settings, separate
+    from avlib.tasks.separation import train
+
+    experiment = resolve("smoke", {"separation.window_multiple": 2, "separation.phase": "mixture"})
+    settings = replace(experiment.separation, model=tiny_config(video="none"))
+    clips = load_speaker_table(speakers).assign(split="train")
+    config = settings.model
+    mixture = MixtureConfig(num_frames=config.num_video_frames, fps=config.fps, sample_rate=RATE, size=40, crop=32)
+    source = SpeakerClips(speakers, clips, mixture, split="train")
+    model = SeparationNet(config)
+    train(model, MixtureBatches(source, 2, seed=0, both_orders=False), settings, tmp_path / "pit", pit=True, steps=1,
+          device="cpu", run_config={"profile": "smoke", "seed": 0})
+    checkpoint = tmp_path / "pit" / "checkpoint.pt"
+    assert inference_settings(checkpoint) == {"window_multiple": 2, "phase": "mixture"}
+    video = speakers / clips.iloc[0]["path"]
+    stored = separate(video, checkpoint, tmp_path / "out", write_videos=False)
+    assert (stored.window_multiple, stored.phase) == (2, "mixture")
+    given = separate(video, checkpoint, tmp_path / "out2", write_videos=False, window_multiple=1, phase="predicted")
+    assert (given.window_multiple, given.phase) == (1, "predicted")
+    assert given.windows > stored.windows  # shorter windows: more of them
+    assert not np.allclose(given.on_screen, stored.on_screen)
+
+
+@pytest.mark.slow
+def test_the_task_runs_from_the_command_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    completed = subprocess.run([sys.executable, "-m", "avlib.tasks.separation", "--profile", "smoke", "--device", "cpu",
+                                "--out", str(tmp_path / "out"), "--checkpoints", str(tmp_path / "checkpoints")],
+                               cwd=root, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["task"] == "separation" and summary["config"]["test_pairs"] == 4
+    assert summary["summary"]["test_pairs"] == 4 and summary["summary"]["phase"] == "predicted"
+    assert Path(summary["summary"]["checkpoint"]).exists()
+    assert "full on-screen SDR gain dB" in summary["summary"]
+    scores = pd.read_csv(tmp_path / "out" / "separation_scores_per_pair.csv")
+    assert set(scores.system) == {"mixture", "full", "full_mixture_phase", "unet_pit", "unet_pit_mixture_phase"}
+    assert len(scores) == 4 * 5 * 2
 
 
 def test_on_screen_gains_pick_a_system_and_the_pairs_genders():

@@ -14,7 +14,7 @@ from avlib.data.world import world_config
 from avlib.data.world.speakers import speaker_gender, speaker_id, speaker_splits
 from avlib.models.i3d import I3D, I3DConfig
 from avlib.models.multisensory import MultisensoryNet
-from avlib.separation import SeparationSettings
+from avlib.config import SeparationSettings
 from avlib.separation_ablations import (
     VARIANT_BY_NAME,
     AblationSettings,

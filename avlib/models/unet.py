@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, TypedDict, runtime_checkable
+from typing import Mapping, Protocol, Sequence, TypedDict, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, pad_same, tf_same_padding
-from avlib.spectral import SpectralConfig, analyze
+from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, normalize_frames, pad_same, tf_same_padding
+from avlib.spectral import SpectralConfig, analyze, full_band, inverse_stft, stft
 
 #: Encoder layers: (scope, channels in units of w, stride (time, frequency)).
 ENCODER = (
@@ -507,3 +507,57 @@ def from_checkpoint(path, *, map_location: str | torch.device = "cpu", feature_n
     load_model_state(model, checkpoint["model"], path)
     return model.to(map_location).eval()
 
+
+
+# ----------------------------------------------------------------------------------------------- inference
+
+#: The phases an estimate can be synthesised with: the network's (the paper's ``phase_type = 'pred'``) or the
+#: mixture's (the official code's ``phase_type = 'orig'``).
+PHASES = ("predicted", "mixture")
+
+
+def check_phase(phase: str) -> None:
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+
+
+def source_phase(output: Mapping[str, Tensor], source: str, mixture_phase: Tensor, phase: str) -> Tensor:
+    """The normalised phase (B, T, num_bins) a source is synthesised with: the network's, or the mixture's."""
+    if phase == "mixture":
+        return mixture_phase[..., : output[f"{source}_phase"].shape[-1]]
+    return output[f"{source}_phase"].float()
+
+
+@torch.no_grad()
+def predict(model: SeparationNet, frames: Tensor | None, mixture: Tensor, batch_size: int = 8,
+            phase: str = "predicted") -> dict[str, Tensor]:
+    """Waveforms of both estimates and of the mono mixture, over the samples the spectrogram covers (docs/paper.md §7.7).
+
+    frames (B, T, H, W, 3) uint8 or None, mixture (B, 2, N) -> ``on_screen``, ``off_screen``, ``mixture``,
+    each (B, L) with L = (T_spec - 1) hop + frame_length, and the normalised maps ``*_magnitude`` (B, T, F).
+    The missing top bin takes -100 dB and the mixture's phase; the inverse STFT is TF's divided by 1.5.
+    ``phase``: ``"predicted"`` (the paper's ``phase_type = 'pred'``) or ``"mixture"`` (the official code's
+    ``phase_type = 'orig'``: each estimate takes the mixture's phase; see :func:`source_phase`).
+    """
+    check_phase(phase)
+    model.eval()
+    device = next(model.parameters()).device
+    spectral = model.config.spectral
+    parts: dict[str, list[Tensor]] = {}
+    for first in range(0, mixture.shape[0], batch_size):
+        audio = mixture[first : first + batch_size].to(device)
+        video = normalize_frames(frames[first : first + batch_size].to(device)) if model.features is not None else None
+        output = model(video, audio)
+        num_frames = output["on_screen_magnitude"].shape[1]
+        mono = mono_mix(audio)
+        mixture_phase = torch.angle(stft(mono, spectral)[:, :num_frames]) / math.pi
+        covered = spectral.samples_for(num_frames)
+        results = {"mixture": mono[:, :covered], "mixture_magnitude": analyze(mono, spectral, num_frames).magnitude}
+        for source in ("on_screen", "off_screen"):
+            magnitude = output[f"{source}_magnitude"].float()
+            spectrum = full_band(magnitude, source_phase(output, source, mixture_phase, phase), mixture_phase, spectral)
+            results[source] = inverse_stft(spectrum, spectral)
+            results[f"{source}_magnitude"] = magnitude
+        for key, value in results.items():
+            parts.setdefault(key, []).append(value.cpu())
+    return {key: torch.cat(values) for key, values in parts.items()}

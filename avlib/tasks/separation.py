@@ -1,0 +1,239 @@
+"""The on/off-screen separation experiment (docs/paper.md §7): the full model and the u-net PIT baseline,
+trained and scored on a fixed test list of speaker mixtures.
+
+The pieces: the STFT (:mod:`avlib.spectral`), the U-Net with multisensory features and its inference
+(:mod:`avlib.models.unet`), mixtures and the test list (:mod:`avlib.data.mixtures`), the losses
+(:class:`avlib.losses.SeparationLoss`) and the scores (:func:`avlib.metrics.score_separation`). Settings:
+:class:`avlib.config.SeparationSettings`. The synth profile departs from the paper in two places (ratio masks,
+L1 on amplitudes; docs/world.md says what was measured). Any video is separated by the app
+:mod:`avlib.separate`.
+
+- :func:`build_model` makes the full model from the pretrained multisensory net, or the audio-only U-Net;
+- :func:`train` trains one of them with the paper's optimiser (``separation.train``);
+- :func:`evaluate` scores both models with both phases against the mixture, with gains and summaries;
+- :func:`run` does all of it; ``python -m avlib.tasks.separation --profile P`` runs it from a shell.
+
+Every checkpoint stores the resolved ``separation`` section (``run_config``), so :func:`avlib.separate.separate`
+synthesises with the window and phase its evaluation used. No number of the paper's separation tables could be
+verified (docs/paper.md §7.8).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from avlib.config import Experiment, SeparationSettings
+from avlib.data.mixtures import (MixtureBatches, MixtureConfig, load_test_mixtures, make_test_list, read_test_list,
+                                 write_test_list)
+from avlib.data.sources import SpeakerData, speaker_sources
+from avlib.losses import SeparationLoss
+from avlib.metrics import improvement_over_mixture, score_separation, summarize
+from avlib.models.unet import MultisensoryFeatures, SeparationConfig, SeparationNet
+from avlib.stats import confidence_interval
+from avlib.train import fit
+
+#: Names of the scored systems in the tables.
+SYSTEM_NAMES = {"full": "full model, predicted phase (ours)", "full_mixture_phase": "full model, mixture phase (ours)",
+                "unet_pit": "u-net PIT, predicted phase, oracle assignment (ours)",
+                "unet_pit_mixture_phase": "u-net PIT, mixture phase, oracle assignment (ours)",
+                "mixture": "mixture (lower bound)"}
+
+
+def mixture_config(settings: SeparationSettings) -> MixtureConfig:
+    """The training and test window of the full model's inputs."""
+    config = settings.model
+    return MixtureConfig(num_frames=config.num_video_frames, fps=config.fps, sample_rate=config.spectral.sample_rate,
+                         size=config.size, crop=config.crop, rms=config.rms)
+
+
+def pit_config(settings: SeparationSettings) -> SeparationConfig:
+    """The u-net PIT baseline: the full model's U-Net without video."""
+    return replace(settings.model, video="none")
+
+
+def test_list_name(seed: int) -> str:
+    """The test list's table name under ``results/<profile>/tables/`` (one list per world seed)."""
+    return f"separation_test_list_seed{seed}"
+
+
+def speaker_data(experiment: Experiment, seed: int = 0, data_root: str | os.PathLike = "") -> SpeakerData:
+    """The speakers' clips at the separation's rates (:func:`avlib.data.sources.speaker_sources`): the
+    world's talking heads, or VoxCeleb under ``data_root/voxceleb/``."""
+    return speaker_sources(experiment.synthetic, experiment.profile, seed, data_root, mixture_config(experiment.separation))
+
+
+def ensure_test_list(out, clips: pd.DataFrame, settings: SeparationSettings, seed: int = 0) -> pd.DataFrame:
+    """The fixed test list from ``out``'s tables (:func:`test_list_name`), made and written on first use.
+
+    ``out`` is a :class:`avlib.report.results.ResultWriter` (notebooks 04 and 05 read the same file) or a
+    folder, which gets ``tables/<name>.csv`` without provenance.
+    """
+    directory = Path(out) if isinstance(out, (str, os.PathLike)) else Path(out.directory)
+    path = directory / "tables" / f"{test_list_name(seed)}.csv"
+    if not path.exists():
+        duration = mixture_config(settings).duration
+        test_list = make_test_list(clips, settings.test_pairs, duration, seed=seed)
+        if isinstance(out, (str, os.PathLike)):
+            write_test_list(test_list, path)
+            return read_test_list(path)
+        out.table(test_list, test_list_name(seed), float_format="%.3f", caption=(
+            "The fixed test list: on-screen clip (its video and voice) and off-screen clip (its voice), window starts in "
+            f"seconds ({duration:.3f} s windows), both speakers' genders."))
+    return read_test_list(path)
+
+
+def build_model(config: SeparationConfig, pretrained: str | os.PathLike | None = None) -> SeparationNet:
+    """The separation model; with ``pretrained``, the multisensory net starts from that checkpoint.
+
+    The paper's ``full`` model initialises its multisensory sub-network from the shift model
+    (``init_type = 'shift'``) and fine-tunes everything; the U-Net starts from scratch (docs/paper.md §7.5).
+    ``pretrained`` must hold a network of ``config.multisensory``'s shape.
+    """
+    if config.video != "multisensory" or pretrained is None:
+        return SeparationNet(config)
+    from avlib.models.multisensory import from_checkpoint as multisensory_from_checkpoint
+
+    net = multisensory_from_checkpoint(pretrained)
+    if net.config.width != config.multisensory.width:
+        raise ValueError(f"{pretrained} holds a multisensory net of width {net.config.width}, the separation "
+                         f"config asks for width {config.multisensory.width}")
+    return SeparationNet(config, MultisensoryFeatures(net)).train()
+
+
+def train(model: SeparationNet, batches, settings: SeparationSettings, out_dir: str | os.PathLike, *, pit: bool = False,
+          steps: int | None = None, seed: int = 0, device: str = "auto", resume: bool = True,
+          run_config: dict | None = None) -> dict:
+    """Train with ``settings.train`` (Adam, clipping 10, weight decay on the U-Net only, docs/paper.md §7.5) via
+    :func:`avlib.train.fit`; ``steps`` defaults to ``settings.pit_steps`` with ``pit``, else ``settings.train.steps``.
+
+    The checkpoint's ``run_config`` holds the resolved ``separation`` section, which :func:`avlib.separate.separate`
+    reads its defaults from.
+    """
+    config = replace(settings.train, steps=steps or (settings.pit_steps if pit else settings.train.steps), seed=seed,
+                     device=device, out_dir=str(out_dir))
+    loss = SeparationLoss(model.config.spectral, model.features is not None, pit, settings.magnitude_loss)
+    return fit(model, loss, batches, config, resume=resume,
+               run_config={"separation": settings.to_dict(), "pit": pit, **(run_config or {})})
+
+
+@dataclass
+class SeparationScores:
+    """What :func:`evaluate` computed: per-pair scores, their summary with SDR gains, and the gains per pair."""
+
+    scores: pd.DataFrame  # one row per (pair, system, source), :func:`avlib.metrics.score_separation`
+    summary: pd.DataFrame  # per (system, source): means, 95 % intervals, SDR gain over the mixture
+    gains: pd.DataFrame  # per (pair, source, system): SDR minus the mixture's
+    headline: dict[str, str]  # "full", "unet_pit" -> the system scored with ``settings.phase``
+
+
+def headline_systems(settings: SeparationSettings) -> dict[str, str]:
+    """The system names scored with ``settings.phase`` (the headline rows and :func:`avlib.separate.separate`'s)."""
+    suffix = "" if settings.phase == "predicted" else "_mixture_phase"
+    return {"full": "full" + suffix, "unet_pit": "unet_pit" + suffix}
+
+
+def evaluate(full: SeparationNet, pit: SeparationNet, test_batch, test_list: pd.DataFrame, settings: SeparationSettings,
+             progress: bool = True) -> SeparationScores:
+    """Score the full model and the u-net PIT baseline (oracle assignment), each with its predicted and the
+    mixture's phase, and the mixture, on every test pair; PESQ and STOI for the headline rows and the mixture.
+    The summary holds each metric's mean and Student-t 95 % interval and the SDR gain over the mixture."""
+    systems = {"full": (full, False, "predicted"), "full_mixture_phase": (full, False, "mixture"),
+               "unet_pit": (pit, True, "predicted"), "unet_pit_mixture_phase": (pit, True, "mixture")}
+    headline = headline_systems(settings)
+    scores = score_separation(systems, test_batch, test_list, settings.eval_batch, speech_metrics=list(headline.values()),
+                              progress=progress)
+    summary = summarize(scores)
+    gains = improvement_over_mixture(scores)
+    gain_rows = []
+    for (system, source), group in gains.groupby(["system", "source"], sort=False):
+        mean, low, high = confidence_interval(group["sdr_gain"])
+        gain_rows.append({"system": system, "source": source, "sdr_gain": mean, "sdr_gain_low": low, "sdr_gain_high": high})
+    summary = summary.merge(pd.DataFrame(gain_rows), on=["system", "source"], how="left")
+    return SeparationScores(scores, summary, gains, headline)
+
+
+@dataclass
+class SeparationRun:
+    """What :func:`run` returns: the data, both trained models, their histories and checkpoints, and the scores."""
+
+    data: SpeakerData
+    test_list: pd.DataFrame
+    test_batch: dict
+    full: SeparationNet
+    pit: SeparationNet
+    full_history: dict
+    pit_history: dict
+    checkpoints: Path  # <checkpoints>/<profile>/separation, holding full/ and unet_pit/
+    evaluation: SeparationScores
+
+    @property
+    def full_checkpoint(self) -> Path:
+        return self.checkpoints / "full" / "checkpoint.pt"
+
+
+def run(experiment: Experiment, *, seed: int = 0, data_root: str | os.PathLike = "",
+        checkpoint_root: str | os.PathLike | None = None, device: str = "auto", resume: bool = True, out=None,
+        progress: bool = True) -> SeparationRun:
+    """Load the speakers, ensure the pretrained network, train the full model and the u-net PIT baseline, and
+    score both on the fixed test list.
+
+    ``out``: the :class:`avlib.report.results.ResultWriter` whose tables hold the test list (made and written on
+    first use, :func:`ensure_test_list`); None writes it under ``<checkpoints>/<profile>/separation/``.
+    """
+    from avlib.tasks.pretrain import ensure_pretrained
+
+    settings = experiment.separation
+    checkpoints = experiment.checkpoint_dir(checkpoint_root) / "separation"
+    device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+    torch.manual_seed(seed)
+    data = speaker_data(experiment, seed, data_root)
+    test_list = ensure_test_list(out if out is not None else checkpoints, data.table, settings, seed)
+    record = {"profile": experiment.profile, "seed": seed}
+    pretrained = ensure_pretrained(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device)
+    full = build_model(settings.model, pretrained)
+    full_history = train(full, MixtureBatches(data.train, settings.batch_size, seed=seed), settings, checkpoints / "full",
+                         seed=seed, device=device, resume=resume, run_config=record)
+    pit = build_model(pit_config(settings))
+    pit_history = train(pit, MixtureBatches(data.train, settings.pit_batch_size, seed=seed + 1, both_orders=False),
+                        settings, checkpoints / "unet_pit", pit=True, seed=seed, device=device, resume=resume,
+                        run_config=record)
+    test_batch = load_test_mixtures(test_list, data.test)
+    full.to(device_name)
+    pit.to(device_name)
+    evaluation = evaluate(full, pit, test_batch, test_list, settings, progress=progress)
+    return SeparationRun(data, test_list, test_batch, full, pit, full_history, pit_history, checkpoints, evaluation)
+
+
+def _run(experiment: Experiment, args) -> dict:
+    result = run(experiment, seed=args.seed, data_root=args.data_root, checkpoint_root=args.checkpoints,
+                 device=args.device, out=None, progress=False)
+    args.out.mkdir(parents=True, exist_ok=True)
+    evaluation = result.evaluation
+    evaluation.scores.to_csv(args.out / "separation_scores_per_pair.csv", index=False)
+    evaluation.summary.to_csv(args.out / "separation_summary.csv", index=False)
+    summary = {"checkpoint": str(result.full_checkpoint), "test_pairs": len(result.test_list),
+               "phase": experiment.separation.phase, "tables": ["separation_scores_per_pair.csv", "separation_summary.csv"]}
+    rows = evaluation.summary[evaluation.summary.source == "on_screen"].set_index("system")
+    for role, system in evaluation.headline.items():
+        summary[f"{role} on-screen SDR dB"] = float(rows.loc[system, "sdr"])
+        summary[f"{role} on-screen SDR gain dB"] = float(rows.loc[system, "sdr_gain"])
+    summary["mixture on-screen SDR dB"] = float(rows.loc["mixture", "sdr"])
+    return {key: (None if isinstance(value, float) and not np.isfinite(value) else value) for key, value in summary.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from avlib.tasks.cli import run_task
+
+    return run_task("separation", "separation", "On/off-screen speech separation (docs/paper.md §7): train the full "
+                    "model and the u-net PIT baseline, score them on the fixed test list.", _run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
