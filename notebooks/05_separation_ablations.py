@@ -42,6 +42,7 @@ data_root = ""
 device = "auto"
 results_root = "../results"
 checkpoint_root = ""  # default: the checkout's ignored checkpoints/ folder
+overrides = {}  # config keys to change, e.g. {"ablations.steps": 40} (avlib.config)
 retrain = False  # True: train every row again (except notebook 04's u-net PIT) and score again
 
 # %%
@@ -50,40 +51,33 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avlib.data.mixtures import load_test_mixtures
+from avlib.config import resolve
 from avlib.models.i3d import ENDPOINTS, I3D, PUBLISHED_PARAMETERS, SEPARATION_SCALES
-from avlib.pretrain import ensure_pretrained
-from avlib.profiles import get_profile
 from avlib.report.results import ResultWriter
 from avlib.losses import loss_label
-from avlib.tasks.separation import ensure_test_list, speaker_data
-from avlib.separation_ablations import (
-    SUBSETS,
-    VARIANTS,
-    against_full,
-    build_variant,
-    checkpoint_folder,
-    cached_scores,
-    combine_scores,
-    direction_rows,
-    ensure_i3d,
-    readable_table,
-    summary_table,
-    train_variant,
-)
-from avlib.separation_ablations import settings_for as ablation_settings_for
+from avlib.tasks.ablations import SUBSETS, VARIANTS, budget_table, direction_rows, readable_table, run, summary_table
 
-settings = settings_for(profile)
-ablation = ablation_settings_for(profile)
-profile_settings = get_profile(profile)
+experiment = resolve(profile, overrides)
+settings, ablation = experiment.separation, experiment.ablations
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
 out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="05_separation_ablations", root=results_root)
-checkpoints = profile_settings.checkpoint_dir(checkpoint_root or None) / "separation"
 phase = settings.phase
-torch.manual_seed(seed)
 print(f"rows with video: {ablation.steps} steps of {settings.batch_size} clips each (notebook 04's full model: "
-      f"{settings.steps}); u-net PIT: notebook 04's {settings.pit_steps} steps of {settings.pit_batch_size} mixtures; "
+      f"{settings.train.steps}); u-net PIT: notebook 04's {settings.pit_steps} steps of {settings.pit_batch_size} mixtures; "
       f"estimates synthesised with the {phase} phase")
+
+# %% [markdown]
+# ## Every row, trained and scored
+# `run` loads the speakers' clips and notebook 04's fixed test list (made here the same way if 04 has not
+# run), trains or loads the I3D, builds every row's model, trains each row (same batches from the same
+# seed, notebook 04's optimiser: Adam, clipping, weight decay on the U-Net; the same number of steps for
+# every row with video; the u-net PIT row is notebook 04's checkpoint, retrained only if it is missing)
+# and scores it on the test list. Checkpoints and scores are cached: a second run only reads them.
+
+# %%
+result = run(experiment, seed=seed, data_root=data_root, checkpoint_root=checkpoint_root or None, device=device,
+             resume=not retrain, results=out)
+test_list, i3d, titles, rows = result.test_list, result.i3d, result.titles, result.rows
 
 # %% [markdown]
 # ## The test list and its genders
@@ -92,8 +86,6 @@ print(f"rows with video: {ablation.steps} steps of {settings.batch_size} clips e
 # two speakers of a gender, so both kinds are well represented.
 
 # %%
-speakers_root, clips, train_clips, test_clips = speaker_data(profile, settings, seed, data_root)
-test_list = ensure_test_list(out, clips, settings, seed)
 shares = {kind: float((test_list.same_gender == same).mean()) for kind, same in SUBSETS.items() if same is not None}
 print(f"{len(test_list)} test mixtures: " + ", ".join(f"{kind} {share:.0%}" for kind, share in shares.items())
       + f"; both kinds at least 40 % of the pairs: {min(shares.values()) >= 0.4}")
@@ -130,10 +122,9 @@ shapes
 # count. Kinetics weights cannot be downloaded on our machines:
 # in `synth` the network is trained, supervised, on the synthetic world's action classes (the Kinetics
 # counterpart), at the multisensory net's share of the paper's width; in `paper` a converted kinetics-i3d
-# checkpoint is loaded (`AblationSettings.i3d_checkpoint`).
+# checkpoint is loaded (`ablations.i3d_checkpoint`, with `ablations.i3d_train = None`).
 
 # %%
-i3d = ensure_i3d(profile, ablation, settings, checkpoints, seed=seed, data_root=data_root, device=device, resume=not retrain)
 print(f"I3D for separation: {i3d['net'].num_parameters() / 1e6:.2f} M parameters (width {i3d['net'].config.width}), "
       f"trained on {i3d['source']}")
 if "accuracy" in i3d:
@@ -142,39 +133,20 @@ if "accuracy" in i3d:
           "another only by their sound, which frames cannot tell apart)")
 
 # %% [markdown]
-# ## Training every row
+# ## How each row trained
 # Same batches (same seed), same optimiser (notebook 04's: Adam, clipping, weight decay on the U-Net),
 # the same number of steps for every row with video. The u-net PIT row is notebook 04's checkpoint
 # (trained there with its own budget of mixtures), retrained only if it is missing.
 
 # %%
-pretrained = ensure_pretrained(profile, seed, data_root=data_root, checkpoint_root=checkpoint_root or None, device=device)
-models, runs, folders = {}, {}, {}
-for variant in VARIANTS:
-    inputs = [i3d["checkpoint"]] if variant.features == "i3d" else [pretrained] if variant.initialisation != "random" else []
-    folders[variant.name] = checkpoint_folder(variant, settings, ablation, checkpoints, inputs, seed)
-    models[variant.name] = build_variant(variant, settings, pretrained, i3d["net"], seed=seed)
-    runs[variant.name] = train_variant(models[variant.name], variant, train_clips, settings, ablation, folders[variant.name],
-                                       seed=seed, device=device, resume=not retrain or variant.pit,
-                                       run_config={"profile": profile, "seed": seed})
-titles = {variant.name: variant.title for variant in VARIANTS}
-if ablation.i3d_steps <= 0:
-    titles["i3d"] = "I3D features (supervised on Kinetics)"
-budget = pd.DataFrame([{
-    "row": titles[variant.name], "features": variant.features,
-    "initialisation": f"supervised: {i3d['source']}" if variant.features == "i3d" else variant.initialisation,
-    "steps": int(runs[variant.name]["train"][-1]["step"]) if runs[variant.name]["train"] else None,
-    "examples per step": settings.pit_batch_size if variant.pit else settings.batch_size,
-    "trainable parameters (M)": sum(p.numel() for p in models[variant.name].parameters() if p.requires_grad) / 1e6,
-    "checkpoint": f"{folders[variant.name].parent.name}/{folders[variant.name].name}",
-} for variant in VARIANTS])
+budget = budget_table(result, settings)
 out.table(budget, "separation_ablation_budget", caption=f"Training of each row ({profile} profile).")
 budget
 
 # %%
 fig, axis = plt.subplots(figsize=(8, 3.5))
 for variant in VARIANTS:
-    log = pd.DataFrame(runs[variant.name]["train"])
+    log = pd.DataFrame(result.runs[variant.name]["train"])
     if not log.empty:
         axis.plot(log["step"], log["loss"], label=titles[variant.name])
 axis.set_xlabel("step")
@@ -193,16 +165,8 @@ plt.show()
 # have. Scores are cached per row, keyed by the checkpoint's content, the test list and the phase.
 
 # %%
-test_batch = load_test_mixtures(test_list, test_clips)
-per_row = {}
-for variant in VARIANTS:
-    model = models[variant.name].to(device_name)
-    per_row[variant.name] = cached_scores(variant.name, model, folders[variant.name] / "checkpoint.pt", test_batch, test_list,
-                                          checkpoints / "ablations" / "scores", phase=phase, order_free=variant.pit,
-                                          batch_size=settings.eval_batch, with_mixture=not per_row, recompute=retrain)
-scores = combine_scores(per_row).drop(columns="stoi")
+scores = result.scores
 out.table(scores, "separation_ablation_scores_per_pair", caption="Every metric of every test pair, per row and source.")
-rows = [variant.name for variant in VARIANTS]
 summary = summary_table(scores, rows, titles)
 out.table(summary, "separation_ablations_long", caption=(
     f"Every row on all, same-gender and different-gender test mixtures ({profile} profile): means and Student-t 95 % "
@@ -232,7 +196,7 @@ for _, record in directions.iterrows():
     print(f"{record['row']} [{record['compared']}]: paper: {paper_direction}; ours: "
           f"{record['difference dB']:+.2f} dB ({record['95 % interval']}, {record['pairs']} pairs): {record['direction held?']}")
 # each row's claim goes to the paper comparison too (the gender claim is notebook 04's row)
-for row in against_full(scores, rows):
+for row in result.comparisons:
     out.compare(row.claim.key, row.mean, low=row.low, high=row.high, n=row.pairs, against={"full": (row.low, row.high)},
                 measure=f"on-screen SDR of '{titles[row.name]}' minus full, per test pair (dB, {phase} phase)")
 directions

@@ -36,7 +36,7 @@ channels. Which layers the unreleased ``sep_i3d`` tapped is unknown.
 
 **Weights.** Kinetics weights cannot be downloaded on our machines. The ``synth`` profile trains this
 network, supervised, on the synthetic world's action classes (the Kinetics counterpart; see
-:mod:`avlib.separation_ablations`). The ``paper`` profile loads a converted DeepMind checkpoint:
+:mod:`avlib.tasks.ablations`). The ``paper`` profile loads a converted DeepMind checkpoint:
 an ``.npz`` whose keys are the TF variable names of the RGB stream (``rgb_imagenet`` or ``rgb_scratch``
 checkpoints of kinetics-i3d, read with ``tf.train.load_checkpoint(path).get_tensor(name)`` and saved
 with ``numpy.savez``); see :func:`from_tf_arrays` for the name mapping and layouts.

@@ -20,20 +20,25 @@ can only mean: the pretrained network with its audio stream removed (``use_sound
 audio features are zero, the audio stream is not trained), then trained for separation like ``full``. The
 U-Net still hears the spectrogram; what goes is the audio inside the multisensory features.
 
-**I3D.** ``synth``/``smoke``: the I3D of :mod:`avlib.models.i3d` at the multisensory net's share of the
+**I3D.** Synthetic profiles: the I3D of :mod:`avlib.models.i3d` at the multisensory net's share of the
 paper's width, trained supervised on the synthetic world's action classes (split 1 of the UCF-style
-``actions`` part: the Kinetics counterpart) for ``i3d_steps``. ``paper``: a converted kinetics-i3d RGB
-checkpoint (``AblationSettings.i3d_checkpoint``, default ``<data_root>/i3d/rgb_imagenet.npz``).
+``actions`` part: the Kinetics counterpart) with ``ablations.i3d_train``. ``i3d_train = None`` (the paper
+profile): a converted kinetics-i3d RGB checkpoint (``ablations.i3d_checkpoint``, default
+``<data_root>/i3d/rgb_imagenet.npz``).
 
-**Same budget.** Every row with video trains ``steps`` steps of ``SeparationSettings.batch_size`` clips
-from the same batches (same seed) and the same optimiser. ``full`` and ``unet_pit`` are notebook 04's
-checkpoints when their settings match: ``unet_pit`` always is (04's own budget, its mixtures per batch),
-``full`` only when ``steps`` equals 04's; otherwise ``full`` is retrained at the ablation budget.
+**Same budget.** Every row with video trains ``ablations.steps`` steps of ``separation.batch_size`` clips
+from the same batches (same seed) with the separation's optimiser (``separation.train``). ``full`` and
+``unet_pit`` are notebook 04's checkpoints when their settings match: ``unet_pit`` always is (04's own
+budget, its mixtures per batch), ``full`` only when ``steps`` equals 04's; otherwise ``full`` is retrained
+at the ablation budget.
 
 **Directions.** Each row's on-screen SDR is compared with ``full``'s pair by pair (Student-t interval of
 the mean difference); the gender claim compares same- with different-gender pairs (Welch interval).
 The verdict is the project's one rule (:func:`avlib.report.claims.verdict`): *holds* when the interval lies
 on the paper's side of zero, *opposite* when it lies on the other side, *not resolved* when it contains zero.
+
+:func:`run` does all of it (data, I3D, every row's training and scores); ``python -m avlib.tasks.ablations
+--profile smoke`` runs it from a shell and writes the tables beside ``summary.json``.
 """
 
 from __future__ import annotations
@@ -50,14 +55,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avlib.config import AblationSettings, Experiment, SeparationSettings
+from avlib.data.mixtures import MixtureConfig, make_test_list, read_test_list
 from avlib.hashing import file_digest, file_stamp, json_key
 from avlib.models.i3d import I3D, I3DConfig, I3DFeatures, load_converted
 from avlib.models.multisensory import MultisensoryNet, normalize_frames
-from avlib.models.unet import MultisensoryFeatures, SeparationNet
+from avlib.models.unet import MultisensoryFeatures, SeparationConfig, SeparationNet
 from avlib.report.claims import CLAIMS_BY_KEY, PaperClaim, verdict
-from avlib.config import SeparationSettings
+from avlib.losses import SeparationLoss
 from avlib.metrics import score_separation as evaluate
 from avlib.stats import confidence_interval, welch_interval
+from avlib.tasks.separation import ensure_test_list, mixture_config, pit_config, train
+from avlib.train import fit
 
 # ------------------------------------------------------------------------------------------ rows
 
@@ -88,50 +97,16 @@ VARIANTS: tuple[Variant, ...] = (
             claim="unet_pit_vs_full"),
 )
 VARIANT_BY_NAME = {variant.name: variant for variant in VARIANTS}
-
-
-@dataclass(frozen=True)
-class AblationSettings:
-    """Notebook 05's settings for one profile (the separation's own are :func:`avlib.separation.settings_for`'s).
-
-    steps: separation training steps of every row with video (batch: ``SeparationSettings.batch_size``).
-    i3d_width: I3D channels as a fraction of the published network's (the multisensory net's share).
-    i3d_steps, i3d_batch_size, i3d_lr: supervised I3D training on the action classes (Adam); 0 steps: load
-        ``i3d_checkpoint`` instead (the paper profile's converted Kinetics weights).
-    i3d_checkpoint: a converted kinetics-i3d ``.npz`` (:func:`avlib.models.i3d.load_converted`); empty:
-        ``<data_root>/i3d/rgb_imagenet.npz``.
-    i3d_test_clips: clips per action test video scored for the I3D's accuracy.
-    """
-
-    steps: int
-    i3d_width: float = 1.0
-    i3d_steps: int = 0
-    i3d_batch_size: int = 8
-    i3d_lr: float = 2e-3
-    i3d_checkpoint: str = ""
-    i3d_test_clips: int = 2
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def settings_for(profile: str) -> AblationSettings:
-    """``synth``: 80 steps per row (about 0.7 s a step of 4 clips on a quiet 2-core CPU: 5 rows with video in
-    about 5 minutes), I3D at a quarter of the width (as the multisensory net: 0.79 M parameters against its
-    2.3 M, the paper's 12 M against 36 M), 150 steps of 8 action clips (about 0.35 s each). ``paper``: 04's
-    160 k steps, so ``full`` is 04's model; Kinetics I3D from a converted checkpoint."""
-    if profile == "paper":
-        return AblationSettings(steps=160_000)
-    if profile == "synth":
-        return AblationSettings(steps=80, i3d_width=0.25, i3d_steps=150, i3d_batch_size=8, i3d_lr=2e-3)
-    if profile == "smoke":
-        return AblationSettings(steps=2, i3d_width=0.125, i3d_steps=2, i3d_batch_size=4, i3d_test_clips=1)
-    raise ValueError(f"unknown profile {profile!r}; use smoke, synth or paper")
+#: The I3D row's title when its network is the converted Kinetics checkpoint (``i3d_train = None``).
+KINETICS_I3D_TITLE = "I3D features (supervised on Kinetics)"
 
 
 def run_key(*parts: object) -> str:
     """A short key of settings and input checkpoints: other settings or inputs train into another folder."""
     return json_key(parts)
+
+
+# ------------------------------------------------------------------------------------------ separation pieces
 
 
 # ------------------------------------------------------------------------------------------ I3D
@@ -166,47 +141,47 @@ def action_clips(separation: SeparationSettings):
                       sample_rate=model.spectral.sample_rate, size=model.size, crop=model.crop, flip=True)
 
 
-def ensure_i3d(profile: str, ablation: AblationSettings, separation: SeparationSettings, checkpoints: str | Path, *,
-               seed: int = 0, data_root: str | Path = "", device: str = "auto", resume: bool = True) -> dict:
-    """The I3D feature network of the profile: trained on the action classes, or loaded (paper).
+def ensure_i3d(experiment: Experiment, checkpoints: str | Path, *, seed: int = 0, data_root: str | Path = "",
+               device: str = "auto", resume: bool = True) -> dict:
+    """The experiment's I3D feature network: trained on the action classes (``ablations.i3d_train``), or
+    loaded from the converted checkpoint when ``i3d_train`` is None.
 
     Returns ``net`` (an :class:`I3D`), ``checkpoint`` (its file), ``source`` (what it was trained on),
     ``history`` and, when trained here, ``accuracy`` (clip accuracy on the actions' test split of split 1),
     ``test_videos``, ``classes`` and ``sound_only_classes`` (classes only their sound tells apart).
     """
-    from avlib.profiles import get_profile
-
-    if ablation.i3d_steps <= 0:
+    ablation, separation = experiment.ablations, experiment.separation
+    if ablation.i3d_train is None:
         path = Path(ablation.i3d_checkpoint or Path(data_root or ".") / "i3d" / "rgb_imagenet.npz")
         return {"net": load_converted(path), "checkpoint": path, "history": {},
                 "source": f"converted kinetics-i3d checkpoint {path.name} (Kinetics-400, supervised)"}
     from avlib.data.sources import action_sources
     from avlib.data.ucf101 import ClipBatches
     from avlib.finetune import evaluate as evaluate_classifier
-    from avlib.train import TrainConfig, fit
 
-    if not get_profile(profile).synthetic:
-        raise ValueError(f"the {profile} profile has no synthetic actions to train I3D on; set i3d_steps = 0 and i3d_checkpoint")
+    if not experiment.synthetic:
+        raise ValueError(f"the {experiment.profile} profile has no synthetic actions to train I3D on; "
+                         "set ablations.i3d_train=None and ablations.i3d_checkpoint")
     clips = action_clips(separation)
-    actions = action_sources(synthetic=True, world=profile, seed=seed, data_root=data_root, clip_format=clips, split=1)
+    actions = action_sources(synthetic=True, world=experiment.profile, seed=seed, data_root=data_root,
+                             clip_format=clips, split=1)
     split, train_source, test_source = actions.split, actions.train, actions.test
     config = I3DConfig(num_classes=split.num_classes, width=ablation.i3d_width, bn_momentum=0.1)
     key = run_key(asdict(config), asdict(clips), ablation.to_dict(), seed)
     out_dir = Path(checkpoints) / f"i3d-actions-{key}"
     torch.manual_seed(seed)
     net = I3D(config)
-    train = TrainConfig(steps=ablation.i3d_steps, lr=ablation.i3d_lr, optimizer="adam", weight_decay=1e-5, grad_clip=10.0,
-                        checkpoint_every=max(1, ablation.i3d_steps // 3), log_every=max(1, min(10, ablation.i3d_steps)),
-                        seed=seed, device=device, out_dir=str(out_dir))
+    train = replace(ablation.i3d_train, seed=seed, device=device, out_dir=str(out_dir))
     batches = ClipBatches(train_source, ablation.i3d_batch_size, seed=seed)
     history = fit(net, VideoClassifierLoss(), batches, train, resume=resume,
-                  run_config={"i3d": ablation.to_dict(), "clips": asdict(clips), "profile": profile})
+                  run_config={"ablations": ablation.to_dict(), "clips": asdict(clips), "profile": experiment.profile,
+                              "seed": seed})
     run_device = next(net.parameters()).device
     evaluation = evaluate_classifier(_VideoOnly(net), test_source, ablation.i3d_test_clips, split.classes, device=run_device)
     pairs = actions.sound_only_pairs
     return {"net": net.eval(), "checkpoint": out_dir / "checkpoint.pt", "history": history,
             "source": f"synthetic actions, split 1 ({len(split.train)} training videos, {split.num_classes} classes), "
-                      f"{ablation.i3d_steps} steps of {ablation.i3d_batch_size} clips",
+                      f"{train.steps} steps of {ablation.i3d_batch_size} clips",
             "accuracy": evaluation.clip_accuracy, "test_videos": len(split.test), "classes": split.num_classes,
             "sound_only_classes": len({name for pair in pairs for name in pair} & set(split.classes))}
 
@@ -214,11 +189,11 @@ def ensure_i3d(profile: str, ablation: AblationSettings, separation: SeparationS
 # ------------------------------------------------------------------------------------------ models
 
 
-def variant_config(variant: Variant, separation: SeparationSettings, i3d: I3D | None = None):
+def variant_config(variant: Variant, separation: SeparationSettings, i3d: I3D | None = None) -> SeparationConfig:
     """The :class:`~avlib.models.unet.SeparationConfig` of a row."""
     model = separation.model
     if variant.features == "none":
-        return separation.pit_model
+        return pit_config(separation)
     if variant.features == "i3d":
         if i3d is None:
             raise ValueError("the i3d row needs the I3D network (ensure_i3d)")
@@ -254,14 +229,19 @@ def build_variant(variant: Variant | str, separation: SeparationSettings, pretra
     return SeparationNet(config, MultisensoryFeatures(net)).train()
 
 
+def is_notebook_04s(variant: Variant, separation: SeparationSettings, ablation: AblationSettings) -> bool:
+    """Whether a row is notebook 04's own run: ``unet_pit`` always, ``full`` at 04's budget."""
+    return variant.name == "unet_pit" or (variant.name == "full" and ablation.steps == separation.train.steps)
+
+
 def checkpoint_folder(variant: Variant, separation: SeparationSettings, ablation: AblationSettings, checkpoints: str | Path,
                       inputs: Sequence[str | Path] = (), seed: int = 0) -> Path:
-    """Where a row trains: notebook 04's ``unet_pit`` and (at 04's budget) ``full``, else a keyed folder.
+    """Where a row trains: notebook 04's folder for its own runs (:func:`is_notebook_04s`), else a keyed folder.
 
     ``inputs``: checkpoints the row starts from (pretrained net, I3D); a new one starts a new run.
     """
     checkpoints = Path(checkpoints)
-    if variant.name == "unet_pit" or (variant.name == "full" and ablation.steps == separation.steps):
+    if is_notebook_04s(variant, separation, ablation):
         return checkpoints / variant.name
     key = run_key(separation.to_dict(), ablation.steps, asdict(variant), [file_stamp(path) for path in inputs], seed)
     return checkpoints / "ablations" / f"{variant.name}-{key}"
@@ -270,16 +250,20 @@ def checkpoint_folder(variant: Variant, separation: SeparationSettings, ablation
 def train_variant(model: SeparationNet, variant: Variant, train_clips, separation: SeparationSettings,
                   ablation: AblationSettings, out_dir: str | Path, *, seed: int = 0, device: str = "auto",
                   resume: bool = True, run_config: dict | None = None) -> dict:
-    """Train a row (or restore its finished run): ``unet_pit`` exactly as notebook 04, the others for ``steps``."""
+    """Train a row (or restore its finished run): ``unet_pit`` exactly as notebook 04, the others for ``steps``.
+
+    Notebook 04's own runs (:func:`is_notebook_04s`) store 04's run config (``run_config`` alone), so either
+    notebook resumes the other's checkpoint; the other rows also store their variant."""
     from avlib.data.mixtures import MixtureBatches
-    from avlib.tasks.separation import train
 
     if variant.pit:
         batches = MixtureBatches(train_clips, separation.pit_batch_size, seed=seed + 1, both_orders=False)
         return train(model, batches, separation, out_dir, pit=True, seed=seed, device=device, resume=resume,
-                     run_config=run_config)
-    return train(model, MixtureBatches(train_clips, separation.batch_size, seed=seed), separation, out_dir, steps=ablation.steps,
-                 seed=seed, device=device, resume=resume, run_config={"variant": asdict(variant), **(run_config or {})})
+                                run_config=run_config)
+    own = {} if is_notebook_04s(variant, separation, ablation) else {"variant": asdict(variant)}
+    return train(model, MixtureBatches(train_clips, separation.batch_size, seed=seed), separation, out_dir,
+                            steps=ablation.steps, seed=seed, device=device, resume=resume,
+                            run_config={**own, **(run_config or {})})
 
 
 # ------------------------------------------------------------------------------------------ scores
@@ -290,7 +274,7 @@ def cached_scores(name: str, model: SeparationNet, checkpoint: str | Path, test_
                   batch_size: int = 8, with_mixture: bool = True, recompute: bool = False) -> pd.DataFrame:
     """Per-pair scores of one row (and, ``with_mixture``, of the mixture), read from ``cache_dir`` when the
     same checkpoint (by content), test list and phase were scored before; otherwise
-    :func:`avlib.separation.evaluate` with PESQ (STOI, the slowest metric, is not needed), written there.
+    :func:`avlib.metrics.score_separation` with PESQ (STOI, the slowest metric, is not needed), written there.
     The row's system is called ``name``. The mixture's scores are the same for every row: score them with one
     row only. A cached table holding more (the mixture, STOI) serves a call that asks for less."""
     from avlib.files import atomic_path
@@ -456,3 +440,122 @@ def readable_table(summary: pd.DataFrame, metrics: Sequence[str] = ("sdr", "sir"
         if column in table:
             table[column] = table[column].fillna("")
     return table
+
+
+# ------------------------------------------------------------------------------------------ the experiment
+
+
+@dataclass
+class AblationRun:
+    """What :func:`run` returns: the test list, the I3D, every row's model, training and scores.
+
+    ``scores`` holds every row's per-pair scores and the mixture's (:func:`combine_scores`, STOI left out);
+    ``titles`` names each row in the tables; ``comparisons`` is :func:`against_full` of on-screen SDR.
+    """
+
+    test_list: pd.DataFrame
+    i3d: dict
+    pretrained: Path
+    models: dict[str, SeparationNet]
+    runs: dict[str, dict]
+    folders: dict[str, Path]
+    titles: dict[str, str]
+    scores: pd.DataFrame
+    comparisons: list[ClaimDifference]
+
+    @property
+    def rows(self) -> list[str]:
+        return list(self.models)
+
+
+def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", checkpoint_root: str | Path | None = None,
+        device: str = "auto", resume: bool = True, results=None) -> AblationRun:
+    """Every row of the ablations: the speakers' clips and the fixed test list, the I3D (:func:`ensure_i3d`),
+    the pretrained network, each row built, trained (:func:`train_variant`) and scored on the test list with
+    the separation's headline phase (:func:`cached_scores`), and each row's claim against ``full``.
+
+    Checkpoints go to ``<checkpoint dir>/separation`` (notebook 04's rows are its folders there).
+    ``resume=False`` trains every row again (except notebook 04's u-net PIT), and the I3D, and scores again.
+    ``results``: the notebook's :class:`avlib.report.results.ResultWriter`, whose tables hold the fixed test
+    list (:func:`avlib.tasks.separation.ensure_test_list`).
+    """
+    from avlib.data.mixtures import load_test_mixtures
+    from avlib.data.sources import speaker_sources
+    from avlib.tasks.pretrain import ensure_pretrained
+
+    separation, ablation = experiment.separation, experiment.ablations
+    device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+    checkpoints = experiment.checkpoint_dir(checkpoint_root) / "separation"
+    speakers = speaker_sources(experiment.synthetic, experiment.profile, seed, data_root, mixture_config(separation))
+    test_list = (ensure_test_list(results, speakers.table, separation, seed) if results is not None else
+                 make_test_list(speakers.table, separation.test_pairs, mixture_config(separation).duration, seed=seed))
+    i3d = ensure_i3d(experiment, checkpoints, seed=seed, data_root=data_root, device=device, resume=resume)
+    pretrained = ensure_pretrained(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device)
+    models, runs, folders = {}, {}, {}
+    for variant in VARIANTS:
+        inputs = [i3d["checkpoint"]] if variant.features == "i3d" else [pretrained] if variant.initialisation != "random" else []
+        folders[variant.name] = checkpoint_folder(variant, separation, ablation, checkpoints, inputs, seed)
+        models[variant.name] = build_variant(variant, separation, pretrained, i3d["net"], seed=seed)
+        runs[variant.name] = train_variant(models[variant.name], variant, speakers.train, separation, ablation,
+                                           folders[variant.name], seed=seed, device=device, resume=resume or variant.pit,
+                                           run_config={"profile": experiment.profile, "seed": seed})
+    titles = {variant.name: variant.title for variant in VARIANTS}
+    if ablation.i3d_train is None:
+        titles["i3d"] = KINETICS_I3D_TITLE
+    test_batch = load_test_mixtures(test_list, speakers.test)
+    per_row = {}
+    for variant in VARIANTS:
+        model = models[variant.name].to(device_name)
+        per_row[variant.name] = cached_scores(
+            variant.name, model, folders[variant.name] / "checkpoint.pt", test_batch, test_list,
+            checkpoints / "ablations" / "scores", phase=separation.phase, order_free=variant.pit,
+            batch_size=separation.eval_batch, with_mixture=not per_row, recompute=not resume)
+    scores = combine_scores(per_row).drop(columns="stoi")
+    return AblationRun(test_list, i3d, pretrained, models, runs, folders, titles, scores,
+                       against_full(scores, list(models)))
+
+
+def budget_table(result: AblationRun, separation: SeparationSettings) -> pd.DataFrame:
+    """How each row trained: features, initialisation, steps done, examples per step, trainable parameters
+    and its checkpoint folder (relative to the separation's checkpoints)."""
+    return pd.DataFrame([{
+        "row": result.titles[variant.name], "features": variant.features,
+        "initialisation": f"supervised: {result.i3d['source']}" if variant.features == "i3d" else variant.initialisation,
+        "steps": int(result.runs[variant.name]["train"][-1]["step"]) if result.runs[variant.name]["train"] else None,
+        "examples per step": separation.pit_batch_size if variant.pit else separation.batch_size,
+        "trainable parameters (M)": sum(p.numel() for p in result.models[variant.name].parameters() if p.requires_grad) / 1e6,
+        "checkpoint": f"{result.folders[variant.name].parent.name}/{result.folders[variant.name].name}",
+    } for variant in VARIANTS])
+
+
+def _run(experiment: Experiment, args) -> dict:
+    result = run(experiment, seed=args.seed, data_root=args.data_root, checkpoint_root=args.checkpoints,
+                 device=args.device)
+    summary = summary_table(result.scores, result.rows, result.titles)
+    directions = direction_rows(result.scores, result.rows, result.titles)
+    tables = {"separation_ablation_scores_per_pair": result.scores, "separation_ablations_long": summary,
+              "separation_ablation_directions": directions,
+              "separation_ablation_budget": budget_table(result, experiment.separation)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        table.to_csv(args.out / f"{name}.csv", index=False)
+    on_screen = summary[(summary.source == "on_screen") & (summary.mixtures == "all")].set_index("system")
+    return {
+        "test_pairs": len(result.test_list), "phase": experiment.separation.phase, "i3d": result.i3d["source"],
+        "i3d_accuracy": result.i3d.get("accuracy"),
+        "on_screen_sdr": {name: float(on_screen.loc[name, "sdr"]) for name in [*result.rows, "mixture"]},
+        "against_full": {row.name: {"claim": row.claim.key, "difference_db": row.mean, "low": row.low, "high": row.high,
+                                    "pairs": row.pairs, "verdict": row.verdict} for row in result.comparisons},
+        "tables": sorted(f"{name}.csv" for name in tables),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from avlib.tasks.cli import run_task
+
+    return run_task("ablations", "ablations", "Separation ablations (docs/paper.md §7.6, §7.8): every row trained "
+                    "with the same budget and scored on the fixed test list against the full model.", _run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,36 +1,45 @@
-"""Separation ablations: each row's model, where it trains, cached scores, and the verdicts on the paper's directions."""
+"""Separation ablations: each row's model, where it trains, cached scores, the verdicts on the paper's
+directions, and the task's command line end to end."""
 
-from dataclasses import replace
+import json
+import subprocess
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-import avlib.separation_ablations as ablations
+import avlib.tasks.ablations as ablations
 from avlib.checkpoint import save_checkpoint
+from avlib.config import AblationSettings, SeparationSettings, resolve
 from avlib.data.mixtures import make_test_list
 from avlib.data.world import world_config
 from avlib.data.world.speakers import speaker_gender, speaker_id, speaker_splits
 from avlib.models.i3d import I3D, I3DConfig
 from avlib.models.multisensory import MultisensoryNet
-from avlib.config import SeparationSettings
-from avlib.separation_ablations import (
+from avlib.tasks.ablations import (
     VARIANT_BY_NAME,
-    AblationSettings,
     build_variant,
     cached_scores,
     checkpoint_folder,
     direction_rows,
+    mixture_config,
     readable_table,
     summary_table,
 )
 from tests.test_unet import tiny_config, tiny_inputs
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 @pytest.fixture(scope="module")
 def separation():
-    return SeparationSettings(model=tiny_config(), steps=5, batch_size=2, pit_steps=3, pit_batch_size=2)
+    return SeparationSettings(model=tiny_config(), train=replace(SeparationSettings().train, steps=5), batch_size=2,
+                              pit_steps=3, pit_batch_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +94,7 @@ def test_rows_start_as_they_say(separation, pretrained):
 
 
 def test_rows_train_in_notebook_04s_folders_only_at_its_budget(separation, pretrained, tmp_path):
-    same_budget = AblationSettings(steps=separation.steps)
+    same_budget = AblationSettings(steps=separation.train.steps)
     smaller = AblationSettings(steps=2)
     full, pit, static = (VARIANT_BY_NAME[name] for name in ("full", "unet_pit", "static"))
     assert checkpoint_folder(full, separation, same_budget, tmp_path, [pretrained]) == tmp_path / "full"
@@ -187,17 +196,58 @@ def test_synth_test_list_holds_both_kinds_of_mixture():
     clips = pd.DataFrame([dict(path=f"{speaker_id(i)}/{c}.mp4", speaker_id=speaker_id(i), gender=speaker_gender(i),
                                split=split, duration=config.clip_seconds)
                           for i, split in splits.items() for c in range(config.videos_per_speaker * config.clips_per_video)])
-    from avlib.separation import settings_for
-
-    settings = settings_for("synth")
-    test_list = make_test_list(clips, settings.test_pairs, settings.mixture.duration, seed=0)
+    settings = resolve("synth").separation
+    test_list = make_test_list(clips, settings.test_pairs, mixture_config(settings).duration, seed=0)
     assert test_list.same_gender.mean() >= 0.4 and (~test_list.same_gender).mean() >= 0.4
 
 
 def test_every_row_but_pit_trains_with_the_same_budget():
     for profile in ("smoke", "synth", "paper"):
-        settings = ablations.settings_for(profile)
-        assert settings.steps > 0
-    assert ablations.settings_for("paper").i3d_steps == 0  # Kinetics weights from a converted checkpoint
-    with pytest.raises(ValueError, match="unknown profile"):
-        ablations.settings_for("tiny")
+        assert resolve(profile).ablations.steps > 0
+    paper = resolve("paper")
+    assert paper.ablations.i3d_train is None  # Kinetics weights from a converted checkpoint
+    assert paper.ablations.steps == paper.separation.train.steps  # so full is notebook 04's model
+    with pytest.raises(ValueError, match="no synthetic actions"):
+        ablations.ensure_i3d(resolve("paper", {"ablations.i3d_train.steps": "2"}), "unused")
+
+
+def test_rows_train_with_the_separations_optimiser_and_04s_runs_store_its_run_config(separation, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(ablations, "fit", lambda model, loss, batches, config, resume, run_config:
+                        calls.append((loss, batches, config, run_config)) or {"train": []})
+    clips = SimpleNamespace(speakers=np.array(["a", "b"]))
+    model = build_variant("unet_pit", separation)
+    for name, steps in (("static", 4), ("unet_pit", 4), ("full", separation.train.steps)):
+        ablations.train_variant(model, VARIANT_BY_NAME[name], clips, separation, AblationSettings(steps=steps),
+                                tmp_path / name, seed=3, device="cpu", run_config={"profile": "test", "seed": 3})
+    (static_loss, static_batches, static_config, static_run), (pit_loss, pit_batches, pit_config, pit_run), \
+        (_, _, full_config, full_run) = calls
+    assert static_config == replace(separation.train, steps=4, seed=3, device="cpu", out_dir=str(tmp_path / "static"))
+    assert not static_loss.pit and (static_batches.batch_size, static_batches.seed) == (separation.batch_size, 3)
+    assert static_run == {"separation": separation.to_dict(), "pit": False, "variant": asdict(VARIANT_BY_NAME["static"]),
+                          "profile": "test", "seed": 3}
+    # notebook 04's runs: its budget and its run config, so either notebook resumes the other's checkpoint
+    assert pit_loss.pit and pit_config.steps == separation.pit_steps
+    assert (pit_batches.batch_size, pit_batches.seed, pit_batches.both_orders) == (separation.pit_batch_size, 4, False)
+    assert pit_run == {"separation": separation.to_dict(), "pit": True, "profile": "test", "seed": 3}
+    assert full_config.steps == separation.train.steps
+    assert full_run == {"separation": separation.to_dict(), "pit": False, "profile": "test", "seed": 3}
+
+
+@pytest.mark.slow
+def test_the_command_line_runs_every_row_end_to_end(tmp_path):
+    out, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
+    result = subprocess.run([sys.executable, "-m", "avlib.tasks.ablations", "--profile", "smoke", "--device", "cpu",
+                             "--out", str(out), "--checkpoints", str(checkpoints)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = json.loads((out / "summary.json").read_text())
+    summary = written["summary"]
+    assert written["task"] == "ablations" and written["config"]["steps"] == resolve("smoke").ablations.steps
+    assert summary["test_pairs"] == resolve("smoke").separation.test_pairs
+    assert set(summary["on_screen_sdr"]) == {*VARIANT_BY_NAME, "mixture"}
+    assert set(summary["against_full"]) == {name for name, variant in VARIANT_BY_NAME.items() if variant.claim}
+    assert all(row["verdict"] in ("holds", "opposite", "not resolved") for row in summary["against_full"].values())
+    budget = pd.read_csv(out / "separation_ablation_budget.csv")
+    assert budget.set_index("features").loc["i3d", "steps"] == resolve("smoke").ablations.steps
+    assert (checkpoints / "smoke" / "separation" / "unet_pit" / "checkpoint.pt").exists()
