@@ -146,7 +146,7 @@ class VideoClassifierLoss:
 
 
 class _VideoOnly(nn.Module):
-    """The I3D with :func:`avlib.finetune.evaluate`'s call signature (audio ignored)."""
+    """The I3D with :func:`avlib.tasks.ucf101.evaluate`'s call signature (audio ignored)."""
 
     def __init__(self, net: I3D):
         super().__init__()
@@ -181,7 +181,7 @@ def ensure_i3d(profile: str, ablation: AblationSettings, separation: SeparationS
                 "source": f"converted kinetics-i3d checkpoint {path.name} (Kinetics-400, supervised)"}
     from avlib.data.sources import action_sources
     from avlib.data.ucf101 import ClipBatches
-    from avlib.finetune import evaluate as evaluate_classifier
+    from avlib.tasks.ucf101 import evaluate as evaluate_classifier
     from avlib.train import TrainConfig, fit
 
     if not get_profile(profile).synthetic:
