@@ -20,6 +20,7 @@ The mixture itself, scored as the estimate of both sources, is the lower bound e
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from avlib.data.ucf101 import VideoSource, evaluation_batches
 from avlib.models.multisensory import normalize_frames
 from avlib.models.unet import mono_mix, predict
 from avlib.stats import confidence_interval, wilson_interval
@@ -236,3 +238,103 @@ def on_screen_gains(gains: pd.DataFrame, system: str, test_list: pd.DataFrame | 
     if same_gender is not None:
         rows = rows[rows.pair.isin(test_list.pair[test_list.same_gender == same_gender])]
     return rows["sdr_gain"]
+
+
+# ----------------------------------------------------------------------------- action classification
+
+
+@dataclass
+class Evaluation:
+    """Softmax probabilities of every test clip, and the accuracies derived from them.
+
+    clip_probs: (V, K, C) for V videos, K clips each, C classes; labels: (V,) 0-based.
+    """
+
+    classes: list[str]
+    names: list[str]
+    labels: np.ndarray
+    has_audio: np.ndarray
+    clip_probs: np.ndarray
+
+    @property
+    def video_probs(self) -> np.ndarray:
+        """(V, C): the K clips' softmax probabilities averaged."""
+        return self.clip_probs.mean(axis=1)
+
+    @property
+    def video_predictions(self) -> np.ndarray:
+        return self.video_probs.argmax(axis=1)
+
+    @property
+    def clip_correct(self) -> np.ndarray:
+        """(V, K) bool: each clip's own prediction is right."""
+        return self.clip_probs.argmax(axis=2) == self.labels[:, None]
+
+    @property
+    def video_correct(self) -> np.ndarray:
+        return self.video_predictions == self.labels
+
+    @property
+    def clip_accuracy(self) -> float:
+        return float(self.clip_correct.mean())
+
+    @property
+    def video_accuracy(self) -> float:
+        return float(self.video_correct.mean())
+
+    def accuracy_where(self, mask: np.ndarray) -> tuple[float, float]:
+        """(clip, video) accuracy over the videos selected by ``mask`` (NaN when none)."""
+        if not mask.any():
+            return float("nan"), float("nan")
+        return float(self.clip_correct[mask].mean()), float(self.video_correct[mask].mean())
+
+    def confusion(self) -> np.ndarray:
+        """(C, C) video counts: row = true class, column = predicted class."""
+        size = len(self.classes)
+        return np.bincount(self.labels * size + self.video_predictions, minlength=size * size).reshape(size, size)
+
+    def per_class(self, mask: np.ndarray | None = None) -> pd.DataFrame:
+        """Videos, clip and video accuracy of each class (over the videos of ``mask``, default all)."""
+        mask = np.ones(len(self.labels), dtype=bool) if mask is None else mask
+        rows = []
+        for label, name in enumerate(self.classes):
+            chosen = mask & (self.labels == label)
+            clip, video = self.accuracy_where(chosen)
+            rows.append({"class": name, "videos": int(chosen.sum()), "clip accuracy": clip, "video accuracy": video})
+        return pd.DataFrame(rows)
+
+    def selection(self, classes: Sequence[str] | None = None, with_audio_only: bool = False) -> np.ndarray:
+        """(V,) bool mask of the videos of ``classes`` (names; default all), optionally only those with audio."""
+        if classes is None:
+            mask = np.ones_like(self.has_audio)
+        else:
+            mask = np.isin(self.labels, [self.classes.index(c) for c in classes])
+        return mask & self.has_audio if with_audio_only else mask
+
+
+@torch.no_grad()
+def evaluate_classifier(model: nn.Module, source: VideoSource, clips_per_video: int, classes: Sequence[str], *,
+             videos: Sequence[int] | None = None, batch_size: int = 20, device: str | torch.device = "cpu",
+             amp: str = "none", workers: int = 0) -> Evaluation:
+    """Score ``clips_per_video`` evenly spaced, centre-cropped clips of each test video (default all) with an
+    action classifier ``model(frames, audio, has_audio) -> logits`` (UCF-101 fine-tuning, the I3D of the ablations)."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    chosen = list(range(len(source))) if videos is None else list(videos)
+    probs = np.zeros((len(chosen), clips_per_video, len(classes)), dtype=np.float32)
+    position = {video: row for row, video in enumerate(chosen)}
+    filled = np.zeros(len(chosen), dtype=np.int64)
+    for owners, batch in evaluation_batches(source, clips_per_video, batch_size, chosen, workers=workers):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16" and device.type == "cuda"):
+            logits = model(normalize_frames(batch["frames"].to(device)), batch["audio"].to(device),
+                           batch["has_audio"].to(device))
+        batch_probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        for owner, clip_probs in zip(owners, batch_probs):
+            row = position[owner]
+            probs[row, filled[row]] = clip_probs
+            filled[row] += 1
+    model.train(was_training)
+    entries = [source.videos[video] for video in chosen]
+    return Evaluation(list(classes), [entry.name for entry in entries], np.array([entry.label for entry in entries]),
+                      np.array([entry.has_audio for entry in entries]), probs)

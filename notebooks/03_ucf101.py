@@ -21,7 +21,7 @@
 # cited widely; the other three are the project's summary of the paper, **UNVERIFIED** against
 # its text (`avlib.report.claims`).
 #
-# **Protocol written down** (`avlib.finetune`, `avlib.data.ucf101`):
+# **Protocol written down** (`avlib.tasks.ucf101`, `avlib.data.ucf101`):
 #
 # - Head of the official `src/videocls.py`: last conv → dropout → global average pool → 1×1×1
 #   conv to the class logits; softmax cross-entropy; SGD with momentum and step decay; random
@@ -57,47 +57,27 @@ device = "auto"
 results_root = "../results"
 checkpoint_root = ""  # default: the checkout's ignored checkpoints/ folder
 pretrained_checkpoint = ""  # default: the profile's pretrained network (trained first if missing)
-overrides = {}  # fields of avlib.finetune.UCF101Settings to change, e.g. {"steps": 1000, "test_clips": 5}
+overrides = {}  # config keys to change, e.g. {"ucf101.train.steps": 1000, "ucf101.test_clips": 5} (avlib.config)
 resume = True
 
 # %%
-from dataclasses import replace
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 
-from avlib.data.sources import action_sources
-from avlib.finetune import (
-    VARIANT_BY_NAME,
-    VARIANTS,
-    accuracy_table,
-    build_classifier,
-    clip_format,
-    curve_accuracy,
-    evaluate,
-    finetune,
-    resolve_device,
-    run_key,
-    settings_for,
-    settings_table,
-)
-from avlib.pretrain import ensure_pretrained
-from avlib.profiles import get_profile
+from avlib.config import resolve
 from avlib.report.claims import verdict
 from avlib.report.index import notebook_comparison
 from avlib.report.results import ResultWriter
 from avlib.stats import paired_interval, wilson_interval
+from avlib.tasks.ucf101 import VARIANT_BY_NAME, accuracy_table, clip_format, resolve_device, run, settings_table
 
-profile_settings = get_profile(profile)
-settings = replace(settings_for(profile), **overrides)
-clips = clip_format(profile_settings, settings)
+experiment = resolve(profile, overrides)
+settings = experiment.ucf101
+clips = clip_format(experiment)
 device_name = resolve_device(device)
 out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="03_ucf101", root=results_root)
-torch.manual_seed(seed)
-print(profile_settings.description)
+print(experiment.description)
 print(f"clips: {clips.num_frames} frames of {clips.crop} x {clips.crop} at {clips.fps:.4g} fps, "
       f"{clips.num_samples} samples at {clips.sample_rate} Hz ({clips.window} s)")
 
@@ -113,12 +93,29 @@ out.table(settings_frame, "ucf101_settings", caption=(
 settings_frame
 
 # %% [markdown]
+# ## Fine-tuning
+# `avlib.tasks.ucf101.run` loads the split (small datasets are decoded once into memory at the
+# network's rates; real UCF-101 is read clip by clip from its files, in DataLoader worker
+# processes for training and decoding threads for testing, `workers`), ensures the pretrained
+# network, and trains one run per row from the same pretrained checkpoint (or its architecture,
+# randomly initialised), then scores every test video. Each step's batch is a function of the
+# step, so an interrupted run resumes exactly (`resume=True`); a finished run is reloaded, not
+# repeated. The same runs from a shell: `python -m avlib.tasks.ucf101 --profile synth`.
+
+# %%
+result = run(experiment, seed=seed, data_root=data_root, checkpoint_root=checkpoint_root or None, device=device,
+             resume=resume, pretrained_checkpoint=pretrained_checkpoint or None)
+split, sound_only_pairs = result.split, result.sound_only_pairs
+evaluations, histories, variants = result.evaluations, result.histories, result.variants
+print(f"pretrained checkpoint: {result.checkpoint.name}; runs under {result.run_dir.name}/")
+for variant in variants:
+    print(f"{variant.title}: clip {evaluations[variant.name].clip_accuracy:.3f}, "
+          f"video {evaluations[variant.name].video_accuracy:.3f}")
+
+# %% [markdown]
 # ## Data: the split, and which videos have audio
 
 # %%
-actions = action_sources(profile_settings.synthetic, profile, seed, data_root, clips, split=settings.split,
-                         in_memory=settings.in_memory)
-split, sound_only_pairs = actions.split, actions.sound_only_pairs
 audio_counts = split.audio_counts()
 out.table(audio_counts, "ucf101_audio", caption=(
     f"Split {split.split}: videos with and without an audio track ({len(split.bad)} listed video(s) unreadable and "
@@ -129,44 +126,6 @@ print(f"{split.num_classes} classes; {len(split.train)} training and {len(split.
 if split.bad:
     print("skipped:", split.bad[:10])
 audio_counts
-
-# %% [markdown]
-# Clip sources: small datasets are decoded once into memory at the network's rates; real
-# UCF-101 is read clip by clip from its files, in DataLoader worker processes for training and
-# decoding threads for testing (`workers`).
-
-# %%
-train_source, test_source = actions.train, actions.test
-
-# %% [markdown]
-# ## Fine-tuning
-# One run per row, from the same pretrained checkpoint (or its architecture, randomly
-# initialised). Each step's batch is a function of the step, so an interrupted run resumes
-# exactly (`resume=True`); a finished run is reloaded, not repeated.
-
-# %%
-checkpoint = Path(pretrained_checkpoint) if pretrained_checkpoint else ensure_pretrained(
-    profile, seed, data_root=data_root, checkpoint_root=checkpoint_root or None, device=device)
-run_dir = (profile_settings.checkpoint_dir(checkpoint_root or None) / "ucf101"
-           / f"split{settings.split}-seed{seed}-{run_key(settings, checkpoint, clips)}")
-variants = [variant for variant in VARIANTS if not variant.frozen or settings.probe_steps > 0]
-curve_videos = (list(range(len(test_source))) if settings.curve_videos <= 0 else
-                sorted({int(i) for i in np.linspace(0, len(test_source) - 1, settings.curve_videos)}))
-print(f"pretrained checkpoint: {checkpoint.name}; runs under {run_dir.name}/")
-
-curve_point = curve_accuracy(test_source, split.classes, curve_videos, settings, device_name)
-
-histories, evaluations = {}, {}
-for variant in variants:
-    model = build_classifier(variant, checkpoint, split.num_classes, dropout=settings.dropout, seed=seed)
-    histories[variant.name] = finetune(model, train_source, settings, variant, run_dir / variant.name, seed=seed,
-                                       device=device, resume=resume, eval_fn=curve_point,
-                                       run_config={"profile": profile, "seed": seed, "pretrained": checkpoint.name})
-    evaluations[variant.name] = evaluate(model, test_source, settings.test_clips, split.classes,
-                                         batch_size=settings.eval_batch, device=device_name, amp=settings.amp,
-                                         workers=settings.workers)
-    print(f"{variant.title}: clip {evaluations[variant.name].clip_accuracy:.3f}, "
-          f"video {evaluations[variant.name].video_accuracy:.3f}")
 
 # %% [markdown]
 # ## The table

@@ -69,10 +69,10 @@ def test_touching_notebook_03_reruns_03_alone(tmp_path):
 def test_changed_avlib_module_reruns_the_notebooks_that_import_it(tmp_path):
     notebooks, package = _copy_checkout(tmp_path)
     records = _records(notebooks, package)
-    finetune = package / "finetune.py"
-    finetune.write_text(finetune.read_text() + "\n# touched\n")
-    importers = {"03_ucf101", "05_separation_ablations"}  # 05 trains its I3D with avlib.finetune
-    assert _to_run(notebooks, package, records) == {name: "avlib changed: avlib.finetune" for name in importers}
+    task = package / "tasks" / "ucf101.py"
+    task.write_text(task.read_text() + "\n# touched\n")
+    importers = {"03_ucf101"}
+    assert _to_run(notebooks, package, records) == {name: "avlib changed: avlib.tasks.ucf101" for name in importers}
     results = package / "report" / "results.py"  # every notebook writes through it
     results.write_text(results.read_text() + "\n# touched\n")
     assert set(_to_run(notebooks, package, records)) == {path.stem for path in discover(directory=notebooks)}
@@ -82,13 +82,14 @@ def test_changed_parameters_and_pretrained_checkpoint(tmp_path, monkeypatch):
     notebooks, package = _copy_checkout(tmp_path)
     checkpoint = tmp_path / "checkpoint.pt"
     checkpoint.write_bytes(b"weights 1")
-    monkeypatch.setattr(runs, "INPUTS", {("ensure_pretrained",): ("pretrained checkpoint", lambda parameters: checkpoint)})
+    keys = next(keys for keys, (label, _) in runs.INPUTS.items() if label == "pretrained checkpoint")
+    monkeypatch.setattr(runs, "INPUTS", {keys: ("pretrained checkpoint", lambda parameters: checkpoint)})
 
     def inputs(source):
         return runs.input_digests(source, PARAMETERS)
 
     records = _records(notebooks, package, inputs)
-    readers = {path.stem for path in discover(directory=notebooks) if "ensure_pretrained" in path.read_text()}
+    readers = {path.stem for path in discover(directory=notebooks) if any(key in path.read_text() for key in keys)}
     assert "03_ucf101" in readers and "00_data" not in readers and "01_pretrain" not in readers
     assert _to_run(notebooks, package, records, inputs) == {}
     checkpoint.write_bytes(b"weights 2")  # notebook 01 retrained the network
@@ -117,7 +118,7 @@ def test_closure_follows_relative_imports():
     modules = runs.avlib_closure(NOTEBOOK_DIR / "00_data.py")
     assert {"avlib.data.world", "avlib.data.world._common", "avlib.writer", "avlib.report",
             "avlib.report.results"} <= set(modules)
-    assert "avlib.finetune" not in modules and "avlib.notebooks" not in modules
+    assert "avlib.tasks.ucf101" not in modules and "avlib.notebooks" not in modules
 
 
 # -- the comparison with the paper ---------------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,22 +28,26 @@ from avlib.data.ucf101 import (
     load_split,
     read_classes,
 )
-from avlib.finetune import (
+from avlib.config import flatten, resolve
+from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, normalize_frames
+from avlib.metrics import Evaluation, evaluate_classifier
+from avlib.tasks.ucf101 import (
+    SETTING_STATUS,
     VARIANT_BY_NAME,
     ActionClassifier,
     ClassifierConfig,
-    Evaluation,
     build_classifier,
     clip_format,
     curve_accuracy,
-    evaluate,
+    curve_video_indices,
     finetune,
-    settings_for,
+    run,
     settings_table,
+    train_config,
 )
-from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, normalize_frames
-from avlib.profiles import get_profile
 from avlib.writer import write_video
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FPS, SAMPLE_RATE = 25.0, 22050
 # classInd.txt order (not alphabetical) -> 0-based labels. The real release names one class's
@@ -268,23 +274,39 @@ def test_video_accuracy_averages_softmax_over_clips():
 
 
 def test_settings_state_their_status_and_paper_keeps_the_code_values():
-    paper = settings_for("paper")
-    assert (paper.split, paper.batch_size, paper.lr_gamma, paper.weight_decay, paper.grad_clip) == (1, 8, 0.1, 1e-5, None)
+    paper = resolve("paper").ucf101
+    assert (paper.split, paper.batch_size, paper.train.lr_gamma, paper.train.weight_decay, paper.train.grad_clip) == (
+        1, 8, 0.1, 1e-5, None)
     table = settings_table(paper)
+    # one row per key of the section, each with a status
+    assert table["setting"].tolist() == list(flatten(paper)) and set(SETTING_STATUS) == set(flatten(paper))
     assert table["status"].str.len().gt(0).all()
-    assert table.set_index("setting").loc["lr", "status"].startswith("UNKNOWN")
+    assert table.set_index("setting").loc["train.lr", "status"].startswith("UNKNOWN")
     for profile in ("smoke", "synth", "paper"):
-        settings = settings_for(profile)
-        assert all(0 < step < settings.steps for step in settings.lr_milestones)
+        settings = resolve(profile).ucf101
+        assert all(0 < step < settings.train.steps for step in settings.train.lr_milestones)
         assert all(0 < step < settings.probe_steps for step in settings.probe_milestones)
     # Fine-tuning clips are at the pretrained network's rates: the paper's 4.2 s clip is its 125 frames.
-    paper_clips = clip_format(get_profile("paper"), paper)
+    paper_clips = clip_format(resolve("paper"))
     assert (paper_clips.num_frames, paper_clips.num_samples, paper_clips.size, paper_clips.crop) == (125, 87588, 256, 224)
-    synth_clips = clip_format(get_profile("synth"), settings_for("synth"))
-    synth_shift = get_profile("synth").pretrain.shift
+    with_format = settings_table(paper, paper_clips).set_index("setting")
+    assert with_format.loc["crop", "value"] == "224" and with_format.loc["train.steps", "value"] == "30000"
+    synth = resolve("synth")
+    synth_clips, synth_shift = clip_format(synth), synth.pretrain.shift
     assert (synth_clips.fps, synth_clips.sample_rate, synth_clips.crop) == (synth_shift.fps, synth_shift.sample_rate, synth_shift.crop)
-    with pytest.raises(ValueError, match="unknown profile"):
-        settings_for("huge")
+    assert clip_format(resolve("synth", {"ucf101.fps": "12.5"})).fps == 12.5
+
+
+def test_each_row_trains_with_the_sections_schedule_and_the_probe_with_its_own(tmp_path):
+    settings = resolve("synth").ucf101
+    tuned = train_config(settings, VARIANT_BY_NAME["no_audio"], tmp_path / "no_audio", seed=4, device="cpu")
+    assert tuned == replace(settings.train, seed=4, device="cpu", workers=settings.workers, out_dir=str(tmp_path / "no_audio"))
+    assert (tuned.steps, tuned.optimizer, tuned.lr) == (1500, "adam", 3e-4)
+    probe = train_config(settings, VARIANT_BY_NAME["linear_probe"], tmp_path / "probe")
+    assert (probe.steps, probe.lr, probe.lr_milestones, probe.optimizer) == (
+        settings.probe_steps, settings.probe_lr, list(settings.probe_milestones), settings.train.optimizer)
+    assert curve_video_indices(5, 0) == [0, 1, 2, 3, 4]
+    assert curve_video_indices(10, 3) == [0, 4, 9]
 
 
 def test_finetuning_learns_the_miniature_classes(ucf_tree, tmp_path):
@@ -293,19 +315,20 @@ def test_finetuning_learns_the_miniature_classes(ucf_tree, tmp_path):
     train, test = DecodedVideos(split.train, clips), DecodedVideos(split.test, clips)
     checkpoint = tmp_path / "pretrained.pt"
     save_checkpoint(checkpoint, model=_net(), step=1, config={})
-    settings = replace(settings_for("smoke"), steps=60, lr=3e-2, lr_milestones=(50,), batch_size=6, log_every=5,
-                       checkpoint_every=60, dropout=0.0)
+    smoke = resolve("smoke").ucf101
+    settings = replace(smoke, batch_size=6, dropout=0.0,
+                       train=replace(smoke.train, steps=60, lr=3e-2, lr_milestones=[50], log_every=5, checkpoint_every=60))
     model = build_classifier("with_audio", checkpoint, len(CLASSES), dropout=0.0)
     history = finetune(model, train, settings, VARIANT_BY_NAME["with_audio"], tmp_path / "run", device="cpu")
     assert history["train"][-1]["step"] == 60
     assert history["train"][-1]["loss"] < history["train"][0]["loss"]
-    evaluation = evaluate(model, test, 2, split.classes)
+    evaluation = evaluate_classifier(model, test, 2, split.classes)
     assert evaluation.clip_probs.shape == (len(split.test), 2, len(CLASSES))
     np.testing.assert_allclose(evaluation.clip_probs.sum(-1), 1, atol=1e-5)
     # Each class has its own colour: a few steps separate the held-out groups.
     assert evaluation.video_accuracy > 1 / len(CLASSES)
     # the training curves' eval_fn scores the centre clip of the chosen videos only
-    centre = evaluate(model, test, 1, split.classes, videos=[0, len(split.test) - 1])
+    centre = evaluate_classifier(model, test, 1, split.classes, videos=[0, len(split.test) - 1])
     point = curve_accuracy(test, split.classes, [0, len(split.test) - 1], settings)(model)
     assert point == {"test_clip_accuracy": centre.clip_accuracy}
     assert centre.clip_probs.shape == (2, 1, len(CLASSES))
@@ -326,9 +349,10 @@ def test_notebook_runs_the_paper_profile_on_a_ucf101_tree(ucf_tree, tmp_path):
     converted, executed = tmp_path / "03.ipynb", tmp_path / "03.out.ipynb"
     jupytext.write(notebook, converted)
     results = tmp_path / "results"
-    overrides = dict(window=1.2, steps=2, batch_size=4, lr_milestones=[], probe_steps=0, test_clips=2, eval_every=2,
-                     size=40, crop=32, fps=7.5, sample_rate=8000, workers=2, log_every=1, checkpoint_every=2, amp="none",
-                     channels_last=False)
+    overrides = {f"ucf101.{key}": value for key, value in dict(
+        window=1.2, batch_size=4, probe_steps=0, test_clips=2, eval_every=2, size=40, crop=32, fps=7.5, sample_rate=8000,
+        workers=2, **{"train.steps": 2, "train.lr_milestones": [], "train.log_every": 1, "train.checkpoint_every": 2,
+                      "train.amp": "none", "train.channels_last": False}).items()}
     papermill.execute_notebook(
         str(converted), str(executed), kernel_name=notebook.metadata["kernelspec"]["name"], cwd=str(source.parent),
         progress_bar=False, parameters=dict(profile="paper", data_root=str(ucf_tree), device="cpu", results_root=str(results),
@@ -343,3 +367,54 @@ def test_notebook_runs_the_paper_profile_on_a_ucf101_tree(ucf_tree, tmp_path):
     assert counts.loc["test", "without audio"] == sum((c, g) in SILENT for c in CLASSES for g in (1, 2))
     assert json.loads((tables / "ucf101_accuracy.provenance.json").read_text())["profile"] == "paper"
     assert os.listdir(tmp_path / "checkpoints" / "paper" / "ucf101")
+
+
+def _tiny_paper() -> dict:
+    """The paper profile cut to a tiny pretrained network's clips and a two-step schedule (one for the probe)."""
+    return {f"ucf101.{key}": value for key, value in dict(
+        window=1.2, batch_size=4, test_clips=2, eval_every=2, size=40, crop=32, fps=7.5, sample_rate=8000, workers=0,
+        probe_steps=1, probe_milestones=[],
+        **{"train.steps": 2, "train.lr_milestones": [], "train.log_every": 1, "train.checkpoint_every": 2,
+           "train.amp": "none", "train.channels_last": False}).items()}
+
+
+def test_run_trains_and_scores_every_row_and_reloads_a_finished_run(ucf_tree, tmp_path):
+    checkpoint = tmp_path / "pretrained.pt"
+    save_checkpoint(checkpoint, model=_net(), step=1, config={})
+    experiment = resolve("paper", _tiny_paper())
+    result = run(experiment, data_root=ucf_tree, checkpoint_root=tmp_path / "checkpoints", device="cpu",
+                 pretrained_checkpoint=checkpoint)
+    assert [variant.name for variant in result.variants] == ["with_audio", "no_audio", "random_init", "linear_probe"]
+    assert result.checkpoint == checkpoint and result.sound_only_pairs == []
+    assert result.run_dir.parent == tmp_path / "checkpoints" / "paper" / "ucf101"
+    assert result.split.classes == list(CLASSES) and len(result.split.test) == 2 * len(CLASSES)
+    for variant in result.variants:
+        assert (result.run_dir / variant.name / "checkpoint.pt").exists()
+        assert result.histories[variant.name]["train"][-1]["step"] == (1 if variant.frozen else 2)
+        assert result.evaluations[variant.name].clip_probs.shape == (len(result.split.test), 2, len(CLASSES))
+    again = run(experiment, data_root=ucf_tree, checkpoint_root=tmp_path / "checkpoints", device="cpu",
+                pretrained_checkpoint=checkpoint)
+    assert again.run_dir == result.run_dir
+    for name, scored in result.evaluations.items():  # reloaded from the finished runs, not retrained
+        np.testing.assert_array_equal(again.evaluations[name].clip_probs, scored.clip_probs)
+        assert again.histories[name]["train"] == result.histories[name]["train"]
+
+
+@pytest.mark.slow
+def test_command_line_runs_the_smoke_profile_end_to_end(tmp_path):
+    out, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
+    completed = subprocess.run([sys.executable, "-m", "avlib.tasks.ucf101", "--profile", "smoke", "--device", "cpu",
+                                "--out", str(out), "--checkpoints", str(checkpoints), "test_clips=1"],
+                               capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == "ucf101" and summary["profile"] == "smoke" and summary["config"]["test_clips"] == 1
+    rows = summary["summary"]["rows"]
+    assert list(rows) == ["with_audio", "no_audio", "random_init", "linear_probe"]
+    assert all(0 <= row["video accuracy %"] <= 100 for row in rows.values())
+    assert rows["with_audio"]["steps"] == 3 and rows["linear_probe"]["steps"] == 2
+    accuracy = pd.read_csv(out / "accuracy.csv")
+    assert accuracy["video accuracy %"].iloc[0] == pytest.approx(rows["with_audio"]["video accuracy %"])
+    # the task trained its own pretrained network under --checkpoints
+    assert Path(summary["summary"]["checkpoint"]) == resolve("smoke").pretrained_checkpoint(checkpoints)
+    assert Path(summary["summary"]["checkpoint"]).exists()

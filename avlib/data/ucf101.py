@@ -15,7 +15,7 @@ their class folder without regard to case.
 **Videos without audio.** About half of UCF-101 has no audio track. They are kept, not
 dropped: :func:`load_split` probes every video and counts them (:meth:`UCF101Split.audio_counts`),
 the clip sources return silence for them with ``has_audio = False``, and the classifier
-(:class:`avlib.finetune.ActionClassifier`) zeroes their fused audio features, which is what the
+(:class:`avlib.tasks.ucf101.ActionClassifier`) zeroes their fused audio features, which is what the
 paper's no-audio variant does to every video (zero samples and ``use_sound = False``).
 
 **Audio timing.** MP3 audio inside AVI decodes about 25 ms late in every FFmpeg decoder (the

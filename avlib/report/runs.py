@@ -4,7 +4,7 @@ A notebook's **fingerprint** is a hash of everything its results depend on:
 
 - its source (``notebooks/NN_*.py``);
 - the ``avlib`` modules it imports, transitively (found by reading the ``import`` statements, so a
-  change to ``avlib/finetune.py`` re-runs the notebooks that import it and no other);
+  change to ``avlib/tasks/ucf101.py`` re-runs the notebooks that import it and no other);
 - its parameters (profile, seed, data root, device);
 - its inputs: the pretrained checkpoint for a notebook that calls ``ensure_pretrained`` (notebooks
   02 onwards start from it), and, in the ``paper`` profile, the files under ``--data-root`` (names,

@@ -122,7 +122,7 @@ class VideoClassifierLoss:
 
 
 class _VideoOnly(nn.Module):
-    """The I3D with :func:`avlib.finetune.evaluate`'s call signature (audio ignored)."""
+    """The I3D with :func:`avlib.tasks.ucf101.evaluate`'s call signature (audio ignored)."""
 
     def __init__(self, net: I3D):
         super().__init__()
@@ -157,7 +157,7 @@ def ensure_i3d(experiment: Experiment, checkpoints: str | Path, *, seed: int = 0
                 "source": f"converted kinetics-i3d checkpoint {path.name} (Kinetics-400, supervised)"}
     from avlib.data.sources import action_sources
     from avlib.data.ucf101 import ClipBatches
-    from avlib.finetune import evaluate as evaluate_classifier
+    from avlib.metrics import evaluate_classifier
 
     if not experiment.synthetic:
         raise ValueError(f"the {experiment.profile} profile has no synthetic actions to train I3D on; "

@@ -1,4 +1,4 @@
-"""Action recognition by fine-tuning the multisensory network on UCF-101 (paper section 6).
+"""Action recognition by fine-tuning the multisensory network on UCF-101 (docs/paper.md §6).
 
 The classifier is the official ``src/videocls.py`` head on the pretrained trunk: the last
 conv (``conv5_2``) -> dropout -> global average pool -> a 1x1x1 conv to the class logits
@@ -14,12 +14,15 @@ Evaluation scores ``K`` evenly spaced clips per test video (:mod:`avlib.data.ucf
 accuracy** counts each clip on its own, **video accuracy** averages the K clips' softmax
 probabilities first. Values the paper and the code leave unknown (clip length, learning rate,
 iterations, test-time averaging) are our choices, listed with their status by
-:func:`settings_table`.
+:func:`settings_table`. Settings: :class:`avlib.config.UCF101Settings` (``experiment.ucf101``).
+
+:func:`run` does the whole experiment (data, pretrained network, every row trained and scored);
+``python -m avlib.tasks.ucf101 --profile smoke`` runs it from a shell and prints each row's accuracy.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,58 +32,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avlib.data.ucf101 import ClipBatches, ActionClipFormat, VideoSource, evaluation_batches
+from avlib.config import Experiment, UCF101Settings, flatten
+from avlib.data.sources import action_sources
+from avlib.data.ucf101 import ActionClipFormat, ClipBatches, UCF101Split, VideoSource, evaluation_batches
 from avlib.hashing import file_stamp, json_key
+from avlib.metrics import Evaluation, evaluate_classifier
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, _init_weights, from_checkpoint, normalize_frames
+from avlib.tasks.pretrain import ensure_pretrained
 from avlib.train import TrainConfig, fit
 
 # ---------------------------------------------------------------------------------------------
 # Settings
-
-
-@dataclass(frozen=True)
-class UCF101Settings:
-    """Notebook 03's settings for one profile; :data:`SETTING_STATUS` says where each comes from.
-
-    ``fps``, ``sample_rate``, ``size`` and ``crop`` of None are the pretrained network's
-    (the profile's pretraining clip format and last stage's frame rate).
-    """
-
-    split: int = 1
-    window: float = 4.2
-    batch_size: int = 8
-    steps: int = 30_000
-    lr: float = 1e-2
-    lr_milestones: tuple[int, ...] = (20_000,)
-    lr_gamma: float = 0.1
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 1e-5
-    grad_clip: float | None = None
-    dropout: float = 0.5
-    label_smoothing: float = 0.0
-    audio_jitter: float = 0.1
-    flip: bool = True
-    test_clips: int = 10
-    eval_every: int = 5_000
-    curve_videos: int = 500
-    eval_batch: int = 20
-    probe_steps: int = 10_000
-    probe_lr: float = 1e-2
-    probe_milestones: tuple[int, ...] = (7_000,)
-    in_memory: bool = False
-    workers: int = 8
-    amp: str = "bf16"
-    channels_last: bool = True
-    log_every: int = 50
-    checkpoint_every: int = 2_000
-    fps: float | None = None
-    sample_rate: int | None = None
-    size: int | None = None
-    crop: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 #: Where each setting comes from (docs/paper.md §6): CODE = ``src/videocls.py`` of the official
@@ -90,15 +52,26 @@ SETTING_STATUS: dict[str, str] = {
     "split": "CODE: split 1 (test_size = 3783, ucf-test-files-1)",
     "window": "UNKNOWN (sampled_frames = VidDur * fps, VidDur undefined): ours",
     "batch_size": "CODE: 8 per GPU (number of GPUs unknown)",
-    "steps": "UNKNOWN (train_iters undefined): ours",
-    "lr": "UNKNOWN (base_lr undefined): ours",
-    "lr_milestones": "UNKNOWN (step_size undefined): ours",
-    "lr_gamma": "CODE: gamma = 0.1 step decay",
-    "optimizer": "UNKNOWN (opt_method undefined): SGD with momentum is ours for paper; synth uses Adam, as its "
-                 "pretraining does, because SGD at lr 1e-2 did not leave chance on the synthetic actions",
-    "momentum": "CODE: 0.9 (SGD only)",
-    "weight_decay": "CODE: 1e-5",
-    "grad_clip": "CODE: grad_clip = None",
+    "train.steps": "UNKNOWN (train_iters undefined): ours",
+    "train.lr": "UNKNOWN (base_lr undefined): ours",
+    "train.momentum": "CODE: 0.9 (SGD only)",
+    "train.weight_decay": "CODE: 1e-5",
+    "train.weight_decay_prefixes": "OURS: empty, the L2 term applies to every conv and linear weight",
+    "train.optimizer": "UNKNOWN (opt_method undefined): SGD with momentum is ours for paper; synth uses Adam, as its "
+                       "pretraining does, because SGD at lr 1e-2 did not leave chance on the synthetic actions",
+    "train.grad_clip": "CODE: grad_clip = None",
+    "train.lr_milestones": "UNKNOWN (step_size undefined): ours",
+    "train.lr_gamma": "CODE: gamma = 0.1 step decay",
+    "train.checkpoint_every": "OURS",
+    "train.log_every": "OURS",
+    "train.seed": "OURS: replaced by the run's seed",
+    "train.device": "OURS: replaced by the run's device",
+    "train.amp": "OURS: bf16 autocast on CUDA",
+    "train.channels_last": "OURS: channels_last_3d on CUDA",
+    "train.compile": "OURS: torch.compile",
+    "train.workers": "OURS: replaced by workers (below)",
+    "train.prefetch": "OURS: batches each training worker decodes ahead",
+    "train.out_dir": "OURS: replaced by the run's folder (one per row)",
     "dropout": "CODE: optional dropout before pooling, rate not given: ours",
     "label_smoothing": "CODE: optional 0.05; off here (ours)",
     "audio_jitter": "UNVERIFIED: augment_audio = True; the released sep reader moves audio by up to 3 frames (0.1 s); "
@@ -113,10 +86,6 @@ SETTING_STATUS: dict[str, str] = {
     "probe_milestones": "OURS",
     "in_memory": "OURS: decode every video once into memory (small datasets)",
     "workers": "OURS: decoding workers (DataLoader processes in training, threads at test)",
-    "amp": "OURS: bf16 autocast on CUDA",
-    "channels_last": "OURS: channels_last_3d on CUDA",
-    "log_every": "OURS",
-    "checkpoint_every": "OURS",
     "fps": "the pretrained network's (29.97 fps in the paper's final stage)",
     "sample_rate": "the pretrained network's (21 kHz in the paper)",
     "size": "the pretrained network's (CODE: frames squashed to 256)",
@@ -124,53 +93,27 @@ SETTING_STATUS: dict[str, str] = {
 }
 
 
-def settings_for(profile: str) -> UCF101Settings:
-    """The settings of ``smoke``, ``synth`` or ``paper``.
-
-    ``paper`` keeps every value the code fixes and our choices for the unknown ones; ``synth``
-    is sized for about ten minutes of notebook 03 on 2 CPU cores; ``smoke`` proves the code runs.
-    """
-    if profile == "paper":
-        return UCF101Settings()
-    if profile == "synth":
-        # Adam at 3e-4, batches of 16, 1500 steps: with the paper-like SGD at 1e-2 (and with Adam at
-        # 1e-3, batches of 8) 400 steps stayed at chance, training loss at ln 15; Adam at 3e-4 with
-        # batches of 16 reached 39 % test clip accuracy (chance 6.7 %) at step 1500, still rising
-        # (measured on the 25-group world). About 0.16 s a step with 2 threads on an idle 2-core CPU.
-        return UCF101Settings(
-            window=2.1, batch_size=16, steps=1500, optimizer="adam", lr=3e-4, lr_milestones=(), test_clips=5,
-            eval_every=250, curve_videos=0, probe_steps=300, probe_lr=1e-2, probe_milestones=(), in_memory=True,
-            workers=0, amp="none", channels_last=False, log_every=10, checkpoint_every=250,
-        )
-    if profile == "smoke":
-        return UCF101Settings(
-            window=1.1, batch_size=4, steps=3, lr=1e-2, lr_milestones=(2,), test_clips=2, eval_every=3, curve_videos=4,
-            probe_steps=2, probe_milestones=(), in_memory=True, workers=0, amp="none", channels_last=False, log_every=1,
-            checkpoint_every=3,
-        )
-    raise ValueError(f"unknown profile {profile!r}; use one of ['paper', 'smoke', 'synth']")
-
-
 def settings_table(settings: UCF101Settings, clip_format: ActionClipFormat | None = None) -> pd.DataFrame:
-    """One row per setting: its value and its status (:data:`SETTING_STATUS`).
+    """One row per setting (the dotted keys of :func:`avlib.config.flatten`): its value and its status
+    (:data:`SETTING_STATUS`).
 
     With ``clip_format``, the input-format settings show the values in use.
     """
     rows = []
-    for item in fields(settings):
-        value = getattr(settings, item.name)
-        if value is None and clip_format is not None and hasattr(clip_format, item.name):
-            value = getattr(clip_format, item.name)
-        rows.append({"setting": item.name, "value": str(value), "status": SETTING_STATUS.get(item.name, "")})
+    for key, value in flatten(settings).items():
+        if value is None and clip_format is not None and hasattr(clip_format, key):
+            value = getattr(clip_format, key)
+        rows.append({"setting": key, "value": str(value), "status": SETTING_STATUS.get(key, "")})
     return pd.DataFrame(rows)
 
 
-def clip_format(profile, settings: UCF101Settings) -> ActionClipFormat:
-    """The clips fine-tuning sees: the pretrained network's rates and frame size, ``settings.window`` long."""
-    shift = profile.pretrain.shift
+def clip_format(experiment: Experiment) -> ActionClipFormat:
+    """The clips fine-tuning sees: the pretrained network's rates and frame size (its last stage's frame
+    rate), ``ucf101.window`` long; ``ucf101.fps``, ``sample_rate``, ``size`` and ``crop`` replace them when set."""
+    settings, shift = experiment.ucf101, experiment.pretrain.shift
     return ActionClipFormat(
         window=settings.window,
-        fps=settings.fps if settings.fps is not None else profile.pretrain.stages[-1].fps,
+        fps=settings.fps if settings.fps is not None else experiment.pretrain.stages[-1].fps,
         sample_rate=settings.sample_rate if settings.sample_rate is not None else shift.sample_rate,
         size=settings.size if settings.size is not None else shift.size,
         crop=settings.crop if settings.crop is not None else shift.crop,
@@ -311,16 +254,13 @@ class ClassificationLoss:
 
 def train_config(settings: UCF101Settings, variant: Variant, out_dir: str | Path, *, seed: int = 0,
                  device: str = "auto") -> TrainConfig:
-    """The :class:`TrainConfig` of a row: the fine-tuning schedule, or the probe's for the linear probe."""
-    steps, lr, milestones = (settings.probe_steps, settings.probe_lr, settings.probe_milestones) if variant.frozen \
-        else (settings.steps, settings.lr, settings.lr_milestones)
-    return TrainConfig(
-        steps=steps, optimizer=settings.optimizer, lr=lr, momentum=settings.momentum,
-        weight_decay=settings.weight_decay, grad_clip=settings.grad_clip,
-        lr_milestones=list(milestones), lr_gamma=settings.lr_gamma, checkpoint_every=settings.checkpoint_every,
-        log_every=settings.log_every, seed=seed, device=device, amp=settings.amp, channels_last=settings.channels_last,
-        workers=settings.workers, out_dir=str(out_dir),
-    )
+    """The :class:`TrainConfig` of a row: ``settings.train``, with the probe's steps, learning rate and
+    milestones for the linear probe, decoding in ``settings.workers`` processes."""
+    train = settings.train
+    if variant.frozen:
+        train = replace(train, steps=settings.probe_steps, lr=settings.probe_lr,
+                        lr_milestones=list(settings.probe_milestones))
+    return replace(train, seed=seed, device=device, workers=settings.workers, out_dir=str(out_dir))
 
 
 def run_key(settings: UCF101Settings, checkpoint: str | Path, clips: ActionClipFormat) -> str:
@@ -348,110 +288,14 @@ def finetune(model: ActionClassifier, train_source: VideoSource, settings: UCF10
 # Evaluation
 
 
-@dataclass
-class Evaluation:
-    """Softmax probabilities of every test clip, and the accuracies derived from them.
-
-    clip_probs: (V, K, C) for V videos, K clips each, C classes; labels: (V,) 0-based.
-    """
-
-    classes: list[str]
-    names: list[str]
-    labels: np.ndarray
-    has_audio: np.ndarray
-    clip_probs: np.ndarray
-
-    @property
-    def video_probs(self) -> np.ndarray:
-        """(V, C): the K clips' softmax probabilities averaged."""
-        return self.clip_probs.mean(axis=1)
-
-    @property
-    def video_predictions(self) -> np.ndarray:
-        return self.video_probs.argmax(axis=1)
-
-    @property
-    def clip_correct(self) -> np.ndarray:
-        """(V, K) bool: each clip's own prediction is right."""
-        return self.clip_probs.argmax(axis=2) == self.labels[:, None]
-
-    @property
-    def video_correct(self) -> np.ndarray:
-        return self.video_predictions == self.labels
-
-    @property
-    def clip_accuracy(self) -> float:
-        return float(self.clip_correct.mean())
-
-    @property
-    def video_accuracy(self) -> float:
-        return float(self.video_correct.mean())
-
-    def accuracy_where(self, mask: np.ndarray) -> tuple[float, float]:
-        """(clip, video) accuracy over the videos selected by ``mask`` (NaN when none)."""
-        if not mask.any():
-            return float("nan"), float("nan")
-        return float(self.clip_correct[mask].mean()), float(self.video_correct[mask].mean())
-
-    def confusion(self) -> np.ndarray:
-        """(C, C) video counts: row = true class, column = predicted class."""
-        size = len(self.classes)
-        return np.bincount(self.labels * size + self.video_predictions, minlength=size * size).reshape(size, size)
-
-    def per_class(self, mask: np.ndarray | None = None) -> pd.DataFrame:
-        """Videos, clip and video accuracy of each class (over the videos of ``mask``, default all)."""
-        mask = np.ones(len(self.labels), dtype=bool) if mask is None else mask
-        rows = []
-        for label, name in enumerate(self.classes):
-            chosen = mask & (self.labels == label)
-            clip, video = self.accuracy_where(chosen)
-            rows.append({"class": name, "videos": int(chosen.sum()), "clip accuracy": clip, "video accuracy": video})
-        return pd.DataFrame(rows)
-
-    def selection(self, classes: Sequence[str] | None = None, with_audio_only: bool = False) -> np.ndarray:
-        """(V,) bool mask of the videos of ``classes`` (names; default all), optionally only those with audio."""
-        if classes is None:
-            mask = np.ones_like(self.has_audio)
-        else:
-            mask = np.isin(self.labels, [self.classes.index(c) for c in classes])
-        return mask & self.has_audio if with_audio_only else mask
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, source: VideoSource, clips_per_video: int, classes: Sequence[str], *,
-             videos: Sequence[int] | None = None, batch_size: int = 20, device: str | torch.device = "cpu",
-             amp: str = "none", workers: int = 0) -> Evaluation:
-    """Score ``clips_per_video`` evenly spaced, centre-cropped clips of each test video (default all)."""
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    chosen = list(range(len(source))) if videos is None else list(videos)
-    probs = np.zeros((len(chosen), clips_per_video, len(classes)), dtype=np.float32)
-    position = {video: row for row, video in enumerate(chosen)}
-    filled = np.zeros(len(chosen), dtype=np.int64)
-    for owners, batch in evaluation_batches(source, clips_per_video, batch_size, chosen, workers=workers):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16" and device.type == "cuda"):
-            logits = model(normalize_frames(batch["frames"].to(device)), batch["audio"].to(device),
-                           batch["has_audio"].to(device))
-        batch_probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
-        for owner, clip_probs in zip(owners, batch_probs):
-            row = position[owner]
-            probs[row, filled[row]] = clip_probs
-            filled[row] += 1
-    model.train(was_training)
-    entries = [source.videos[video] for video in chosen]
-    return Evaluation(list(classes), [entry.name for entry in entries], np.array([entry.label for entry in entries]),
-                      np.array([entry.has_audio for entry in entries]), probs)
-
-
 def curve_accuracy(source: VideoSource, classes: Sequence[str], videos: Sequence[int], settings: UCF101Settings,
                    device: str | torch.device = "cpu") -> Callable[[nn.Module], dict[str, float]]:
     """An ``eval_fn`` for :func:`finetune`'s training curves: the clip accuracy of the centre clip of each of
     ``videos`` of ``source``, as ``{"test_clip_accuracy": ...}``."""
 
     def curve_point(net: nn.Module) -> dict[str, float]:
-        scored = evaluate(net, source, 1, classes, videos=videos, batch_size=settings.eval_batch, device=device,
-                          amp=settings.amp, workers=settings.workers)
+        scored = evaluate_classifier(net, source, 1, classes, videos=videos, batch_size=settings.eval_batch, device=device,
+                          amp=settings.train.amp, workers=settings.workers)
         return {"test_clip_accuracy": scored.clip_accuracy}
 
     return curve_point
@@ -495,3 +339,95 @@ def accuracy_table(evaluations: dict[str, Evaluation], histories: dict[str, dict
                  "video acc., test videos with audio %": None, "video acc., test videos without audio %": None,
                  "steps": None, "paper %": supervised.value, "paper source": f"{supervised.source} ({supervised.status})"})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiment
+
+
+@dataclass
+class UCF101Run:
+    """What :func:`run` returns: the split, each row's training history and test scores, and where they live."""
+
+    split: UCF101Split
+    sound_only_pairs: list[tuple[str, str]]  # classes that differ only in sound (synthetic world only)
+    evaluations: dict[str, Evaluation]  # variant name -> every test video's clip probabilities
+    histories: dict[str, dict[str, list[dict[str, float]]]]  # variant name -> fit's "train" and "eval" rows
+    variants: list[Variant]  # the rows run, in table order
+    run_dir: Path  # one folder per row below it
+    checkpoint: Path  # the pretrained network every row starts from
+    clips: ActionClipFormat
+
+
+def curve_video_indices(count: int, curve_videos: int) -> list[int]:
+    """The test videos scored at each point of the training curves: all of ``count`` for 0, else
+    ``curve_videos`` evenly spaced ones."""
+    if curve_videos <= 0:
+        return list(range(count))
+    return sorted({int(i) for i in np.linspace(0, count - 1, curve_videos)})
+
+
+def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", checkpoint_root: str | Path | None = None,
+        device: str = "auto", resume: bool = True, pretrained_checkpoint: str | Path | None = None) -> UCF101Run:
+    """The whole experiment of ``experiment.ucf101``: load the split's videos (:func:`avlib.data.sources.action_sources`),
+    ensure the pretrained network (:func:`avlib.tasks.pretrain.ensure_pretrained`, or ``pretrained_checkpoint``),
+    fine-tune every row of :data:`VARIANTS` (the linear probe only with ``probe_steps`` > 0) and score it on every
+    test video.
+
+    Runs live in ``<checkpoints>/<profile>/ucf101/split<k>-seed<s>-<key>/<row>/``, the key a digest of the
+    settings, the clip format and the pretrained file: other settings or a new pretraining start a new
+    folder; an interrupted row resumes exactly (``resume``), a finished one is reloaded, not repeated.
+    """
+    settings = experiment.ucf101
+    clips = clip_format(experiment)
+    device_name = resolve_device(device)
+    torch.manual_seed(seed)
+    actions = action_sources(experiment.synthetic, experiment.profile, seed, data_root, clips, split=settings.split,
+                             in_memory=settings.in_memory)
+    split = actions.split
+    checkpoint = Path(pretrained_checkpoint) if pretrained_checkpoint else ensure_pretrained(
+        experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device)
+    run_dir = (experiment.checkpoint_dir(checkpoint_root) / "ucf101"
+               / f"split{settings.split}-seed{seed}-{run_key(settings, checkpoint, clips)}")
+    variants = [variant for variant in VARIANTS if not variant.frozen or settings.probe_steps > 0]
+    curve_point = curve_accuracy(actions.test, split.classes, curve_video_indices(len(actions.test), settings.curve_videos),
+                                 settings, device_name)
+    histories, evaluations = {}, {}
+    for variant in variants:
+        model = build_classifier(variant, checkpoint, split.num_classes, dropout=settings.dropout, seed=seed)
+        histories[variant.name] = finetune(model, actions.train, settings, variant, run_dir / variant.name, seed=seed,
+                                           device=device, resume=resume, eval_fn=curve_point,
+                                           run_config={"profile": experiment.profile, "seed": seed,
+                                                       "pretrained": checkpoint.name})
+        evaluations[variant.name] = evaluate_classifier(model, actions.test, settings.test_clips, split.classes,
+                                             batch_size=settings.eval_batch, device=device_name, amp=settings.train.amp,
+                                             workers=settings.workers)
+    return UCF101Run(split, actions.sound_only_pairs, evaluations, histories, variants, run_dir, checkpoint, clips)
+
+
+def _run(experiment: Experiment, args) -> dict:
+    result = run(experiment, seed=args.seed, data_root=args.data_root, checkpoint_root=args.checkpoints,
+                 device=args.device)
+    table = accuracy_table(result.evaluations, result.histories, experiment.profile)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "accuracy.csv", index=False)
+    rows = {}
+    for variant in result.variants:
+        scored, train_rows = result.evaluations[variant.name], result.histories[variant.name]["train"]
+        rows[variant.name] = {"clip accuracy %": 100 * scored.clip_accuracy, "video accuracy %": 100 * scored.video_accuracy,
+                              "steps": int(train_rows[-1]["step"]) if train_rows else 0}
+    return {"checkpoint": str(result.checkpoint), "runs": str(result.run_dir), "split": result.split.split,
+            "classes": result.split.num_classes, "train videos": len(result.split.train),
+            "test videos": len(result.split.test), "rows": rows, "tables": ["accuracy.csv"]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from avlib.tasks.cli import run_task
+
+    return run_task("ucf101", "ucf101", "UCF-101 action recognition (docs/paper.md §6): fine-tune the pretrained "
+                    "network with and without audio, from random initialisation and as a linear probe; score "
+                    "every test video.", _run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
