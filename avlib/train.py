@@ -42,6 +42,8 @@ from avlib.checkpoint import (
     model_config_dict,
     save_checkpoint,
 )
+from avlib.determinism import configure as configure_threads
+from avlib.determinism import settings as thread_settings
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.csv"
@@ -209,11 +211,16 @@ def fit(
                  checkpoint.
     run_config:  JSON-able facts about the run stored in the checkpoint's config (profile, data settings).
 
+    Torch's thread count is first set by :func:`avlib.determinism.configure` (2 unless ``AVLIB_THREADS``
+    says otherwise), since CPU results depend on it; the checkpoint records it (``extra['threads']``).
+
     Returns ``{'train': rows of metrics.csv, 'eval': rows of eval.csv}`` on rank 0, the whole run's rows
     (also those logged before a resume); other ranks get empty lists. Rows hold step, loss, the metrics,
     lr, grad_norm (before clipping) and elapsed_s (training seconds, summed over resumes); the logged
     loss and metrics are rank 0's own.
     """
+    # a fixed torch thread count: CPU reductions, hence the weights, depend on it (avlib.determinism)
+    configure_threads()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -449,6 +456,7 @@ def _save(
         extra={
             "rng": rng_states,
             "elapsed_s": elapsed_s,
+            "threads": thread_settings(),
             "state": {name: stateful.state_dict() for name, stateful in extra_state.items()},
         },
     )

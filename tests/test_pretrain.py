@@ -65,3 +65,17 @@ def test_smoke_pretraining_writes_a_loadable_checkpoint_that_refuses_damage(tmp_
         from avlib.checkpoint import load_checkpoint, load_model_state
 
         load_model_state(other, load_checkpoint(run["checkpoint"])["model"], run["checkpoint"])
+
+
+def test_pretraining_does_not_depend_on_what_the_caller_drew_before(tmp_path):
+    from avlib.pretrain import scene_sources
+
+    profile = get_profile("smoke")
+    config = replace(profile.pretrain, stages=(Stage("shift_lowfps", profile.pretrain.shift.fps, 2, 1),), eval_every=1)
+    sources, _, _ = scene_sources(profile, seed=0)
+    torch.manual_seed(0)
+    first = pretrain(config, sources, tmp_path / "first", seed=0)["checkpoint"]
+    torch.rand(1000)  # a notebook that drew numbers before training the checkpoint it needs
+    second = pretrain(config, sources, tmp_path / "second", seed=0)["checkpoint"]
+    first_state, second_state = torch.load(first)["model"], torch.load(second)["model"]
+    assert all(torch.equal(first_state[name], second_state[name]) for name in first_state)
