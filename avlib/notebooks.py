@@ -15,6 +15,7 @@ executed notebook is also exported to HTML beside it, and every invocation ends 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avlib.config import PROFILES as PROFILE_DATA
+from avlib.determinism import child_environment
 from avlib.files import atomic_path, write_text
 from avlib.report.results import COMPARISONS, PROFILES, RESULTS_ROOT
 
@@ -96,7 +98,7 @@ def run_notebook(source: Path, *, profile: str, seed: int = 0, data_root: str = 
     with tempfile.TemporaryDirectory(prefix=f"avlib-{name}-") as scratch:
         converted = Path(scratch) / f"{name}.ipynb"
         jupytext.write(notebook, converted)
-        with atomic_path(output) as partial:
+        with atomic_path(output) as partial, _environment(child_environment()):
             try:
                 papermill.execute_notebook(
                     str(converted), str(partial), parameters=parameters, kernel_name=notebook.metadata["kernelspec"]["name"],
@@ -114,6 +116,21 @@ def run_notebook(source: Path, *, profile: str, seed: int = 0, data_root: str = 
     _scrub_paths(output, name)
     failed.unlink(missing_ok=True)
     return NotebookRun(name=name, output=output, seconds=time.time() - started)
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]):
+    """``os.environ`` with ``variables`` set while the block runs (a kernel started inside inherits them)."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _scrub_paths(output: Path, name: str) -> None:

@@ -43,6 +43,8 @@ from avlib.checkpoint import (
     model_config_dict,
     save_checkpoint,
 )
+from avlib.determinism import configure as configure_threads
+from avlib.determinism import settings as thread_settings
 from avlib.files import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -326,6 +328,9 @@ def fit(
                  checkpoint.
     run_config:  JSON-able facts about the run stored in the checkpoint's config (profile, data settings).
 
+    Torch's thread count is first set by :func:`avlib.determinism.configure` (2 unless ``AVLIB_THREADS``
+    says otherwise), since CPU results depend on it; the checkpoint records it (``extra['threads']``).
+
     Returns ``{'train': rows of metrics.csv, 'eval': rows of eval.csv}`` on rank 0, the whole run's rows
     (also those logged before a resume); other ranks get empty lists. Rows hold step, loss, the metrics,
     lr, grad_norm (before clipping) and elapsed_s (training seconds, summed over resumes); the logged
@@ -343,6 +348,8 @@ def fit(
     after one SGD step (lr 0.1) of the pretraining, CAM and UCF-101 models, 3e-5 in the separation net's
     output biases (as much as reordering the batch in one process moves them).
     """
+    # a fixed torch thread count: CPU reductions, hence the weights, depend on it (avlib.determinism)
+    configure_threads()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -660,6 +667,7 @@ def _save(
         extra={
             "rng": rng_states,
             "elapsed_s": elapsed_s,
+            "threads": thread_settings(),
             "state": {name: stateful.state_dict() for name, stateful in extra_state.items()},
         },
     )

@@ -95,3 +95,15 @@ def test_block_names_match_whole_path_components():
     assert not in_block("video.conv2_21.bn.bias", "conv2_2") and not in_block("audio.conv2_1.bn.bias", "conv2_2")
     with pytest.raises(ValueError, match="conv9_9"):
         reinitialise_blocks(MultisensoryNet(MultisensoryConfig(width=4)), ("conv9_9",), seed=0)
+
+
+def test_pretraining_does_not_depend_on_what_the_caller_drew_before(tmp_path):
+    profile = resolve("smoke")
+    config = replace(profile.pretrain, stages=(Stage("shift_lowfps", profile.pretrain.shift.fps, 2, 1),), eval_every=1)
+    sources, _, _ = scene_sources(profile, seed=0)
+    torch.manual_seed(0)
+    first = pretrain(config, sources, tmp_path / "first", seed=0)["checkpoint"]
+    torch.rand(1000)  # a notebook that drew numbers before training the checkpoint it needs
+    second = pretrain(config, sources, tmp_path / "second", seed=0)["checkpoint"]
+    first_state, second_state = torch.load(first)["model"], torch.load(second)["model"]
+    assert all(torch.equal(first_state[name], second_state[name]) for name in first_state)

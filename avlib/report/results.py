@@ -2,7 +2,8 @@
 
 Every file gets a sidecar ``<name>.provenance.json`` saying what made it: profile, seed, git
 commit (and whether the checkout had local changes), versions of python, torch, decord, av and
-numpy, the device, the date and the wall time since the run began. Markdown tables carry the
+numpy, torch's CPU thread count (CPU results depend on it, see :mod:`avlib.determinism`), the device,
+the date and the wall time since the run began. Markdown tables carry the
 same facts in a line under the table, and PNG figures in their metadata, so a copy that leaves
 the folder still says where it came from.
 
@@ -18,6 +19,7 @@ import math
 import numbers
 import os
 import platform
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -49,6 +51,12 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def torch_threads() -> int | None:
+    """Torch's intra-op thread count in this process (CPU sums depend on it); None when torch is not imported."""
+    torch = sys.modules.get("torch")
+    return None if torch is None else int(torch.get_num_threads())
+
+
 def source_dirty() -> bool | None:
     """Local changes to the code (everything outside ``results/``, which a run itself writes)."""
     status = _git("status", "--porcelain", "--", ".", ":(exclude)results")
@@ -59,6 +67,8 @@ def provenance_line(record: dict[str, Any]) -> str:
     """One line of a provenance record: profile, seed, commit, device, date, wall time and versions."""
     commit = record["git_commit"][:10] + (" (local changes)" if record["git_dirty"] else "")
     versions = ", ".join(f"{name} {version}" for name, version in record["versions"].items())
+    if record.get("threads"):
+        versions += f", {record['threads']} torch threads"
     return (f"profile `{record['profile']}`, seed {record['seed']}, commit {commit}, device {record['device']}, "
             f"{record['date']}, {record['wall_time_s']} s since the notebook began; {versions}")
 
@@ -104,6 +114,7 @@ class ResultWriter:
             "git_commit": git_commit(),
             "git_dirty": source_dirty(),
             "versions": package_versions(),
+            "threads": torch_threads(),
             "device": self.device,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": round(time.time() - self.started, 1),

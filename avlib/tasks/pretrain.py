@@ -78,9 +78,12 @@ def pretrain(
     Stage ``k`` writes ``out_dir/<stage name>/``; a stage that already finished is skipped, an
     interrupted one resumes. Each stage after the first starts from the previous stage's
     weights, with ``Stage.reinit`` blocks re-initialised. ``run_config`` (the resolved experiment)
-    is stored in every checkpoint.
+    is stored in every checkpoint. The initial weights are drawn after ``torch.manual_seed(seed)``, so
+    they do not depend on the caller's random state.
     """
     out_dir = Path(out_dir)
+    # initial weights from ``seed`` alone, not from what the caller drew before (any task may train it)
+    torch.manual_seed(seed)
     model = build_model(config)
     results = {"stages": {}, "checkpoint": None, "held_out": None}
     device = torch.device("cuda" if config.train.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")

@@ -1,0 +1,100 @@
+"""Bit-identical training whatever thread settings and load a process starts with: fit fixes torch's
+thread count (avlib.determinism), because CPU reductions, hence trained weights, change with it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from avlib import determinism
+from avlib.report.results import ResultWriter
+
+REPO = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "determinism_worker.py"
+
+
+def train_in_child(out: Path, variables: dict[str, str], *args: str) -> dict:
+    env = {name: value for name, value in os.environ.items() if name != determinism.THREADS_VARIABLE}
+    env.update(PYTHONPATH=str(REPO), **variables)
+    child = subprocess.run([sys.executable, str(WORKER), "--out", str(out), *args], env=env, cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    return torch.load(out, weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The same short training started with 1 OpenMP thread; with 3 threads and the other core kept busy;
+    and with AVLIB_THREADS=1 (a deliberately different count)."""
+    base = tmp_path_factory.mktemp("determinism")
+    one = train_in_child(base / "one.pt", {"OMP_NUM_THREADS": "1"})
+    busy_loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = train_in_child(base / "busy.pt", {"OMP_NUM_THREADS": "3"}, "--threads-before", "3")
+    finally:
+        busy_loop.kill()
+        busy_loop.wait()
+    single = train_in_child(base / "single.pt", {"OMP_NUM_THREADS": "2", determinism.THREADS_VARIABLE: "1"})
+    return SimpleNamespace(one=one, busy=busy, single=single)
+
+
+def test_training_gives_the_same_weights_whatever_threads_and_load_the_process_starts_with(runs) -> None:
+    assert runs.one["threads"] == runs.busy["threads"] == determinism.DEFAULT_THREADS
+    assert runs.one["state"].keys() == runs.busy["state"].keys()
+    for name, value in runs.one["state"].items():
+        assert torch.equal(value, runs.busy["state"][name]), name
+
+
+def test_another_thread_count_changes_the_weights(runs) -> None:
+    # what the fixed count guards against (and why the equality above is not vacuous)
+    assert runs.single["threads"] == 1
+    differing = [name for name, value in runs.one["state"].items() if not torch.equal(value, runs.single["state"][name])]
+    assert differing
+
+
+def test_thread_count_comes_from_the_environment(monkeypatch) -> None:
+    monkeypatch.delenv(determinism.THREADS_VARIABLE, raising=False)
+    assert determinism.thread_count() == determinism.DEFAULT_THREADS
+    monkeypatch.setenv(determinism.THREADS_VARIABLE, "3")
+    assert determinism.thread_count() == 3
+    assert determinism.child_environment()["OMP_NUM_THREADS"] == "3"
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(determinism.THREADS_VARIABLE, bad)
+        with pytest.raises(ValueError, match=determinism.THREADS_VARIABLE):
+            determinism.thread_count()
+
+
+def test_configure_sets_torch_threads_and_provenance_records_them(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv(determinism.THREADS_VARIABLE, raising=False)
+    before = torch.get_num_threads()
+    try:
+        assert determinism.configure(1)["torch_threads"] == torch.get_num_threads() == 1
+        assert determinism.configure()["torch_threads"] == torch.get_num_threads() == determinism.DEFAULT_THREADS
+        record = ResultWriter(profile="smoke", seed=0, root=tmp_path).provenance()
+        assert record["threads"] == determinism.DEFAULT_THREADS
+        assert f"{determinism.DEFAULT_THREADS} torch threads" in ResultWriter(profile="smoke", seed=0, root=tmp_path).provenance_line(record)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_notebook_kernels_start_with_the_fixed_thread_count(tmp_path, monkeypatch) -> None:
+    from avlib.notebooks import run_notebook
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the kernel would otherwise inherit
+    monkeypatch.delenv(determinism.THREADS_VARIABLE, raising=False)
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "00_threads.py").write_text(
+        '# %% tags=["parameters"]\nprofile = "synth"\nseed = 0\ndata_root = ""\ndevice = "auto"\nresults_root = "."\n'
+        "# %%\nimport os\nimport torch\nfrom pathlib import Path\n"
+        "Path(results_root, 'threads.txt').write_text(f\"{torch.get_num_threads()} {os.environ['PYTHONHASHSEED']}\")\n")
+    results = tmp_path / "results"
+    run_notebook(notebooks / "00_threads.py", profile="smoke", results_root=results)
+    assert (results / "threads.txt").read_text() == f"{determinism.DEFAULT_THREADS} {os.environ.get('PYTHONHASHSEED', '0')}"
+    assert os.environ["OMP_NUM_THREADS"] == "1"  # the runner's own environment is left as it was
