@@ -23,11 +23,10 @@ import json
 import os
 import pickle
 import struct
-import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -208,12 +207,18 @@ def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any], pr
         left, right = stored.get(name, _MISSING), current.get(name, _MISSING)
         if isinstance(left, Mapping) and isinstance(right, Mapping):
             keys += config_differences(left, right, key)
+        elif _is_list(left) and _is_list(right) and len(left) == len(right):
+            keys += config_differences(dict(enumerate(left)), dict(enumerate(right)), key)
         elif _as_lists(left) != _as_lists(right):
             keys.append(key)
     return keys
 
 
 _MISSING = object()
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
 
 
 def _as_lists(value: Any) -> Any:

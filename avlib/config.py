@@ -77,7 +77,7 @@ class PretrainConfig:
     stages: tuple[Stage, ...] = (Stage("shift_lowfps", LOW_FPS, 15, 30_000),
                                  Stage("shift_v1", 29.97, 5, PAPER_PRETRAIN_STEPS, reinit=PAPER_REINIT))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=PAPER_PRETRAIN_STEPS, checkpoint_every=5_000, amp="bf16", channels_last=True))
+        steps=PAPER_PRETRAIN_STEPS, checkpoint_every=5_000, amp="bf16", channels_last=True, workers=8))
     eval_every: int = 10_000
     eval_pairs_per_video: int = 4
     held_out_scenes: float = 0.0
@@ -142,8 +142,9 @@ class UCF101Settings:
     """UCF-101 fine-tuning (docs/paper.md §6); :data:`avlib.tasks.ucf101.SETTING_STATUS` says where each
     value comes from.
 
-    ``train`` is the fine-tuning's optimiser and schedule; the linear probe uses the same with
-    ``probe_steps``, ``probe_lr`` and ``probe_milestones``. ``fps``, ``sample_rate``, ``size`` and
+    ``train`` is the fine-tuning's optimiser and schedule (its ``workers`` decode in DataLoader processes
+    in training and in threads at test); the linear probe uses the same with ``probe_steps``,
+    ``probe_lr`` and ``probe_milestones``. ``fps``, ``sample_rate``, ``size`` and
     ``crop`` of None are the pretrained network's.
     """
 
@@ -152,7 +153,7 @@ class UCF101Settings:
     batch_size: int = 8
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=30_000, lr=1e-2, lr_milestones=[20_000], grad_clip=None, log_every=50, checkpoint_every=2_000,
-        amp="bf16", channels_last=True))
+        amp="bf16", channels_last=True, workers=8))
     dropout: float = 0.5
     label_smoothing: float = 0.0
     audio_jitter: float = 0.1
@@ -165,7 +166,6 @@ class UCF101Settings:
     probe_lr: float = 1e-2
     probe_milestones: tuple[int, ...] = (7_000,)
     in_memory: bool = False
-    workers: int = 8
     fps: float | None = None
     sample_rate: int | None = None
     size: int | None = None
@@ -198,7 +198,7 @@ class SeparationSettings:
     fft_size: int | None = None
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=160_000, lr=1e-4, optimizer="adam", weight_decay=1e-5, weight_decay_prefixes=["unet."],
-        grad_clip=10.0, lr_milestones=[120_000], checkpoint_every=10_000, log_every=10, amp="bf16"))
+        grad_clip=10.0, lr_milestones=[120_000], checkpoint_every=10_000, log_every=10, amp="bf16", workers=8))
     batch_size: int = 6
     pit_steps: int = 160_000
     pit_batch_size: int = 12
@@ -288,7 +288,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "model": {"width": 16, "bn_momentum": 0.1},
             "stages": [{"name": "shift_lowfps", "fps": LOW_FPS, "batch_size": 16, "steps": 600}],
             "train": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "checkpoint_every": 50,
-                      "amp": "none", "channels_last": False},
+                      "amp": "none", "channels_last": False, "workers": 0},
             "eval_every": 50, "eval_pairs_per_video": 4, "held_out_scenes": 0.1,
         },
         # The paper's share of the pretraining (25 k of 650 k) at the last stage's batch.
@@ -299,16 +299,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ucf101": {
             "window": 2.1, "batch_size": 16,
             "train": {"steps": 1500, "optimizer": "adam", "lr": 3e-4, "lr_milestones": [], "log_every": 10,
-                      "checkpoint_every": 250, "amp": "none", "channels_last": False},
+                      "checkpoint_every": 250, "amp": "none", "channels_last": False, "workers": 0},
             "test_clips": 5, "eval_every": 250, "curve_videos": 0, "probe_steps": 300, "probe_lr": 1e-2,
-            "probe_milestones": [], "in_memory": True, "workers": 0,
+            "probe_milestones": [], "in_memory": True,
         },
         # Ratio masks, L1 on amplitudes and the mixture's phase: the paper's direct log-magnitude
         # regression learns nothing in a few hundred CPU steps (measured; avlib.tasks.separation).
         "separation": {
             "model": {"unet": {"width": 8, "bn_momentum": 0.1}, "output": "mask"},
             "features_from_pretrain": True,
-            "train": {"steps": 1000, "lr": 2e-3, "lr_milestones": [], "checkpoint_every": 50, "amp": "none"},
+            "train": {"steps": 1000, "lr": 2e-3, "lr_milestones": [], "checkpoint_every": 50, "amp": "none", "workers": 0},
             "batch_size": 4, "pit_steps": 250, "pit_batch_size": 8, "test_pairs": 48, "eval_batch": 16,
             "window_multiple": 2, "phase": "mixture", "magnitude_loss": "linear",
         },
@@ -325,7 +325,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "shift": _SMOKE_SHIFT,
             "model": {"width": 8, "bn_momentum": 0.1},
             "stages": [{"name": "shift_lowfps", "fps": LOW_FPS, "batch_size": 4, "steps": 4}],
-            "train": {"checkpoint_every": 2, "log_every": 2, "device": "cpu", "amp": "none", "channels_last": False},
+            "train": {"checkpoint_every": 2, "log_every": 2, "device": "cpu", "amp": "none", "channels_last": False,
+                      "workers": 0},
             "eval_every": 2, "eval_pairs_per_video": 2, "held_out_scenes": 0.34,
         },
         "cam": {"fine_tune_steps": 2, "fine_tune_batch": 2, "map_stride": 4, "tile_batch": 8, "eval_clips": 2,
@@ -333,16 +334,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ucf101": {
             "window": 1.1, "batch_size": 4,
             "train": {"steps": 3, "lr": 1e-2, "lr_milestones": [2], "log_every": 1, "checkpoint_every": 3,
-                      "amp": "none", "channels_last": False},
+                      "amp": "none", "channels_last": False, "workers": 0},
             "test_clips": 2, "eval_every": 3, "curve_videos": 4, "probe_steps": 2, "probe_milestones": [],
-            "in_memory": True, "workers": 0,
+            "in_memory": True,
         },
         # An FFT of 1024 at 8 kHz gives the 512 bins the U-Net's nine halvings need.
         "separation": {
             "model": {"unet": {"width": 4, "bn_momentum": 0.1}},
             "features_from_pretrain": True, "fft_size": 1024,
             "train": {"steps": 2, "lr": 1e-3, "lr_milestones": [], "checkpoint_every": 2, "log_every": 1,
-                      "amp": "none"},
+                      "amp": "none", "workers": 0},
             "batch_size": 4, "pit_steps": 2, "pit_batch_size": 2, "test_pairs": 4, "eval_batch": 4,
             "window_multiple": 1, "examples_shown": 1,
         },

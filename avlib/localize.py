@@ -50,10 +50,9 @@ from torch import Tensor
 from avlib import io
 from avlib.config import PAPER_LO_FRACTION, PAPER_MAX_ALPHA, PAPER_PERCENTILE, PROFILES, CamSettings, resolve
 from avlib.data.shift import ShiftConfig
-from avlib.models.multisensory import cam_network, network_cam, normalize_frames
 from avlib.files import atomic_path
+from avlib.models.multisensory import cam_network, network_cam, normalize_frames
 from avlib.writer import fps_fraction
-
 
 # ----------------------------------------------------------------------------- geometry
 

@@ -257,8 +257,8 @@ def run_all(notebooks: list[Path], *, profile: str, seed: int = 0, data_root: st
 
 
 def _finish_report(results_root, profile, seed, device, data_root, force, only, notebooks, actions, started, clock, log):
-    from avlib.report import index, runs
     from avlib.provenance import git_commit
+    from avlib.report import index, runs
 
     profile_dir = Path(results_root) / profile
     if not profile_dir.is_dir():

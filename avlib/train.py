@@ -395,7 +395,6 @@ def _train(
     checkpoint_path = out_dir / CHECKPOINT_FILE
     metrics_path, eval_path = out_dir / METRICS_FILE, out_dir / EVAL_FILE
     on_cuda = device.type == "cuda"
-    channels_last = config.channels_last and on_cuda
 
     optimizer = make_optimizer(model, config)
     # Each rank draws its own dropout masks; DDP copies rank 0's initial weights to all ranks.

@@ -64,7 +64,8 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"\nprofile {args.profile}, seed {args.seed}, {workers} worker(s), {os.cpu_count()} CPU(s), {platform.processor() or platform.machine()}\n")
+    machine = platform.processor() or platform.machine()
+    print(f"\nprofile {args.profile}, seed {args.seed}, {workers} worker(s), {os.cpu_count()} CPU(s), {machine}\n")
     print("\n".join(lines))
 
 

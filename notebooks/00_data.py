@@ -45,7 +45,7 @@ from avlib.config import resolve
 from avlib.report.results import ResultWriter
 
 settings = resolve(profile, overrides)
-out = ResultWriter(profile=profile, seed=seed, device="cpu", notebook="00_data", root=results_root)
+out = ResultWriter(profile=profile, seed=seed, device="cpu", notebook="00_data", root=results_root, config=settings.to_dict())
 rng = np.random.default_rng(seed)
 
 # %% [markdown]
@@ -218,7 +218,8 @@ if settings.synthetic:
         talk = io.read_clip(world["speakers"] / example["path"], 0.0, 3.0)
         row_axes[0].imshow(talk.frames[talk.num_frames // 2])
         row_axes[0].axis("off")
-        row_axes[0].set_title(f"{speaker['speaker_id']} ({'male' if gender == 'm' else 'female'}, f0 {speaker['f0_hz']:.0f} Hz)", fontsize=8)
+        row_axes[0].set_title(f"{speaker['speaker_id']} ({'male' if gender == 'm' else 'female'}, f0 {speaker['f0_hz']:.0f} Hz)",
+                              fontsize=8)
         row_axes[1].specgram(talk.audio.mean(axis=0), NFFT=1344, Fs=talk.sample_rate, noverlap=1344 - 336, cmap="magma")
         row_axes[1].set_ylim(0, 4000)
         row_axes[1].set_ylabel("Hz")

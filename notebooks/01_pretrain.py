@@ -37,7 +37,6 @@ overrides = {}  # config keys to change, e.g. {"pretrain.stages.0.steps": 100} (
 resume = True
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -46,14 +45,14 @@ import torch
 from avlib.config import resolve
 from avlib.metrics import alignment_accuracy
 from avlib.models.multisensory import from_checkpoint
-from avlib.tasks.pretrain import pretrain, run_record, scene_sources, with_device
 from avlib.report.index import notebook_comparison
 from avlib.report.results import ResultWriter
+from avlib.tasks.pretrain import pretrain, run_record, scene_sources, with_device
 
 settings = resolve(profile, overrides)
 config = with_device(settings, device)
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="01_pretrain", root=results_root)
+out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="01_pretrain", root=results_root, config=settings.to_dict())
 checkpoints = settings.checkpoint_dir(checkpoint_root or None)
 torch.manual_seed(seed)
 print(settings.description)
@@ -128,7 +127,8 @@ table = pd.DataFrame([
      "95 % interval": f"{100 * ours['ci_low']:.1f}-{100 * ours['ci_high']:.1f}", "pairs aligned > shifted %": 100 * ours["pair_accuracy"],
      "held-out examples": ours["n"], "steps": stage.steps},
     {"model": "no-audio control (ours, use_sound=False)", "data": f"{profile} profile", "accuracy %": 100 * control["accuracy"],
-     "95 % interval": f"{100 * control['ci_low']:.1f}-{100 * control['ci_high']:.1f}", "pairs aligned > shifted %": 100 * control["pair_accuracy"],
+     "95 % interval": f"{100 * control['ci_low']:.1f}-{100 * control['ci_high']:.1f}",
+     "pairs aligned > shifted %": 100 * control["pair_accuracy"],
      "held-out examples": control["n"], "steps": stage.steps},
 ])
 out.table(table, "alignment", caption=(

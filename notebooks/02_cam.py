@@ -66,7 +66,7 @@ experiment = resolve(profile, overrides)
 settings = experiment.cam
 shift = experiment.pretrain.shift
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="02_cam", root=results_root)
+out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="02_cam", root=results_root, config=experiment.to_dict())
 work = Path(results_root).parent / "data" / profile / "02_cam"  # ignored by git
 settings
 
@@ -164,7 +164,8 @@ if peaks is not None:
 # %%
 if table is not None:
     cam_row = table[table["method"] == names["cam"]].iloc[0]
-    interval = [float(bound) for bound in cam_row["pointing 95 % interval"].split("-")] if cam_row["pointing 95 % interval"] else [None, None]
+    interval = ([float(bound) for bound in cam_row["pointing 95 % interval"].split("-")]
+                if cam_row["pointing 95 % interval"] else [None, None])
     against = comparisons[comparisons["network map"] == names["cam"]]
     out.compare("cam_non_speech", cam_row["pointing %"], low=interval[0], high=interval[1], n=int(cam_row["frames"]),
                 against={baseline: (low, high) for baseline, low, high in

@@ -76,7 +76,7 @@ experiment = resolve(profile, overrides)
 settings = experiment.ucf101
 clips = clip_format(experiment)
 device_name = resolve_device(device)
-out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="03_ucf101", root=results_root)
+out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="03_ucf101", root=results_root, config=experiment.to_dict())
 print(experiment.description)
 print(f"clips: {clips.num_frames} frames of {clips.crop} x {clips.crop} at {clips.fps:.4g} fps, "
       f"{clips.num_samples} samples at {clips.sample_rate} Hz ({clips.window} s)")
@@ -96,7 +96,7 @@ settings_frame
 # ## Fine-tuning
 # `avlib.tasks.ucf101.run` loads the split (small datasets are decoded once into memory at the
 # network's rates; real UCF-101 is read clip by clip from its files, in DataLoader worker
-# processes for training and decoding threads for testing, `workers`), ensures the pretrained
+# processes for training and decoding threads for testing, `train.workers`), ensures the pretrained
 # network, and trains one run per row from the same pretrained checkpoint (or its architecture,
 # randomly initialised), then scores every test video. Each step's batch is a function of the
 # step, so an interrupted run resumes exactly (`resume=True`); a finished run is reloaded, not

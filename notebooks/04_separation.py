@@ -65,7 +65,8 @@ from avlib.writer import write_video
 experiment = resolve(profile, overrides)
 settings = experiment.separation
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="04_separation", root=results_root)
+out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="04_separation", root=results_root,
+                   config=experiment.to_dict())
 model_config = settings.model
 print(f"{model_config.spectral}\nvideo: {model_config.num_video_frames} frames at {model_config.fps:.2f} fps, "
       f"{model_config.size} -> {model_config.crop}; {model_config.num_samples} samples; U-Net width {model_config.unet.width}")
@@ -142,9 +143,10 @@ out.table(scores, "separation_scores_per_pair", caption="Every metric of every t
 names = SYSTEM_NAMES
 table = pd.DataFrame({
     "system": summary["system"].map(names), "source": summary["source"],
-    "SDR dB": summary["sdr"], "SDR 95 % CI": [f"{l:.2f} to {h:.2f}" for l, h in zip(summary["sdr_low"], summary["sdr_high"])],
+    "SDR dB": summary["sdr"], "SDR 95 % CI": [f"{low:.2f} to {high:.2f}" for low, high in zip(summary["sdr_low"], summary["sdr_high"])],
     "SDR gain over mixture dB": summary["sdr_gain"],
-    "gain 95 % CI": [f"{l:.2f} to {h:.2f}" if np.isfinite(l) else "" for l, h in zip(summary["sdr_gain_low"], summary["sdr_gain_high"])],
+    "gain 95 % CI": [f"{low:.2f} to {high:.2f}" if np.isfinite(low) else ""
+                     for low, high in zip(summary["sdr_gain_low"], summary["sdr_gain_high"])],
     "SIR dB": summary["sir"], "SAR dB": summary["sar"], "PESQ": summary["pesq"], "STOI": summary["stoi"],
     "pairs": summary["n"], "data": f"{profile} profile test list",
 })
@@ -216,7 +218,8 @@ panels = [("mixture", predictions["mixture_magnitude"]), ("on-screen estimate", 
           ("on-screen truth", truth["on_screen"]), ("off-screen estimate", predictions["off_screen_magnitude"]),
           ("off-screen truth", truth["off_screen"])]
 fig, axes = plt.subplots(len(shown), len(panels), figsize=(3.2 * len(panels), 2.6 * len(shown)), squeeze=False)
-extent = [0, spectral.samples_for(num_frames) / spectral.sample_rate, 0, spectral.sample_rate / 2 * spectral.num_bins / spectral.full_bins / 1000]
+top_khz = spectral.sample_rate / 2 * spectral.num_bins / spectral.full_bins / 1000
+extent = [0, spectral.samples_for(num_frames) / spectral.sample_rate, 0, top_khz]
 for row, index in enumerate(shown):
     pair = test_list.iloc[index]
     for column, (title, maps) in enumerate(panels):
@@ -245,7 +248,8 @@ for row, index in enumerate(shown):
 
 # %% [markdown]
 # ## `separate`: your own video
-# `avlib.separate.separate(video, checkpoint, out_dir)` (or `python -m avlib.separate VIDEO --checkpoint C --out DIR`) takes any video with one visible speaker and
+# `avlib.separate.separate(video, checkpoint, out_dir)` (or `python -m avlib.separate VIDEO --checkpoint C --out DIR`)
+# takes any video with one visible speaker and
 # sound and writes `on_screen.wav`, `off_screen.wav` and the video with each, working in windows of
 # half overlap over inputs of any length. Two checks, since no real recording is on this machine:
 #
@@ -287,13 +291,15 @@ for name, video in (("speaker + another voice", mixed_video), ("no speaker (scen
                  "windows": separated.windows, "residual ||on+off-mix|| / ||mix||": separated.residual})
     if name.startswith("speaker"):
         for media in ("on_screen.mp4", "off_screen.mp4"):
-            out.media(separated.files[media], f"separate_{media}", caption=f"separate() on a test speaker mixed with another voice: {media}")
+            out.media(separated.files[media], f"separate_{media}",
+                      caption=f"separate() on a test speaker mixed with another voice: {media}")
         display(Audio(separated.mixture, rate=separated.sample_rate, normalize=True))
         display(Audio(separated.on_screen, rate=separated.sample_rate, normalize=True))
         display(Audio(separated.off_screen, rate=separated.sample_rate, normalize=True))
 demo = pd.DataFrame(rows)
 out.table(demo, "separate_demo", caption=(
-    f"separate() on two videos ({profile} profile model at {rate} Hz, {settings.phase} phase, windows of {settings.window_multiple} training "
+    f"separate() on two videos ({profile} profile model at {rate} Hz, {settings.phase} phase, "
+    f"windows of {settings.window_multiple} training "
     "windows, half overlap): output lengths against the input's, NaN, and the residual of on-screen + off-screen against "
     f"the mixture (which includes the input's sound above {rate / 2000:.1f} kHz, outside the model's band)."))
 demo

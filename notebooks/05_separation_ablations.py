@@ -52,15 +52,16 @@ import pandas as pd
 import torch
 
 from avlib.config import resolve
+from avlib.losses import loss_label
 from avlib.models.i3d import ENDPOINTS, I3D, PUBLISHED_PARAMETERS, SEPARATION_SCALES
 from avlib.report.results import ResultWriter
-from avlib.losses import loss_label
 from avlib.tasks.ablations import SUBSETS, VARIANTS, budget_table, direction_rows, readable_table, run, summary_table
 
 experiment = resolve(profile, overrides)
 settings, ablation = experiment.separation, experiment.ablations
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="05_separation_ablations", root=results_root)
+out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="05_separation_ablations", root=results_root,
+                   config=experiment.to_dict())
 phase = settings.phase
 print(f"rows with video: {ablation.steps} steps of {settings.batch_size} clips each (notebook 04's full model: "
       f"{settings.train.steps}); u-net PIT: notebook 04's {settings.pit_steps} steps of {settings.pit_batch_size} mixtures; "

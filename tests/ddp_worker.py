@@ -21,10 +21,12 @@ import torch.distributed as dist
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from avlib.losses import alignment_loss  # noqa: E402
+from avlib.losses import (
+    SeparationLoss,  # noqa: E402
+    alignment_loss,  # noqa: E402
+)
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet  # noqa: E402
 from avlib.models.unet import SeparationConfig, SeparationNet, UNetConfig  # noqa: E402
-from avlib.losses import SeparationLoss  # noqa: E402
 from avlib.spectral import SpectralConfig  # noqa: E402
 from avlib.tasks.ucf101 import ActionClassifier, ClassificationLoss, ClassifierConfig  # noqa: E402
 from avlib.train import TrainConfig, fit  # noqa: E402

@@ -213,7 +213,9 @@ def test_every_row_but_pit_trains_with_the_same_budget():
 
 def test_rows_train_with_the_separations_optimiser_and_04s_runs_store_its_run_config(separation, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(ablations, "fit", lambda model, loss, batches, config, resume, run_config:
+    import avlib.tasks.separation as separation_task
+
+    monkeypatch.setattr(separation_task, "fit", lambda model, loss, batches, config, resume, run_config:
                         calls.append((loss, batches, config, run_config)) or {"train": []})
     clips = SimpleNamespace(speakers=np.array(["a", "b"]))
     model = build_variant("unet_pit", separation)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from media import write_scene
 
+from avlib.config import CamSettings
 from avlib.data.shift import ShiftConfig
 from avlib.localization import SceneClip, pointing_difference, summarise
-from avlib.config import CamSettings
 from avlib.tasks.cam import evaluate_scenes
-from media import write_scene
 
 
 class Brightness:

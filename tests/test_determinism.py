@@ -78,7 +78,8 @@ def test_configure_sets_torch_threads_and_provenance_records_them(monkeypatch, t
         assert determinism.configure()["torch_threads"] == torch.get_num_threads() == determinism.DEFAULT_THREADS
         record = ResultWriter(profile="smoke", seed=0, root=tmp_path).provenance()
         assert record["threads"] == determinism.DEFAULT_THREADS
-        assert f"{determinism.DEFAULT_THREADS} torch threads" in ResultWriter(profile="smoke", seed=0, root=tmp_path).provenance_line(record)
+        line = ResultWriter(profile="smoke", seed=0, root=tmp_path).provenance_line(record)
+        assert f"{determinism.DEFAULT_THREADS} torch threads" in line
     finally:
         torch.set_num_threads(before)
 

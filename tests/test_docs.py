@@ -108,3 +108,16 @@ def test_no_tracked_file_names_a_path_outside_the_repository():
     assert not offenders, offenders
     assert OUTSIDE.search("see " + "/" + "work/shared/x") and OUTSIDE.search("``../" + "shared/paper``")
     assert not OUTSIDE.search("bench/work/x") and not OUTSIDE.search("frame/work/x")
+
+
+def test_the_architecture_module_map_matches_the_code():
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`(avlib/[\w/]+(?:\.py|/))`", text))
+    for path in named:
+        assert (root / path).exists(), f"docs/architecture.md names {path}, which does not exist"
+    folders = {path for path in named if path.endswith("/")}
+    modules = {path.relative_to(root).as_posix() for path in (root / "avlib").rglob("*.py") if path.name != "__init__.py"}
+    unmapped = sorted(module for module in modules
+                      if module not in named and not any(module.startswith(folder) for folder in folders))
+    assert unmapped == [], f"modules missing from docs/architecture.md's map: {unmapped}"

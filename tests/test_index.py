@@ -6,10 +6,10 @@ import json
 import os
 
 import pytest
+from media import make_video
 
 from avlib import io
 from avlib.data.index import CACHE_NAME, build_index
-from media import make_video
 
 
 def test_index_caches_and_invalidates(tmp_path):

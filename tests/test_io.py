@@ -10,9 +10,9 @@ import av
 import numpy as np
 import pytest
 import torch
+from media import decode_indices, make_video, onsets
 
 from avlib import io
-from media import click_track, decode_indices, make_video, onsets
 
 PAPER = dict(fps=io.PAPER_FPS, sample_rate=io.PAPER_SAMPLE_RATE)
 CONTAINERS = {  # name -> (suffix, audio codec, known audio delay in seconds)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from media import write_scene
 
 from avlib.localization import (
     SceneClip,
@@ -17,7 +18,6 @@ from avlib.localization import (
     sounding_over_silent,
     success_auc,
 )
-from media import write_scene
 
 
 def test_frame_scores_on_known_maps():

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from media import make_video, onsets
 
 from avlib import io
 from avlib.checkpoint import save_checkpoint
+from avlib.config import CamSettings
 from avlib.data.shift import ShiftConfig
 from avlib.localize import (
     MapTrack,
@@ -28,9 +30,7 @@ from avlib.localize import (
     window_starts,
 )
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet
-from avlib.config import CamSettings
 from avlib.writer import write_video
-from media import make_video, onsets
 
 #: A small network input: 1.0 s windows at 10 fps, frames resized to a 40-pixel short side, 32-pixel tiles.
 SHIFT = ShiftConfig(window=1.0, fps=10.0, sample_rate=8000, min_shift=0.4, max_shift=0.9, size=40, crop=32)

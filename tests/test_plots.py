@@ -8,12 +8,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from media import decode_indices, make_video
 from scipy.io import wavfile
 
 from avlib.localization import SceneClip, SceneEvaluation
 from avlib.localize import heat_overlay, to_frame
 from avlib.plots import frame_image, png_bytes, scene_browser, scene_overlay, wav_bytes
-from media import decode_indices, make_video
 
 FPS = 25.0
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from avlib.checkpoint import CheckpointError
-from avlib.losses import alignment_loss
-from avlib.metrics import alignment_accuracy, wilson_interval
-from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, from_checkpoint
 from avlib.config import PAPER_REINIT, Stage, resolve
+from avlib.losses import alignment_loss
+from avlib.metrics import alignment_accuracy
+from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, from_checkpoint
 from avlib.tasks.pretrain import in_block, pretrain, reinitialise_blocks, scene_sources
 
 

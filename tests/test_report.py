@@ -10,12 +10,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from avlib.report import claims, index, runs
 from avlib.notebooks import NOTEBOOK_DIR, discover, main, missing_data, run_all
+from avlib.report import claims, index, runs
 from avlib.report.results import ResultWriter
 
 PARAMETERS = {"profile": "smoke", "seed": 0, "data_root": "", "device": "cpu"}

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from avlib.files import atomic_path
-from avlib.report.results import ResultWriter, SMOKE_BANNER
+from avlib.report.results import SMOKE_BANNER, ResultWriter
 
 
 def test_table_and_figure_with_provenance(tmp_path):

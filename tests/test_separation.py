@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from avlib.checkpoint import save_checkpoint
+from avlib.config import resolve
 from avlib.data.mixtures import (
     MixtureBatches,
     MixtureConfig,
@@ -27,14 +28,12 @@ from avlib.data.mixtures import (
 from avlib.data.world import generate_world
 from avlib.data.world.speakers import speaker_voice, synthesize_speech
 from avlib.losses import PHASE_WEIGHT, pit_loss, separation_loss
-from avlib.metrics import bss_eval, pesq_score, stoi_score, summarize
+from avlib.metrics import bss_eval, improvement_over_mixture, on_screen_gains, pesq_score, stoi_score, summarize
+from avlib.metrics import score_separation as evaluate
 from avlib.models.multisensory import MultisensoryConfig
 from avlib.models.unet import SeparationConfig, SeparationNet, UNetConfig
-from avlib.config import resolve
-from avlib.metrics import improvement_over_mixture, on_screen_gains
-from avlib.metrics import score_separation as evaluate
-from avlib.tasks.separation import mixture_config, pit_config
 from avlib.spectral import SpectralConfig
+from avlib.tasks.separation import mixture_config, pit_config
 
 RATE = 8000
 
@@ -167,8 +166,9 @@ def test_linear_magnitude_loss_weighs_bins_by_their_energy():
     loud_off, quiet_off = target.clone(), target.clone()
     loud_off[..., 0] -= 0.1  # the same 9 dB error in a loud bin, or in a quiet one
     quiet_off[..., 1] -= 0.1
-    output = lambda magnitude: {"on_screen_magnitude": magnitude, "on_screen_phase": torch.zeros_like(target),
-                                "off_screen_magnitude": target, "off_screen_phase": torch.zeros_like(target)}
+    def output(magnitude):
+        return {"on_screen_magnitude": magnitude, "on_screen_phase": torch.zeros_like(target),
+                "off_screen_magnitude": target, "off_screen_phase": torch.zeros_like(target)}
     sources = ({"magnitude": target, "phase": torch.zeros_like(target)},) * 2
     log = [separation_loss(output(m), *sources)[0].item() for m in (loud_off, quiet_off)]
     linear = [separation_loss(output(m), *sources, magnitude="linear", spectral=spectral)[0].item() for m in (loud_off, quiet_off)]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from media import decode_indices, make_video
 
 from avlib import io
-from avlib.data.shift import (DecodedClips, FileClips, ShiftBatches, ShiftConfig, evaluation_set,
-                              sample_pair_starts)
-from media import decode_indices, make_video
+from avlib.data.shift import DecodedClips, FileClips, ShiftBatches, ShiftConfig, evaluation_set, sample_pair_starts
 
 
 def test_pair_starts_respect_the_paper_range():

@@ -18,6 +18,7 @@ import torch
 
 from avlib import io
 from avlib.checkpoint import save_checkpoint
+from avlib.config import flatten, resolve
 from avlib.data.ucf101 import (
     ActionClipFormat,
     ClipBatches,
@@ -28,9 +29,8 @@ from avlib.data.ucf101 import (
     load_split,
     read_classes,
 )
-from avlib.config import flatten, resolve
-from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, normalize_frames
 from avlib.metrics import Evaluation, evaluate_classifier
+from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, normalize_frames
 from avlib.tasks.ucf101 import (
     SETTING_STATUS,
     VARIANT_BY_NAME,
@@ -300,7 +300,7 @@ def test_settings_state_their_status_and_paper_keeps_the_code_values():
 def test_each_row_trains_with_the_sections_schedule_and_the_probe_with_its_own(tmp_path):
     settings = resolve("synth").ucf101
     tuned = train_config(settings, VARIANT_BY_NAME["no_audio"], tmp_path / "no_audio", seed=4, device="cpu")
-    assert tuned == replace(settings.train, seed=4, device="cpu", workers=settings.workers, out_dir=str(tmp_path / "no_audio"))
+    assert tuned == replace(settings.train, seed=4, device="cpu", out_dir=str(tmp_path / "no_audio"))
     assert (tuned.steps, tuned.optimizer, tuned.lr) == (1500, "adam", 3e-4)
     probe = train_config(settings, VARIANT_BY_NAME["linear_probe"], tmp_path / "probe")
     assert (probe.steps, probe.lr, probe.lr_milestones, probe.optimizer) == (
@@ -351,8 +351,8 @@ def test_notebook_runs_the_paper_profile_on_a_ucf101_tree(ucf_tree, tmp_path):
     results = tmp_path / "results"
     overrides = {f"ucf101.{key}": value for key, value in dict(
         window=1.2, batch_size=4, probe_steps=0, test_clips=2, eval_every=2, size=40, crop=32, fps=7.5, sample_rate=8000,
-        workers=2, **{"train.steps": 2, "train.lr_milestones": [], "train.log_every": 1, "train.checkpoint_every": 2,
-                      "train.amp": "none", "train.channels_last": False}).items()}
+        **{"train.steps": 2, "train.lr_milestones": [], "train.log_every": 1, "train.checkpoint_every": 2,
+           "train.amp": "none", "train.channels_last": False, "train.workers": 2}).items()}
     papermill.execute_notebook(
         str(converted), str(executed), kernel_name=notebook.metadata["kernelspec"]["name"], cwd=str(source.parent),
         progress_bar=False, parameters=dict(profile="paper", data_root=str(ucf_tree), device="cpu", results_root=str(results),
@@ -372,10 +372,10 @@ def test_notebook_runs_the_paper_profile_on_a_ucf101_tree(ucf_tree, tmp_path):
 def _tiny_paper() -> dict:
     """The paper profile cut to a tiny pretrained network's clips and a two-step schedule (one for the probe)."""
     return {f"ucf101.{key}": value for key, value in dict(
-        window=1.2, batch_size=4, test_clips=2, eval_every=2, size=40, crop=32, fps=7.5, sample_rate=8000, workers=0,
+        window=1.2, batch_size=4, test_clips=2, eval_every=2, size=40, crop=32, fps=7.5, sample_rate=8000,
         probe_steps=1, probe_milestones=[],
         **{"train.steps": 2, "train.lr_milestones": [], "train.log_every": 1, "train.checkpoint_every": 2,
-           "train.amp": "none", "train.channels_last": False}).items()}
+           "train.amp": "none", "train.channels_last": False, "train.workers": 0}).items()}
 
 
 def test_run_trains_and_scores_every_row_and_reloads_a_finished_run(ucf_tree, tmp_path):

@@ -62,7 +62,8 @@ def smoke_world(tmp_path_factory) -> dict[str, Path]:
 
 
 def _metadata_files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.suffix in {".csv", ".txt", ".json", ".npz"}}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.suffix in {".csv", ".txt", ".json", ".npz"}}
 
 
 def _all_bytes(root: Path) -> dict[str, int]:

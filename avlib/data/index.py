@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avlib.io import MediaError, VideoInfo, probe
 from avlib.files import write_text
+from avlib.io import MediaError, VideoInfo, probe
 
 log = logging.getLogger(__name__)
 

@@ -43,9 +43,9 @@ import pandas as pd
 import torch
 
 from avlib import io
-from avlib.data.index import build_index
 from avlib.data.cache import decode_all
 from avlib.data.clips import ClipFormat, StepBatches, collate, crop_and_flip
+from avlib.data.index import build_index
 
 #: ``<data_root>/ucf101`` holds the dataset in the paper profile.
 DATA_FOLDER = "ucf101"

@@ -16,10 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from avlib.report.claims import CLAIMS, NUMBERS, PaperNumber, paper_entry
 from avlib.files import write_text
-from avlib.report.results import (COMPARISONS, PROFILES, RESULTS_ROOT, ResultWriter, is_result, provenance_line,
-                                  read_comparisons)
+from avlib.report.claims import CLAIMS, NUMBERS, PaperNumber, paper_entry
+from avlib.report.results import COMPARISONS, PROFILES, RESULTS_ROOT, ResultWriter, is_result, provenance_line, read_comparisons
 from avlib.report.runs import RUNS, read_record
 
 COMPARISON_TABLE = "paper_comparison"

@@ -17,15 +17,12 @@ import importlib
 import json
 import math
 import numbers
-import os
 import platform
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from avlib.config import PROFILES as PROFILE_DATA
 from avlib.files import atomic_path, write_text
@@ -94,6 +91,7 @@ class ResultWriter:
     device: str = "cpu"
     notebook: str = ""
     root: Path | str = RESULTS_ROOT
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved experiment (avlib.config), stored verbatim
     extra: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
@@ -118,6 +116,7 @@ class ResultWriter:
             "device": self.device,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": round(time.time() - self.started, 1),
+            "config": self.config,
             **self.extra,
         }
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avlib import hashing
-from avlib.provenance import cpu_model
 from avlib.files import write_text
+from avlib.provenance import cpu_model
 
 PACKAGE = "avlib"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]

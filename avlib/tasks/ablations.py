@@ -56,14 +56,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avlib.config import AblationSettings, Experiment, SeparationSettings
-from avlib.data.mixtures import MixtureConfig, make_test_list, read_test_list
+from avlib.data.mixtures import make_test_list
 from avlib.hashing import file_digest, file_stamp, json_key
+from avlib.metrics import score_separation as evaluate
 from avlib.models.i3d import I3D, I3DConfig, I3DFeatures, load_converted
 from avlib.models.multisensory import MultisensoryNet, normalize_frames
 from avlib.models.unet import MultisensoryFeatures, SeparationConfig, SeparationNet
 from avlib.report.claims import CLAIMS_BY_KEY, PaperClaim, verdict
-from avlib.losses import SeparationLoss
-from avlib.metrics import score_separation as evaluate
 from avlib.stats import confidence_interval, welch_interval
 from avlib.tasks.separation import ensure_test_list, mixture_config, pit_config, train
 from avlib.train import fit

@@ -25,9 +25,21 @@ import torch
 from avlib.config import CamSettings, Experiment
 from avlib.data.shift import ShiftConfig
 from avlib.hashing import file_digest, json_key
-from avlib.localization import (FRAME_COLUMNS, CentrePrior, MotionEnergy, RandomMap, SceneClip, SceneEvaluation, ciou,
-                                object_masks, peak_concentration, peak_in, pointing_difference, sounding_over_silent,
-                                summarise)
+from avlib.localization import (
+    FRAME_COLUMNS,
+    CentrePrior,
+    MotionEnergy,
+    RandomMap,
+    SceneClip,
+    SceneEvaluation,
+    ciou,
+    object_masks,
+    peak_concentration,
+    peak_in,
+    pointing_difference,
+    sounding_over_silent,
+    summarise,
+)
 from avlib.localize import MapSource, TiledCam, map_video, overlay_scale, to_frame
 from avlib.losses import alignment_loss
 from avlib.metrics import alignment_accuracy

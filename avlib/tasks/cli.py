@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from avlib.checkpoint import CheckpointError
 from avlib.config import PROFILES, SECTIONS, ConfigError, Experiment, flatten, parse_assignments, resolve
+from avlib.io import MediaError
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -82,7 +84,11 @@ def run_task(task: str, section: str, description: str, run: Callable[[Experimen
 
     args.out = Path(args.out or CHECKOUT / "runs" / args.profile / task)
     args.checkpoints = args.checkpoints or None
-    summary = run(experiment, args)
+    try:
+        summary = run(experiment, args)
+    except (CheckpointError, MediaError, FileNotFoundError, ValueError) as error:  # bad input: one line
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if is_main_process():
         args.out.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"task": task, "profile": args.profile, "seed": args.seed, "summary": summary,

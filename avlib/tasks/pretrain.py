@@ -116,7 +116,8 @@ def scene_files_of(experiment: Experiment, seed: int = 0, data_root: str | Path 
     return scene_files(experiment.synthetic, experiment.profile, seed, data_root, experiment.pretrain.held_out_scenes)
 
 
-def scene_sources(experiment: Experiment, seed: int = 0, data_root: str | Path = "") -> tuple[Callable[[float], tuple[ClipSource, ClipSource]], int, int]:
+def scene_sources(experiment: Experiment, seed: int = 0,
+                  data_root: str | Path = "") -> tuple[Callable[[float], tuple[ClipSource, ClipSource]], int, int]:
     """``sources(fps)`` for :func:`pretrain`, and the numbers of training and held-out clips.
 
     Synthetic profiles: the world's scenes (generated on first use), the last

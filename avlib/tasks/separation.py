@@ -30,8 +30,7 @@ import pandas as pd
 import torch
 
 from avlib.config import Experiment, SeparationSettings
-from avlib.data.mixtures import (MixtureBatches, MixtureConfig, load_test_mixtures, make_test_list, read_test_list,
-                                 write_test_list)
+from avlib.data.mixtures import MixtureBatches, MixtureConfig, load_test_mixtures, make_test_list, read_test_list, write_test_list
 from avlib.data.sources import SpeakerData, speaker_sources
 from avlib.losses import SeparationLoss
 from avlib.metrics import improvement_over_mixture, score_separation, summarize

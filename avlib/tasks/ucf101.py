@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from avlib.config import Experiment, UCF101Settings, flatten
 from avlib.data.sources import action_sources
-from avlib.data.ucf101 import ActionClipFormat, ClipBatches, UCF101Split, VideoSource, evaluation_batches
+from avlib.data.ucf101 import ActionClipFormat, ClipBatches, UCF101Split, VideoSource
 from avlib.hashing import file_stamp, json_key
 from avlib.metrics import Evaluation, evaluate_classifier
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, _init_weights, from_checkpoint, normalize_frames
@@ -69,7 +69,7 @@ SETTING_STATUS: dict[str, str] = {
     "train.amp": "OURS: bf16 autocast on CUDA",
     "train.channels_last": "OURS: channels_last_3d on CUDA",
     "train.compile": "OURS: torch.compile",
-    "train.workers": "OURS: replaced by workers (below)",
+    "train.workers": "OURS: decoding workers (DataLoader processes in training, threads at test)",
     "train.prefetch": "OURS: batches each training worker decodes ahead",
     "train.out_dir": "OURS: replaced by the run's folder (one per row)",
     "dropout": "CODE: optional dropout before pooling, rate not given: ours",
@@ -85,7 +85,6 @@ SETTING_STATUS: dict[str, str] = {
     "probe_lr": "OURS",
     "probe_milestones": "OURS",
     "in_memory": "OURS: decode every video once into memory (small datasets)",
-    "workers": "OURS: decoding workers (DataLoader processes in training, threads at test)",
     "fps": "the pretrained network's (29.97 fps in the paper's final stage)",
     "sample_rate": "the pretrained network's (21 kHz in the paper)",
     "size": "the pretrained network's (CODE: frames squashed to 256)",
@@ -255,12 +254,12 @@ class ClassificationLoss:
 def train_config(settings: UCF101Settings, variant: Variant, out_dir: str | Path, *, seed: int = 0,
                  device: str = "auto") -> TrainConfig:
     """The :class:`TrainConfig` of a row: ``settings.train``, with the probe's steps, learning rate and
-    milestones for the linear probe, decoding in ``settings.workers`` processes."""
+    milestones for the linear probe, decoding in ``settings.train.workers`` processes."""
     train = settings.train
     if variant.frozen:
         train = replace(train, steps=settings.probe_steps, lr=settings.probe_lr,
                         lr_milestones=list(settings.probe_milestones))
-    return replace(train, seed=seed, device=device, workers=settings.workers, out_dir=str(out_dir))
+    return replace(train, seed=seed, device=device, out_dir=str(out_dir))
 
 
 def run_key(settings: UCF101Settings, checkpoint: str | Path, clips: ActionClipFormat) -> str:
@@ -295,7 +294,7 @@ def curve_accuracy(source: VideoSource, classes: Sequence[str], videos: Sequence
 
     def curve_point(net: nn.Module) -> dict[str, float]:
         scored = evaluate_classifier(net, source, 1, classes, videos=videos, batch_size=settings.eval_batch, device=device,
-                          amp=settings.train.amp, workers=settings.workers)
+                          amp=settings.train.amp, workers=settings.train.workers)
         return {"test_clip_accuracy": scored.clip_accuracy}
 
     return curve_point
@@ -401,7 +400,7 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
                                                        "pretrained": checkpoint.name})
         evaluations[variant.name] = evaluate_classifier(model, actions.test, settings.test_clips, split.classes,
                                              batch_size=settings.eval_batch, device=device_name, amp=settings.train.amp,
-                                             workers=settings.workers)
+                                             workers=settings.train.workers)
     return UCF101Run(split, actions.sound_only_pairs, evaluations, histories, variants, run_dir, checkpoint, clips)
 
 

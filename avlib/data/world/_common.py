@@ -40,7 +40,8 @@ def clip_rng(seed: int, part: str, *index: int) -> np.random.Generator:
 # Drawing
 
 
-def random_colour(rng: np.random.Generator, saturation: tuple[float, float] = (0.5, 1.0), value: tuple[float, float] = (0.5, 1.0)) -> np.ndarray:
+def random_colour(rng: np.random.Generator, saturation: tuple[float, float] = (0.5, 1.0),
+                  value: tuple[float, float] = (0.5, 1.0)) -> np.ndarray:
     """An RGB colour (floats 0..255) with random hue and the given saturation/value ranges."""
     hue = rng.uniform(0, 6)
     sat, val = rng.uniform(*saturation), rng.uniform(*value)
@@ -192,7 +193,8 @@ def impact_sound(timbre: Timbre, sample_rate: int, rng: np.random.Generator) -> 
         if frequency < sample_rate / 2:
             sound += amplitude * np.exp(-t / decay) * np.sin(2 * np.pi * frequency * t + rng.uniform(0.3, 1.2))
     click_length = max(int(0.004 * sample_rate), 1)
-    sound[:click_length] += timbre.click * rng.standard_normal(click_length).astype(np.float32) * np.exp(-np.arange(click_length) / (click_length / 3))
+    envelope = np.exp(-np.arange(click_length) / (click_length / 3))
+    sound[:click_length] += timbre.click * rng.standard_normal(click_length).astype(np.float32) * envelope
     return sound / max(float(np.abs(sound).max()), 1e-6)
 
 
@@ -215,10 +217,12 @@ def frames_to_samples(per_frame: np.ndarray, num_samples: int, fps: float, sampl
     frame_times = np.arange(per_frame.shape[-1]) / fps
     sample_times = np.arange(num_samples) / sample_rate
     flat = per_frame.reshape(-1, per_frame.shape[-1])
-    return np.stack([np.interp(sample_times, frame_times, row) for row in flat]).reshape(*per_frame.shape[:-1], num_samples).astype(np.float32)
+    stacked = np.stack([np.interp(sample_times, frame_times, row) for row in flat])
+    return stacked.reshape(*per_frame.shape[:-1], num_samples).astype(np.float32)
 
 
-def harmonic_tone(frequency: np.ndarray | float, num_samples: int, sample_rate: int, brightness: float, rng: np.random.Generator) -> np.ndarray:
+def harmonic_tone(frequency: np.ndarray | float, num_samples: int, sample_rate: int, brightness: float,
+                  rng: np.random.Generator) -> np.ndarray:
     """A harmonic tone (1-D float32, peak about 1) at a fixed or per-sample ``frequency``;
     ``brightness`` in 0..1 sets how slowly the harmonics fall off."""
     frequency = np.broadcast_to(np.asarray(frequency, dtype=np.float64), (num_samples,))
@@ -234,7 +238,8 @@ def harmonic_tone(frequency: np.ndarray | float, num_samples: int, sample_rate: 
     return (tone / max(np.abs(tone).max(), 1e-6)).astype(np.float32)
 
 
-def coloured_noise(rng: np.random.Generator, num_samples: int, sample_rate: int, low: float = 0.0, high: float | None = None, slope: float = 0.0) -> np.ndarray:
+def coloured_noise(rng: np.random.Generator, num_samples: int, sample_rate: int, low: float = 0.0, high: float | None = None,
+                   slope: float = 0.0) -> np.ndarray:
     """Noise (1-D float32, unit RMS) band-limited to [low, high] Hz with a power-law spectrum
     (``slope`` -1 is pink, -2 brown)."""
     length = next_fast_len(num_samples, real=True)  # FFT sizes with large prime factors are slow

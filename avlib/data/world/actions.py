@@ -46,8 +46,8 @@ from ._common import (
     paste,
     random_colour,
     sample_at_frame,
-    shape_alpha,
     shaded_sprite,
+    shape_alpha,
     stereo_gains,
     texture,
     to_uint8,
@@ -283,7 +283,8 @@ def group_voice(rng: np.random.Generator, sound: str) -> dict:
         timbre = Timbre((base, base * 1.59, base * 2.14), (0.18, 0.12, 0.08), (1.0, 0.6, 0.4), click=0.6)
     elif sound == "bell":
         base = rng.uniform(600, 1200)
-        timbre = Timbre(tuple(base * r for r in (1.0, 2.0, 2.4, 3.0, 4.1)), (0.7, 0.5, 0.4, 0.3, 0.2), (1.0, 0.6, 0.5, 0.4, 0.3), click=0.05)
+        timbre = Timbre(tuple(base * r for r in (1.0, 2.0, 2.4, 3.0, 4.1)), (0.7, 0.5, 0.4, 0.3, 0.2),
+                        (1.0, 0.6, 0.5, 0.4, 0.3), click=0.05)
     elif sound == "knock":
         base = rng.uniform(250, 500)
         timbre = Timbre((base, base * 2.32, base * 4.25), (0.05, 0.03, 0.02), (1.0, 0.7, 0.4), click=0.4)
@@ -300,7 +301,8 @@ def strike(voice: dict, sample_rate: int, rng: np.random.Generator) -> np.ndarra
     sound, pitch = voice["sound"], voice["pitch"] * rng.uniform(0.97, 1.03)
     if voice["timbre"] is not None:
         timbre = voice["timbre"]
-        return impact_sound(Timbre(tuple(f * pitch for f in timbre.frequencies), timbre.decays, timbre.amplitudes, timbre.click), sample_rate, rng)
+        pitched = Timbre(tuple(f * pitch for f in timbre.frequencies), timbre.decays, timbre.amplitudes, timbre.click)
+        return impact_sound(pitched, sample_rate, rng)
     if sound == "clap":
         length = int(0.05 * sample_rate)
         burst = coloured_noise(rng, length, sample_rate, 800 * pitch, 5000 * pitch)
@@ -472,7 +474,8 @@ def build_actions(config: ActionsConfig, root: Path, workers: int, progress: boo
 
     write_table(root / "actions.csv", rows, ACTION_COLUMNS)
     partners = {a: b for pair in sound_only_pairs(classes) for a, b in (pair, pair[::-1])}
-    class_rows = [dict(label=i + 1, class_name=c[0], motion=c[1], sound=c[2], sound_only_partner=partners.get(c[0], "")) for i, c in enumerate(classes)]
+    class_rows = [dict(label=i + 1, class_name=c[0], motion=c[1], sound=c[2], sound_only_partner=partners.get(c[0], ""))
+                  for i, c in enumerate(classes)]
     write_table(root / "classes.csv", class_rows, CLASS_COLUMNS)
 
 

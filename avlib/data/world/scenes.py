@@ -50,8 +50,8 @@ from ._common import (
     paste,
     random_colour,
     sample_at_frame,
-    shape_alpha,
     shaded_sprite,
+    shape_alpha,
     stereo_gains,
     texture,
     to_uint8,
@@ -401,13 +401,15 @@ def render_scene(job: SceneJob) -> dict:
         for k, obj in enumerate(objects)
     ]
     event_rows = [
-        dict(clip=clip, object=k, frame=f, time=f / fps, sample=sample_at_frame(f, fps, sr), strength=s, kind="impact" if k >= 0 else "offscreen")
+        dict(clip=clip, object=k, frame=f, time=f / fps, sample=sample_at_frame(f, fps, sr), strength=s,
+             kind="impact" if k >= 0 else "offscreen")
         for f, k, s in events
     ]
     return dict(scene=scene_row, objects=object_rows, events=event_rows)
 
 
-SCENE_COLUMNS = ("clip", "path", "truth", "num_frames", "duration", "fps", "sample_rate", "width", "height", "num_objects", "num_sounding", "num_events", "offscreen", "noise_rms")
+SCENE_COLUMNS = ("clip", "path", "truth", "num_frames", "duration", "fps", "sample_rate", "width", "height", "num_objects",
+                 "num_sounding", "num_events", "offscreen", "noise_rms")
 OBJECT_COLUMNS = ("clip", "object", "shape", "colour", "size", "motion", "sounding", "sound", "timbre")
 EVENT_COLUMNS = ("clip", "object", "frame", "time", "sample", "strength", "kind")
 

@@ -171,7 +171,8 @@ def synthesize_speech(voice: Voice, num_samples: int, sample_rate: int, rng: np.
     kernel = np.ones(5) / 5
     formants = np.stack([np.convolve(np.pad(column, 2, mode="edge"), kernel, mode="valid") for column in formants.T], axis=1)
     wobble = np.convolve(rng.standard_normal(steps), np.ones(10) / 10, mode="same") * voice.jitter * 3
-    f0 = np.clip(np.convolve(np.pad(f0, 4, mode="edge"), np.ones(9) / 9, mode="valid") * (1 + wobble), voice.f0 * F0_SWING[0], voice.f0 * F0_SWING[1])
+    smoothed = np.convolve(np.pad(f0, 4, mode="edge"), np.ones(9) / 9, mode="valid")
+    f0 = np.clip(smoothed * (1 + wobble), voice.f0 * F0_SWING[0], voice.f0 * F0_SWING[1])
 
     sample_steps = np.arange(num_samples) / hop
     left = np.minimum(sample_steps.astype(np.int64), steps - 2)
@@ -432,7 +433,8 @@ def render_speaker(job: SpeakerJob) -> dict:
 
 
 SPEAKER_COLUMNS = ("speaker_id", "gender", "split", "f0_hz", "formant_scale", "syllable_rate_hz", "tilt", "breathiness", "num_clips")
-CLIP_COLUMNS = ("path", "speaker_id", "gender", "split", "video_id", "clip", "num_frames", "duration", "fps", "sample_rate", "width", "height", "truth")
+CLIP_COLUMNS = ("path", "speaker_id", "gender", "split", "video_id", "clip", "num_frames", "duration", "fps", "sample_rate", "width",
+                "height", "truth")
 
 
 def build_speakers(config: SpeakersConfig, root: Path, workers: int, progress: bool) -> None:
