@@ -1,0 +1,273 @@
+"""Writes the TensorFlow fixtures under tests/fixtures/tf/, which the tests read without TensorFlow.
+
+Run it where TensorFlow is installed (a scratch environment outside the repository is enough)::
+
+    python3 -m venv /tmp/tfenv && /tmp/tfenv/bin/pip install tensorflow-cpu==2.21.0 numpy
+    /tmp/tfenv/bin/python scripts/make_tf_fixtures.py [--out tests/fixtures/tf]
+
+What it writes (docs/weights.md describes each file):
+
+- ``checkpoint/net.tf-7.{index,data-00000-of-00001}``: a genuine V2 checkpoint written by
+  ``tf.compat.v1.train.Saver`` with variables named as in the official networks (``im/conv1/weights``,
+  ``.../BatchNorm/moving_mean``, batch-renorm state, ``global_step``, ``Momentum`` and ``Adam`` slots) at tiny
+  shapes, plus one variable of each other dtype; ``checkpoint/values.npz`` holds the same arrays.
+- ``object/ckpt-1.*``: an object-based checkpoint of ``tf.train.Checkpoint`` (it holds a string tensor,
+  the object graph); ``object/values.npz`` its variables' arrays.
+- ``ops.npz``: inputs, weights and outputs of TF's own ops for every layer kind the import relies on.
+- ``fractional_pool.npz``: ``tf.nn.fractional_max_pool`` as the official ``shift_net.merge`` runs it at
+  test time, for the (audio steps, video steps) pairs our models produce, with its pooling boundaries.
+
+Every array is drawn from a NumPy generator with a fixed seed, so a rerun writes the same values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+SEED = 17
+#: (audio feature steps L, video steps T) at fusion: the paper's 4.2 s clip (full rate and the 7.49 fps stage),
+#: the separation window (2.135 s) and ``sep_video.py``'s 4x window, the synth and smoke profiles' clips.
+FRACTIONAL_POOL_LENGTHS = {
+    "paper_shift": (86, 32), "paper_shift_lowfps": (86, 8), "paper_separation": (44, 16),
+    "paper_separation_x4": (170, 62), "synth_shift": (45, 8), "synth_separation": (23, 4),
+    "smoke_shift": (16, 4), "smoke_separation": (17, 4),
+}
+
+
+def official_variables(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Variables named as in the official checkpoints, tiny shapes (docs/paper.md §2, §7.3)."""
+    def normal(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    def positive(*shape):
+        return rng.uniform(0.5, 2.0, shape).astype(np.float32)
+
+    variables: dict[str, np.ndarray] = {"global_step": np.array(7, dtype=np.int64)}
+    # shift net: slim conv + BatchNorm without gamma; a block's conv_b with biases; its renorm post-sum BN
+    for scope, shape in (("sf/conv1_1", (5, 1, 2, 4)), ("im/conv1", (3, 3, 3, 3, 4)), ("im/conv2_1_1", (3, 3, 3, 4, 4))):
+        variables[f"{scope}/weights"] = normal(*shape)
+        variables[f"{scope}/weights/Momentum"] = normal(*shape)
+        channels = shape[-1]
+        variables[f"{scope}/BatchNorm/beta"] = normal(channels)
+        variables[f"{scope}/BatchNorm/moving_mean"] = normal(channels)
+        variables[f"{scope}/BatchNorm/moving_variance"] = positive(channels)
+    variables["im/conv2_1_2/weights"] = normal(3, 3, 3, 4, 4)
+    variables["im/conv2_1_2/biases"] = normal(4)
+    for name in ("beta", "moving_mean", "renorm_mean", "renorm_stddev"):
+        variables[f"im/conv2_1_bn/{name}"] = normal(4)
+    variables["im/conv2_1_bn/moving_variance"] = positive(4)
+    for name in ("renorm_mean_weight", "renorm_stddev_weight"):
+        variables[f"im/conv2_1_bn/{name}"] = positive()
+    variables["joint/logits/weights"] = normal(1, 1, 1, 8, 1)
+    variables["joint/logits/biases"] = normal(1)
+    # separation U-Net: BatchNorm with gamma, a transposed conv [kh, kw, C_out, C_in], Adam slots
+    variables["gen/conv1/weights"] = normal(4, 4, 2, 3)
+    variables["gen/conv1/BatchNorm/gamma"] = positive(3)
+    variables["gen/deconv1/weights"] = normal(4, 4, 5, 3)
+    variables["gen/fg/biases"] = normal(2)
+    for slot in ("Adam", "Adam_1"):
+        variables[f"gen/deconv1/weights/{slot}"] = normal(4, 4, 5, 3)
+    variables["beta1_power"] = np.array(0.9**7, dtype=np.float32)
+    variables["beta2_power"] = np.array(0.999**7, dtype=np.float32)
+    # one of each other dtype the reader decodes, and an empty tensor
+    variables["dtypes/float64"] = rng.standard_normal((2, 3))
+    variables["dtypes/float16"] = rng.standard_normal(5).astype(np.float16)
+    variables["dtypes/bfloat16"] = (normal(3).view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)  # bfloat16-exact
+    variables["dtypes/int32"] = rng.integers(-1000, 1000, (3, 2)).astype(np.int32)
+    variables["dtypes/int8"] = rng.integers(-100, 100, 4).astype(np.int8)
+    variables["dtypes/uint8"] = rng.integers(0, 255, 4).astype(np.uint8)
+    variables["dtypes/int16"] = rng.integers(-1000, 1000, 4).astype(np.int16)
+    variables["dtypes/bool"] = rng.integers(0, 2, 6).astype(bool)
+    variables["dtypes/complex64"] = (rng.standard_normal(3) + 1j * rng.standard_normal(3)).astype(np.complex64)
+    variables["dtypes/empty"] = np.zeros((0, 3), dtype=np.float32)
+    return variables
+
+
+def write_checkpoint(out: Path, rng: np.random.Generator) -> None:
+    """A V1-style (name-based) V2-format checkpoint, as TF 1.8's ``tf.train.Saver`` wrote the official ones."""
+    folder = out / "checkpoint"
+    folder.mkdir(parents=True)
+    values = official_variables(rng)
+    graph = tf.Graph()
+    with graph.as_default():
+        for name, value in values.items():
+            dtype = tf.bfloat16 if name == "dtypes/bfloat16" else None  # the .npz holds its exact float32 values
+            tf.compat.v1.get_variable(name, initializer=tf.constant(value, dtype=dtype))
+        saver = tf.compat.v1.train.Saver(write_version=tf.compat.v1.train.SaverDef.V2)
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, str(folder / "net.tf"), global_step=7, write_meta_graph=False, write_state=False)
+            stored = {v.op.name: session.run(tf.cast(v, tf.float32) if v.dtype.base_dtype == tf.bfloat16 else v)
+                      for v in tf.compat.v1.global_variables()}
+    for name, value in values.items():
+        np.testing.assert_array_equal(stored[name], value)
+    np.savez(folder / "values.npz", **values)
+    reader = tf.train.load_checkpoint(str(folder / "net.tf-7"))
+    assert set(reader.get_variable_to_shape_map()) == set(values), "TF's reader sees other variables"
+
+
+def write_object_checkpoint(out: Path, rng: np.random.Generator) -> None:
+    """A TF2 object-based checkpoint: its keys are object paths and it stores a DT_STRING object graph."""
+    folder = out / "object"
+    folder.mkdir(parents=True)
+    kernel = rng.standard_normal((3, 2)).astype(np.float32)
+    step = np.array(3, dtype=np.int64)
+    checkpoint = tf.train.Checkpoint(kernel=tf.Variable(kernel), step=tf.Variable(step))
+    prefix = checkpoint.write(str(folder / "ckpt-1"))
+    reader = tf.train.load_checkpoint(prefix)
+    values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+              if reader.get_variable_to_dtype_map()[name] != tf.string}
+    np.savez(folder / "values.npz", **values)
+    (folder / "string_keys.json").write_text(json.dumps(sorted(
+        name for name, dtype in reader.get_variable_to_dtype_map().items() if dtype == tf.string)) + "\n")
+
+
+def op_fixtures(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """TF's outputs for each layer kind, keyed ``<case>/input``, ``<case>/kernel``, ``<case>/output`` ..."""
+    cases: dict[str, np.ndarray] = {}
+
+    def normal(*shape, scale=1.0):
+        return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+    # 3-D convs, NDHWC input, kernel [k_t, k_h, k_w, C_in, C_out]: im/conv1, block3 convs, shortcuts, conv5_1
+    for name, size, kernel, stride in (
+        ("conv3d_k577_s2_odd", (7, 9, 11), (5, 7, 7), (2, 2, 2)),
+        ("conv3d_k577_s2_even", (8, 10, 12), (5, 7, 7), (2, 2, 2)),
+        ("conv3d_k333_s1", (5, 6, 7), (3, 3, 3), (1, 1, 1)),
+        ("conv3d_k333_s2_odd", (5, 7, 9), (3, 3, 3), (2, 2, 2)),
+        ("conv3d_k333_s2_even", (6, 8, 10), (3, 3, 3), (2, 2, 2)),
+        ("conv3d_k333_s122_odd", (5, 7, 7), (3, 3, 3), (1, 2, 2)),
+        ("conv3d_k111_s2_odd", (5, 7, 9), (1, 1, 1), (2, 2, 2)),
+    ):
+        x = normal(2, *size, 3)
+        w = normal(*kernel, 3, 4, scale=1 / math.sqrt(3 * math.prod(kernel)))  # unit-variance outputs, as He init
+        cases[f"{name}/input"], cases[f"{name}/kernel"] = x, w
+        cases[f"{name}/stride"] = np.array(stride)
+        cases[f"{name}/output"] = tf.nn.conv3d(x, w, [1, *stride, 1], "SAME").numpy()
+
+    # 1-D audio convs as slim conv2d on (B, N, 1, C), kernel [k, 1, C_in, C_out]: sf/conv1_1, block2, conv5_1
+    for name, length, kernel, stride in (
+        ("conv1d_k65_s4_odd", 203, 65, 4), ("conv1d_k65_s4_even", 202, 65, 4),
+        ("conv1d_k15_s4_odd", 37, 15, 4), ("conv1d_k15_s4_even", 38, 15, 4),
+        ("conv1d_k1_s4_odd", 37, 1, 4), ("conv1d_k3_s1_odd", 33, 3, 1),
+    ):
+        x = normal(2, length, 1, 3)
+        w = normal(kernel, 1, 3, 4, scale=1 / math.sqrt(3 * kernel))
+        cases[f"{name}/input"], cases[f"{name}/kernel"] = x, w
+        cases[f"{name}/stride"] = np.array(stride)
+        cases[f"{name}/output"] = tf.nn.conv2d(x, w, [1, stride, 1, 1], "SAME").numpy()
+
+    # pooling of the streams: video 1x3x3 stride 1,2,2 SAME; audio slim max_pool2d [4, 1] stride 4 (VALID)
+    for name, size in (("maxpool3d_k133_s122_odd", (3, 9, 11)), ("maxpool3d_k133_s122_even", (3, 8, 10))):
+        x = normal(2, *size, 3)
+        cases[f"{name}/input"] = x
+        cases[f"{name}/output"] = tf.nn.max_pool3d(x, [1, 1, 3, 3, 1], [1, 1, 2, 2, 1], "SAME").numpy()
+    x = normal(2, 23, 1, 3)
+    cases["maxpool1d_k4_s4_valid/input"] = x
+    cases["maxpool1d_k4_s4_valid/output"] = tf.nn.max_pool2d(x, [1, 4, 1, 1], [1, 4, 1, 1], "VALID").numpy()
+
+    # batch norm in inference: shift net (no gamma, eps 1e-3, 5-D) and U-Net (gamma, eps 1e-5, fused 4-D)
+    x = normal(2, 3, 4, 5, 6)
+    mean, variance, beta = normal(6), rng.uniform(0.1, 3.0, 6).astype(np.float32), normal(6)
+    cases.update({"batchnorm_shift/input": x, "batchnorm_shift/moving_mean": mean,
+                  "batchnorm_shift/moving_variance": variance, "batchnorm_shift/beta": beta})
+    cases["batchnorm_shift/output"] = tf.nn.batch_normalization(x, mean, variance, beta, None, 1e-3).numpy()
+    x = normal(2, 4, 5, 6)
+    mean, variance, beta, gamma = normal(6), rng.uniform(0.1, 3.0, 6).astype(np.float32), normal(6), normal(6)
+    cases.update({"batchnorm_unet/input": x, "batchnorm_unet/moving_mean": mean, "batchnorm_unet/moving_variance": variance,
+                  "batchnorm_unet/beta": beta, "batchnorm_unet/gamma": gamma})
+    cases["batchnorm_unet/output"] = tf.compat.v1.nn.fused_batch_norm(
+        x, gamma, beta, mean, variance, epsilon=1e-5, is_training=False)[0].numpy()
+
+    # U-Net encoder convs: 4x4 SAME, stride (1, 2) and (2, 2), kernel [4, 4, C_in, C_out]
+    for name, size, stride in (("conv2d_k4_s12_odd", (7, 9), (1, 2)), ("conv2d_k4_s12_even", (8, 10), (1, 2)),
+                               ("conv2d_k4_s22_odd", (7, 9), (2, 2)), ("conv2d_k4_s22_even", (8, 10), (2, 2))):
+        x = normal(2, *size, 3)
+        w = normal(4, 4, 3, 5, scale=1 / math.sqrt(3 * 16))
+        cases[f"{name}/input"], cases[f"{name}/kernel"] = x, w
+        cases[f"{name}/stride"] = np.array(stride)
+        cases[f"{name}/output"] = tf.nn.conv2d(x, w, [1, *stride, 1], "SAME").numpy()
+
+    # U-Net decoder: conv2d_transpose SAME, kernel [4, 4, C_out, C_in], output = input x stride; heads with a bias
+    for name, size, stride, bias in (("deconv_k4_s22_odd", (3, 5), (2, 2), False), ("deconv_k4_s22_even", (4, 6), (2, 2), False),
+                                     ("deconv_k4_s12_odd", (3, 5), (1, 2), False), ("deconv_k4_s12_even_bias", (4, 6), (1, 2), True)):
+        x = normal(2, *size, 5)
+        w = normal(4, 4, 3, 5, scale=1 / math.sqrt(5 * 16))
+        out_shape = [2, size[0] * stride[0], size[1] * stride[1], 3]
+        y = tf.nn.conv2d_transpose(x, w, out_shape, [1, *stride, 1], "SAME")
+        cases[f"{name}/input"], cases[f"{name}/kernel"] = x, w
+        cases[f"{name}/stride"] = np.array(stride)
+        if bias:
+            b = normal(3)
+            cases[f"{name}/bias"] = b
+            y = tf.nn.bias_add(y, b)
+        cases[f"{name}/output"] = y.numpy()
+
+    # merge_level's resize in time: tf.image.resize_images of TF 1.x, bilinear, no corner alignment or half pixels
+    for steps, length in ((16, 64), (16, 32), (8, 16), (5, 13), (7, 3), (4, 4)):
+        name = f"resize_bilinear_{steps}_to_{length}"
+        x = normal(2, steps, 1, 3)
+        cases[f"{name}/input"] = x
+        cases[f"{name}/output"] = tf.compat.v1.image.resize_bilinear(
+            x, [length, 1], align_corners=False, half_pixel_centers=False).numpy()
+
+    # the separation STFT and its inverse (tf.contrib.signal in TF 1.8 is tf.signal now), at the paper's sizes
+    waveform = rng.uniform(-0.3, 0.3, (2, 1344 + 336 * 6 + 101)).astype(np.float32)
+    spectrum = tf.signal.stft(waveform, frame_length=1344, frame_step=336, fft_length=2048, pad_end=False)
+    cases["stft/input"] = waveform
+    cases["stft/output"] = spectrum.numpy()
+    cases["inverse_stft/input"] = spectrum.numpy()
+    cases["inverse_stft/output"] = tf.signal.inverse_stft(spectrum, frame_length=1344, frame_step=336, fft_length=2048).numpy()
+    return cases
+
+
+def fractional_pool_fixtures(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``shift_net.merge`` at test time: ratio (L - 1) / T on the time axis of (B, L, 1, C), seeds 1 and 2."""
+    cases: dict[str, np.ndarray] = {}
+    for name, (steps, video_steps) in FRACTIONAL_POOL_LENGTHS.items():
+        x = rng.standard_normal((2, steps, 1, 3)).astype(np.float32)
+        ratio = float(steps - 1) / video_steps
+        runs = [tf.compat.v1.nn.fractional_max_pool(
+            x, [1.0, ratio, 1.0, 1.0], pseudo_random=True, overlapping=False, deterministic=True, seed=1, seed2=2)
+            for _ in range(2)]
+        output, rows, columns = (t.numpy() for t in runs[0])
+        assert np.array_equal(rows, runs[1][1].numpy()), "the deterministic pool changed between calls"
+        assert output.shape[1] == video_steps and rows[0] == 0 and rows[-1] == steps, (name, output.shape, rows)
+        assert np.array_equal(columns, [0, 1]), columns
+        cases[f"{name}/input"] = x
+        cases[f"{name}/output"] = output
+        cases[f"{name}/row_pooling_sequence"] = rows
+        cases[f"{name}/lengths"] = np.array([steps, video_steps])
+    return cases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "tf")
+    args = parser.parse_args()
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    args.out.mkdir(parents=True)
+    rng = np.random.default_rng(SEED)
+    write_checkpoint(args.out, rng)
+    write_object_checkpoint(args.out, rng)
+    np.savez_compressed(args.out / "ops.npz", **op_fixtures(rng))
+    np.savez_compressed(args.out / "fractional_pool.npz", **fractional_pool_fixtures(rng))
+    (args.out / "VERSION.json").write_text(json.dumps(
+        {"tensorflow": tf.__version__, "numpy": np.__version__, "seed": SEED}, indent=1) + "\n")
+    total = sum(path.stat().st_size for path in args.out.rglob("*") if path.is_file())
+    print(f"wrote {args.out} ({total / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()
