@@ -251,6 +251,29 @@ def fractional_pool_fixtures(rng: np.random.Generator) -> dict[str, np.ndarray]:
     return cases
 
 
+#: Other seeds than the release's, to check a reimplementation of TF's generator beyond one draw.
+GRID_SEEDS = ((1, 2), (7, 12345678901))
+
+
+def fractional_pool_grid() -> dict[str, np.ndarray]:
+    """Boundaries for a grid of (L, T) pairs and two seed pairs, as flat arrays: ``lengths`` (n, 4) holds
+    L, T, seed, seed2; ``boundaries`` the n sequences of T + 1 boundaries one after another."""
+    lengths, boundaries = [], []
+    for seed, seed2 in GRID_SEEDS:
+        for steps in range(3, 260, 7):
+            for video_steps in (1, 2, 3, 4, 5, 7, 8, 11, 16, 23, 32, 47, 62, 64, 100):
+                if video_steps >= steps - 1:
+                    continue
+                x = np.zeros((1, steps, 1, 1), dtype=np.float32)
+                _, rows, _ = tf.compat.v1.nn.fractional_max_pool(
+                    x, [1.0, float(steps - 1) / video_steps, 1.0, 1.0], pseudo_random=True, overlapping=False,
+                    deterministic=True, seed=seed, seed2=seed2)
+                rows = rows.numpy()
+                lengths.append((steps, len(rows) - 1, seed, seed2))
+                boundaries.extend(rows)
+    return {"grid/lengths": np.array(lengths, dtype=np.int64), "grid/boundaries": np.array(boundaries, dtype=np.int64)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "tf")
@@ -262,7 +285,7 @@ def main() -> None:
     write_checkpoint(args.out, rng)
     write_object_checkpoint(args.out, rng)
     np.savez_compressed(args.out / "ops.npz", **op_fixtures(rng))
-    np.savez_compressed(args.out / "fractional_pool.npz", **fractional_pool_fixtures(rng))
+    np.savez_compressed(args.out / "fractional_pool.npz", **fractional_pool_fixtures(rng), **fractional_pool_grid())
     (args.out / "VERSION.json").write_text(json.dumps(
         {"tensorflow": tf.__version__, "numpy": np.__version__, "seed": SEED}, indent=1) + "\n")
     total = sum(path.stat().st_size for path in args.out.rglob("*") if path.is_file())

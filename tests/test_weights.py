@@ -21,7 +21,7 @@ from torch import nn
 
 from avlib.checkpoint import CheckpointError
 from avlib.models.multisensory import BatchNormNoScale, MultisensoryConfig, SameConv1d, SameConv3d, pad_same
-from avlib.models.tf_pooling import TF_FRACTIONAL_POOL_BOUNDARIES, fractional_max_pool_tf, tf_pool_boundaries
+from avlib.models.tf_pooling import fractional_max_pool_tf, tf_output_steps, tf_pool_boundaries
 from avlib.models.unet import EncoderLayer, UNetConfig, resize_time_tf1, transposed_conv_same
 from avlib.spectral import SpectralConfig, overlap_add, stft
 from avlib.tfbundle import TFCheckpoint, TFCheckpointError, crc32c, read_tf_checkpoint
@@ -266,34 +266,47 @@ def test_inverse_stft_matches_tensorflow():
 
 # ---------------------------------------------------------------------------------- the fractional pool
 
-def fractional_cases() -> dict[str, dict[str, np.ndarray]]:
+def fractional_cases() -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, np.ndarray]:
     with np.load(FIXTURES / "fractional_pool.npz") as data:
         grouped: dict[str, dict[str, np.ndarray]] = {}
         for key in data.files:
             case, _, field = key.partition("/")
-            grouped.setdefault(case, {})[field] = data[key]
-    return grouped
+            if case != "grid":
+                grouped.setdefault(case, {})[field] = data[key]
+        return grouped, data["grid/lengths"], data["grid/boundaries"]
 
 
-FRACTIONAL = fractional_cases()
-
-
-def test_stored_boundaries_are_tensorflows():
-    stored = {tuple(int(n) for n in case["lengths"]): tuple(int(b) for b in case["row_pooling_sequence"])
-              for case in FRACTIONAL.values()}
-    assert stored == TF_FRACTIONAL_POOL_BOUNDARIES
-    assert (86, 32) in stored and (45, 8) in stored  # the paper's 4.2 s clip and the synth profile's
+FRACTIONAL, GRID_LENGTHS, GRID_BOUNDARIES = fractional_cases()
 
 
 @pytest.mark.parametrize("case", sorted(FRACTIONAL))
-def test_fractional_pool_with_tf_boundaries_matches_tensorflow(case):
+def test_fractional_pool_matches_tensorflow_on_our_models_lengths(case):
     fixture = FRACTIONAL[case]
     steps, video_steps = (int(n) for n in fixture["lengths"])
+    assert tf_pool_boundaries(steps, video_steps) == tuple(int(b) for b in fixture["row_pooling_sequence"])
     output = fractional_max_pool_tf(channels_first(fixture["input"][:, :, 0]), video_steps)
     assert max_error(output, np.moveaxis(fixture["output"][:, :, 0], -1, 1)) == 0.0
-    assert tf_pool_boundaries(steps, video_steps)[-1] == steps
 
 
-def test_unknown_pool_lengths_are_refused():
-    with pytest.raises(ValueError, match=r"no TF fractional-pool boundaries stored for 87 audio steps -> 32"):
-        fractional_max_pool_tf(torch.zeros(1, 2, 87), 32)
+def test_the_models_lengths_are_covered():
+    lengths = {tuple(int(n) for n in case["lengths"]) for case in FRACTIONAL.values()}
+    assert {(86, 32), (86, 8), (44, 16), (45, 8)} <= lengths  # paper clip, its low-fps stage, separation, synth
+
+
+def test_pool_boundaries_match_tensorflow_on_a_grid_of_lengths_and_seeds():
+    position = 0
+    mismatches = []
+    for steps, out_steps, seed, seed2 in GRID_LENGTHS.tolist():
+        expected = tuple(GRID_BOUNDARIES[position : position + out_steps + 1].tolist())
+        position += out_steps + 1
+        if seed == 1 and seed2 == 2:
+            assert tf_output_steps(steps, out_steps) == out_steps
+        if tf_pool_boundaries(steps, out_steps, seed, seed2) != expected:
+            mismatches.append((steps, out_steps, seed, seed2))
+    assert position == len(GRID_BOUNDARIES) and len(GRID_LENGTHS) > 900
+    assert mismatches == []
+
+
+def test_impossible_pools_are_refused():
+    with pytest.raises(ValueError, match=r"cannot be pooled to 32 steps"):
+        fractional_max_pool_tf(torch.zeros(1, 2, 32), 32)

@@ -1,55 +1,83 @@
 """TF's fractional max-pool over the audio steps, as the released networks run it at test time (docs/paper.md §2.3).
 
-``shift_net.merge`` pools the audio features (L steps) down to the video's T steps with
+``shift_net.merge`` pools the audio features (L steps) to the video's T steps with
 ``tf.nn.fractional_max_pool(ratio (L - 1) / T, pseudo_random=True, deterministic=True, seed=1, seed2=2)``,
-non-overlapping. With fixed seeds its pooling regions depend only on L and T; TF draws them (Philox) in the
-kernel, so they were generated once with TensorFlow (``scripts/make_tf_fixtures.py``) and are stored here
-for the (L, T) pairs our models produce. An imported official network pooled this way sees what it saw in
-TF; :func:`avlib.models.multisensory.align_audio_to_video` (an adaptive max-pool) stays for training.
+non-overlapping. With fixed seeds TF seeds a fresh Philox4x32-10 generator on every call, so the regions
+depend only on L, T and the seeds. This module reproduces that generator and TF's pseudo-random sequence
+(``GeneratePoolingSequencePseudoRandom``: boundaries ceil(alpha (i + u)) with alpha = L / T and one
+uniform draw u), for any L and T; ``tests/test_weights.py`` checks it against the boundaries TensorFlow
+itself produced (``scripts/make_tf_fixtures.py``), for our models' (L, T) pairs and a grid of others.
+An imported official network pooled this way sees what it saw in TF;
+:func:`avlib.models.multisensory.align_audio_to_video` (an adaptive max-pool) stays for training.
 
 Shapes: (B, C, L) audio features -> (B, C, T).
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import Tensor
 
-#: (L, T) -> the T + 1 region boundaries (TF's ``row_pooling_sequence``): region i is steps [b_i, b_{i+1}).
-TF_FRACTIONAL_POOL_BOUNDARIES: dict[tuple[int, int], tuple[int, ...]] = {
-    # paper: the 4.2 s clip, 125 frames (shift, CAM)
-    (86, 32): (
-        0, 3, 5, 8, 11, 13, 16, 19, 21, 24, 27, 29, 32, 35, 37, 40, 43, 46, 48, 51, 54, 56, 59, 62, 64, 67, 70, 72,
-        75, 78, 80, 83, 86
-    ),
-    (86, 8): (0, 11, 21, 32, 43, 54, 64, 75, 86),  # paper: 4.2 s at 7.49 fps (first stage)
-    (44, 16): (0, 3, 5, 8, 11, 14, 16, 19, 22, 25, 27, 30, 33, 36, 38, 41, 44),  # paper: the 2.135 s separation window
-    # paper: sep_video.py --duration_mult 4 (8.288 s)
-    (170, 62): (
-        0, 3, 5, 8, 11, 14, 16, 19, 22, 24, 27, 30, 33, 35, 38, 41, 44, 46, 49, 52, 55, 57, 60, 63, 66, 68, 71, 74,
-        77, 79, 82, 85, 88, 90, 93, 96, 99, 101, 104, 107, 109, 112, 115, 118, 120, 123, 126, 129, 131, 134, 137, 140,
-        142, 145, 148, 151, 153, 156, 159, 162, 164, 167, 170
-    ),
-    (45, 8): (0, 5, 11, 17, 22, 28, 34, 39, 45),  # synth profile: pretraining clip
-    (23, 4): (0, 6, 11, 17, 23),  # synth profile: separation window
-    (16, 4): (0, 4, 8, 12, 16),  # smoke profile: pretraining clip
-    (17, 4): (0, 4, 8, 13, 17),  # smoke profile: separation window
-}
+#: The release's test-time seeds (``seed = 1, seed2 = 2`` in ``shift_net.merge``).
+RELEASE_SEEDS = (1, 2)
+_MASK32 = 0xFFFFFFFF
 
 
-def tf_pool_boundaries(steps: int, video_steps: int) -> tuple[int, ...]:
-    """The boundaries TF uses to pool ``steps`` audio steps to ``video_steps``; raises for a pair not generated."""
-    try:
-        return TF_FRACTIONAL_POOL_BOUNDARIES[(steps, video_steps)]
-    except KeyError:
-        known = ", ".join(f"{steps_}->{video}" for steps_, video in sorted(TF_FRACTIONAL_POOL_BOUNDARIES))
-        raise ValueError(
-            f"no TF fractional-pool boundaries stored for {steps} audio steps -> {video_steps} video steps (stored: "
-            f"{known}); add the pair to scripts/make_tf_fixtures.py and regenerate them with TensorFlow"
-        ) from None
+def _philox_first_block(seed: int, seed2: int) -> list[int]:
+    """The first four 32-bit outputs of TF's ``PhiloxRandom(seed, seed2)``: 10 rounds of Philox4x32."""
+    counter = [0, 0, seed2 & _MASK32, (seed2 >> 32) & _MASK32]
+    key = [seed & _MASK32, (seed >> 32) & _MASK32]
+    for _ in range(10):
+        product0, product1 = 0xD2511F53 * counter[0], 0xCD9E8D57 * counter[2]
+        counter = [((product1 >> 32) ^ counter[1] ^ key[0]) & _MASK32, product1 & _MASK32,
+                   ((product0 >> 32) ^ counter[3] ^ key[1]) & _MASK32, product0 & _MASK32]
+        key = [(key[0] + 0x9E3779B9) & _MASK32, (key[1] + 0xBB67AE85) & _MASK32]
+    return counter
+
+
+def _first_uniform(seed: int, seed2: int) -> float:
+    """TF's ``SimplePhilox::RandDouble`` on a fresh generator: 52 mantissa bits from two outputs, in [0, 1)."""
+    high, low = _philox_first_block(seed, seed2)[:2]
+    bits = (1023 << 52) | ((high & 0xFFFFF) << 32) | low
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0]) - 1.0
+
+
+def tf_output_steps(steps: int, video_steps: int) -> int:
+    """Output length of the release's pool: floor(L / ratio) in float32, ratio = float32((L - 1) / T); T for T < L - 1."""
+    ratio = np.float32((steps - 1) / video_steps)
+    return int(np.floor(np.float32(steps) / ratio))
+
+
+def tf_pool_boundaries(steps: int, out_steps: int, seed: int = RELEASE_SEEDS[0], seed2: int = RELEASE_SEEDS[1]) -> tuple[int, ...]:
+    """TF's ``row_pooling_sequence`` for ``steps`` -> ``out_steps`` (pseudo-random, deterministic, non-overlapping).
+
+    The ``out_steps + 1`` boundaries: region i covers steps [b_i, b_{i+1}). When L is a multiple of T the
+    regions are equal; otherwise b_i = ceil(alpha (i + u)) - 1 with alpha = L / T and u uniform in
+    [0, u_max), u_max keeping every region 1 .. ceil(alpha) + 1 long.
+    """
+    if not 1 <= out_steps <= steps:
+        raise ValueError(f"cannot pool {steps} steps to {out_steps}")
+    if (seed, seed2) == (0, 0):
+        raise ValueError("seeds (0, 0) make TF draw random seeds; the release uses (1, 2)")
+    if steps % out_steps == 0:
+        return tuple(range(0, steps + 1, steps // out_steps))
+    alpha = steps / out_steps
+    k = steps // out_steps
+    u_max = min((k + 2) / alpha - 1, (steps + 1 - k) / alpha - (out_steps - 1))
+    u = _first_uniform(seed, seed2) * u_max
+    return (0, *(math.ceil(alpha * (i + u)) - 1 for i in range(1, out_steps)), steps)
 
 
 def fractional_max_pool_tf(audio_features: Tensor, video_steps: int) -> Tensor:
-    """Max over TF's deterministic regions: (B, C, L) -> (B, C, video_steps)."""
-    boundaries = tf_pool_boundaries(audio_features.shape[-1], video_steps)
+    """The release's test-time pool: (B, C, L) -> (B, C, T') with T' = :func:`tf_output_steps` (T for T < L - 1)."""
+    steps = audio_features.shape[-1]
+    if video_steps < 1 or steps - 1 < video_steps:
+        raise ValueError(
+            f"audio features of shape {tuple(audio_features.shape)} cannot be pooled to {video_steps} steps: TF's "
+            "fractional pool needs a ratio (L - 1) / T of at least 1"
+        )
+    boundaries = tf_pool_boundaries(steps, tf_output_steps(steps, video_steps))
     return torch.stack([audio_features[..., start:end].amax(dim=-1) for start, end in zip(boundaries, boundaries[1:])], dim=-1)
