@@ -69,6 +69,9 @@ setup() {
 
 setup
 export PYTHONHASHSEED=0
+# torch's thread count decides CPU sums bit for bit: fixed from the process's start (avlib/determinism.py)
+export AVLIB_THREADS=${AVLIB_THREADS:-2}
+export OMP_NUM_THREADS=$AVLIB_THREADS MKL_NUM_THREADS=$AVLIB_THREADS
 if [[ $setup_only == 1 ]]; then echo "== set-up done: $PY"; exit 0; fi
 
 if [[ $mode == test ]]; then

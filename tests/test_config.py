@@ -36,7 +36,7 @@ def test_every_profile_resolves_and_the_network_fits_its_clips(profile: str) -> 
 
 def test_paper_profile_is_the_dataclass_defaults() -> None:
     paper = resolve("paper")
-    assert paper.pretrain.train == TrainConfig(steps=650_000, checkpoint_every=5_000, amp="bf16", channels_last=True)
+    assert paper.pretrain.train == TrainConfig(steps=650_000, checkpoint_every=5_000, amp="bf16", channels_last=True, workers=8)
     assert [(stage.fps, stage.batch_size, stage.steps) for stage in paper.pretrain.stages] == [
         (LOW_FPS, 15, 30_000), (29.97, 5, 650_000)]
     assert paper.pretrain.model.num_frames == 125 and paper.pretrain.model.num_samples == 87588

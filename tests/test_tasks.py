@@ -20,7 +20,7 @@ def _run(args: list[str], tmp_path: Path, processes: int = 1) -> dict:
     out, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
                 if processes > 1 else [sys.executable])
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "AVLIB_THREADS": "1"}  # 2 ranks on 2 cores
     result = subprocess.run([*launcher, "-m", *args, "--out", str(out), "--checkpoints", str(checkpoints)],
                             capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

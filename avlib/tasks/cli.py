@@ -36,6 +36,20 @@ def experiment_from(profile: str, section: str, assignments: Sequence[str]) -> E
     return resolve(profile, overrides)
 
 
+def _start_process_group(device: str) -> bool:
+    """Under torchrun, one process group for the whole task: every ``fit`` of the task (pretraining, then
+    fine-tuning) reuses it, as a group made again from torchrun's store can read the last one's stale
+    addresses. Returns whether a group was started."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    on_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    dist.init_process_group("nccl" if on_cuda else "gloo")
+    return True
+
+
 def keys_help(profile: str, section: str) -> str:
     """Every key of ``section`` with its value for ``profile``, one per line."""
     try:
@@ -84,11 +98,17 @@ def run_task(task: str, section: str, description: str, run: Callable[[Experimen
 
     args.out = Path(args.out or CHECKOUT / "runs" / args.profile / task)
     args.checkpoints = args.checkpoints or None
+    distributed = _start_process_group(args.device)
     try:
         summary = run(experiment, args)
     except (CheckpointError, MediaError, FileNotFoundError, ValueError) as error:  # bad input: one line
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     if is_main_process():
         args.out.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"task": task, "profile": args.profile, "seed": args.seed, "summary": summary,
