@@ -14,9 +14,7 @@ import pytest
 import torch
 
 from avlib import io
-from avlib.checkpoint import save_checkpoint
 from avlib.data.mixtures import load_speaker_table
-from avlib.data.world import generate_world
 from avlib.models.unet import SeparationNet, mono_mix
 from avlib.separate import separate, separate_waveform
 from avlib.spectral import analyze
@@ -25,23 +23,6 @@ from tests.media import make_video
 from tests.test_separation import speech, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def speakers(tmp_path_factory):
-    """Six talking heads (three per gender), two 3 s clips each, written as mp4."""
-    root = tmp_path_factory.mktemp("world")
-    return generate_world("smoke", root=root, parts=("speakers",), progress=False, workers=1,
-                          speakers=dict(clip_seconds=3.0))["speakers"]
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = SeparationNet(tiny_config())
-    path = tmp_path_factory.mktemp("checkpoint") / "checkpoint.pt"
-    save_checkpoint(path, model=model, optimizer=torch.optim.Adam(model.parameters()), step=0, config={})
-    return path
 
 
 class EchoModel(SeparationNet):

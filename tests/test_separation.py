@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import torch
 
-from avlib.checkpoint import save_checkpoint
 from avlib.config import resolve
 from avlib.data.mixtures import (
     MixtureBatches,
@@ -25,7 +24,6 @@ from avlib.data.mixtures import (
     read_test_list,
     write_test_list,
 )
-from avlib.data.world import generate_world
 from avlib.data.world.speakers import speaker_voice, synthesize_speech
 from avlib.losses import PHASE_WEIGHT, pit_loss, separation_loss
 from avlib.metrics import bss_eval, improvement_over_mixture, on_screen_gains, pesq_score, stoi_score, summarize
@@ -51,23 +49,6 @@ def tiny_config(**overrides) -> SeparationConfig:
     )
     settings.update(overrides)
     return SeparationConfig(**settings)
-
-
-@pytest.fixture(scope="module")
-def speakers(tmp_path_factory):
-    """Six talking heads (three per gender), two 3 s clips each, written as mp4."""
-    root = tmp_path_factory.mktemp("world")
-    return generate_world("smoke", root=root, parts=("speakers",), progress=False, workers=1,
-                          speakers=dict(clip_seconds=3.0))["speakers"]
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = SeparationNet(tiny_config())
-    path = tmp_path_factory.mktemp("checkpoint") / "checkpoint.pt"
-    save_checkpoint(path, model=model, optimizer=torch.optim.Adam(model.parameters()), step=0, config={})
-    return path
 
 
 # ------------------------------------------------------------------------------------------- metrics
