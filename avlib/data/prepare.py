@@ -27,6 +27,8 @@ copied unchanged: the prepared tree holds the same clips as the raw one, and the
 files in both. ``<dst>/.avlib-prepared.json`` records the settings and what was done to each file, and
 makes a second run continue where the first stopped (unchanged sources are not prepared again).
 
+:func:`avlib.data.index.find_prepared` tells whether a folder lies in a prepared tree (``ClipIndex.prepared``).
+
 Command line: ``python -m avlib.data.prepare SRC DST [--size 256] [--resize squash] [--keyint 15] [--workers N]``.
 """
 
@@ -44,17 +46,17 @@ from pathlib import Path
 
 import av
 
-from avlib.data.index import VIDEO_SUFFIXES
+from avlib.data.index import PREPARED_MANIFEST, VIDEO_SUFFIXES
 from avlib.files import write_text
 from avlib.io import MediaError, probe
 
 log = logging.getLogger(__name__)
 
 #: The manifest written at the root of a prepared tree.
-MANIFEST = ".avlib-prepared.json"
+MANIFEST = PREPARED_MANIFEST
 _MANIFEST_VERSION = 1
-#: Re-encoders by container: H.264 where the container takes it, MPEG-4 Part 2 (UCF-101's own codec) in AVI,
-#: whose lack of timestamps makes B-frames fragile.
+#: Re-encoders by container: H.264 where the container has timestamps, MPEG-4 Part 2 without B-frames (UCF-101's
+#: own codec) in AVI, which has none (H.264 in AVI came out one frame late).
 _ENCODERS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4"}
 #: Files of the raw tree that are not copied: the index cache (its paths and signatures are the raw tree's).
 _SKIPPED_NAMES = (".avlib-index.json", MANIFEST)
@@ -68,7 +70,7 @@ class PrepareSettings:
     resize:     'squash': each side at most ``size`` (256 x 256 from any larger frame, the paper's stored
                 frames); 'short_side': the short side at most ``size``, aspect ratio kept. Sizes are even.
     keyint:     the longest run of frames between keyframes.
-    crf:        H.264 quality (x264's constant rate factor; 18 is visually lossless); MPEG-4 uses qscale 2.
+    crf:        H.264 quality (x264's constant rate factor; 18 is visually lossless); MPEG-4 (AVI) gets one bit per pixel.
     preset:     x264's speed preset (encoding time only; decoding speed is about the same).
     tune:       x264's tune ('' for none); 'fastdecode' (no CABAC, no deblocking filter) decodes about a third
                 faster for about a fifth more bytes (bench/input_pipeline.py).
@@ -149,9 +151,10 @@ def _video_encoder(container, encoder: str, source, first, size: tuple[int, int]
         options = {"crf": str(settings.crf), "preset": settings.preset}
         if settings.tune:
             options["tune"] = settings.tune
-    else:
-        options = {"qscale": "2"}
+    else:  # MPEG-4 Part 2 without B-frames, at one bit per pixel (its rate control has no constant quality here)
+        options = {}
         context.max_b_frames = 0
+        context.bit_rate = int(size[0] * size[1] * float(stream.codec_context.framerate or 30))
     context.options = options
     if first.rotation:
         stream.set_display_rotation(first.rotation)
@@ -256,16 +259,6 @@ def read_manifest(root: str | os.PathLike) -> dict | None:
     if data.get("version") != _MANIFEST_VERSION:
         raise ValueError(f"{path}: manifest version {data.get('version')!r}, this avlib reads {_MANIFEST_VERSION}")
     return data
-
-
-def find_prepared(path: str | os.PathLike) -> dict | None:
-    """The settings of the prepared tree holding ``path`` (a manifest in it or a folder above), else None."""
-    path = Path(path).resolve()
-    for folder in (path, *path.parents):
-        if (folder / MANIFEST).is_file():
-            manifest = read_manifest(folder)
-            return {**manifest["settings"], "root": str(folder)}
-    return None
 
 
 def _prepare_one(job: tuple[str, str, dict, int]) -> tuple[str, dict]:
