@@ -177,7 +177,7 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 clips per core measurement, 10 with 2 workers")
-    parser.add_argument("--clips", type=int, default=20, help="clips per measurement (rounded up to batches of 5)")
+    parser.add_argument("--clips", type=int, default=15, help="clips per measurement (rounded up to batches of 5)")
     parser.add_argument("--files", type=int, default=1, help="generated files per frame size (windows are drawn at random)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this Markdown file")
     args = parser.parse_args()
