@@ -1,7 +1,7 @@
 """Paper clips per second of the training input pipeline, raw and prepared AudioSet-like files, per core and with 2 workers.
 
 A paper clip is one alignment example of the ``paper`` profile (:class:`avlib.data.shift.ShiftConfig`
-defaults, docs/paper.md §3): a 4.2 s window, 125 frames at 29.97 fps squashed to 256 x 256 and randomly
+defaults, docs/paper.md §1): a 4.2 s window, 125 frames at 29.97 fps squashed to 256 x 256 and randomly
 cropped to 224 x 224 (flipped with p = 0.5), its 87 588 stereo samples at 21 kHz, and the shifted audio of
 the same clip: what :class:`avlib.data.shift.ShiftBatches` over :class:`avlib.data.shift.FileClips` builds
 for :func:`avlib.train.fit`, in batches of 5 (the paper's videos per GPU).

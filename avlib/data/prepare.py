@@ -8,7 +8,7 @@ before it, up to a whole 10 s clip of frames that are not shown). ``prepare`` wr
 layout in which each video is re-encoded with
 
 - frames of the network's size: by default squashed to ``size`` x ``size`` = 256 x 256, the paper's
-  stored frames (``ffmpeg -vf scale=256:256``, aspect ratio not kept, docs/paper.md §3), so that reading
+  stored frames (``ffmpeg -vf scale=256:256``, aspect ratio not kept, docs/paper.md §1), so that reading
   at the paper's ``size=256`` only converts colours instead of resizing every frame (swscale's bicubic
   resize costs more per frame than decoding it); or, with ``resize="short_side"``, the short side at
   most ``size`` with the aspect ratio kept, for settings that need the frames' shape. A side already
