@@ -16,9 +16,11 @@ layout in which each video is re-encoded with
 - a keyframe at least every ``keyint`` frames (15: half a second at 29.97 fps), encoded with x264's
   ``fastdecode`` tune at ``crf`` 18;
 - the same frame timestamps (variable frame rates stay as they are) and the display rotation;
-- the audio stream **copied packet for packet**: it decodes to the same samples. Resampling it to the
-  paper's 21 kHz once here is not possible in place: 21 kHz is no AAC or MP3 sample rate, and another
-  codec would change the file names of the layout; audio is a few percent of a window's reading time.
+- the first audio stream **copied packet for packet**: it decodes to the same samples (other streams,
+  which avlib does not read, are left out). Resampling it to the paper's 21 kHz here is not possible in
+  place: 21 kHz is no AAC or MP3 sample rate, and another codec would change the file names of the
+  layout. So audio is still decoded and resampled when read: with prepared video, about a fifth of an
+  alignment example's reading time in a profile here (two audio windows per example).
 
 Other files (``ucfTrainTestlist/*.txt``, ``clips.csv``, ``speakers.csv``, ``i3d/*.npz``) are copied, so
 ``--data-root`` can point at the prepared tree (docs/datasets.md). A video that is already small with
@@ -265,8 +267,9 @@ def _prepare_one(job: tuple[str, str, dict, int]) -> tuple[str, dict]:
     src, dst, settings, threads = job
     try:
         return src, prepare_file(src, dst, PrepareSettings(**settings), threads)
-    except MediaError as error:
-        return src, {"action": "failed", "reason": error.problem}
+    except MediaError as error:  # the raw file stands in for it, so the tree still holds every clip
+        shutil.copyfile(src, dst)
+        return src, {"action": "failed", "reason": f"{error.problem}; copied unchanged"}
 
 
 def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, settings: PrepareSettings = PrepareSettings(),
@@ -275,8 +278,8 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, settings: Prepa
 
     Files already prepared from the same source (size, modification time) with the same settings are
     kept. Returns the manifest, which is also written to ``dst/.avlib-prepared.json`` (atomically, after
-    each file, so an interrupted run continues). A video that fails to re-encode is listed as
-    ``failed`` with its problem and logged; the others go on.
+    each file, so an interrupted run continues). A video that fails to re-encode is copied unchanged,
+    listed as ``failed`` with its problem, logged, and tried again by the next run; the others go on.
     """
     from tqdm.auto import tqdm
 
@@ -296,11 +299,11 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, settings: Prepa
             continue
         signature = _signature(path)
         entry = done.get(relative)
-        if entry and entry["signature"] == signature and (dst / relative).exists():
+        if entry and entry["action"] != "failed" and entry["signature"] == signature and (dst / relative).exists():
             manifest["files"][relative] = entry
         elif path.suffix.lower() in VIDEO_SUFFIXES:
             jobs.append((str(path), str(dst / relative), settings_dict, 1 if workers > 1 else 0))
-        else:
+        else:  # copied with its modification time: an unchanged source leaves the tree unchanged
             (dst / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dst / relative)
             manifest["files"][relative] = {"signature": signature, "action": "copy", "reason": "not a video"}
@@ -325,7 +328,9 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, settings: Prepa
                 record(source, outcome)
                 bar.update()
     bar.close()
-    write_text(dst / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    text = json.dumps(manifest, indent=1, sort_keys=True)
+    if not (dst / MANIFEST).is_file() or (dst / MANIFEST).read_text() != text:  # unchanged: keep its time (data digests)
+        write_text(dst / MANIFEST, text)
     return manifest
 
 
