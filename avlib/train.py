@@ -91,7 +91,8 @@ class TrainConfig:
     channels_last:         store 5-D weights and inputs as channels_last_3d on CUDA (faster 3-D convs)
     compile:               run the model through torch.compile
     workers:               0 builds each batch in this process when its step comes; more builds the batches
-                           of a callable ``batches`` ahead in this many DataLoader worker processes
+                           of a callable ``batches`` ahead in this many DataLoader worker processes (on CUDA
+                           pinned in page-locked memory, so that their copy to the GPU does not block)
     prefetch:              batches each worker builds ahead (DataLoader's prefetch_factor)
     out_dir:               folder for checkpoint.pt, metrics.csv and eval.csv
     """

@@ -7,6 +7,10 @@ build while the others are read from the cache.
 
 A file that cannot be probed stops the build with its :class:`~avlib.io.MediaError`, unless
 ``skip_bad=True``: then it is skipped, counted, and listed in the log and in ``index.bad``.
+
+A prepared tree (:mod:`avlib.data.prepare`: the same layout, videos re-encoded small with short keyframe
+intervals) is indexed like a raw one; its settings, from the ``.avlib-prepared.json`` at its root, are
+in ``index.prepared`` and in the log.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 CACHE_NAME = ".avlib-index.json"
 _CACHE_VERSION = 1
+#: The manifest at the root of a tree written by :mod:`avlib.data.prepare`.
+PREPARED_MANIFEST = ".avlib-prepared.json"
 
 
 @dataclass
@@ -35,6 +41,7 @@ class ClipIndex:
     videos: list[VideoInfo]
     bad: list[tuple[str, str]] = field(default_factory=list)  # (relative path, problem)
     probed: int = 0  # files probed in this build (the rest came from the cache)
+    prepared: dict | None = None  # a prepared tree's settings (and its "root"); None for raw data
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -65,6 +72,21 @@ def _list_files(source: Path) -> tuple[Path, list[Path]]:
     return root, files
 
 
+def find_prepared(path: str | os.PathLike) -> dict | None:
+    """The settings of the prepared tree holding ``path`` (its manifest in ``path`` or a folder above) and
+    that tree's ``root``; None when ``path`` lies in no prepared tree."""
+    path = Path(path).resolve()
+    for folder in (path, *path.parents):
+        manifest = folder / PREPARED_MANIFEST
+        if manifest.is_file():
+            try:
+                settings = json.loads(manifest.read_text())["settings"]
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"{manifest}: not a readable manifest of a prepared tree ({error})") from error
+            return {**settings, "root": str(folder)}
+    return None
+
+
 def _signature(path: Path) -> list[int]:
     stat = path.stat()
     return [stat.st_size, stat.st_mtime_ns]
@@ -81,6 +103,9 @@ def _read_cache(cache: Path) -> dict:
 def build_index(source: str | os.PathLike, *, skip_bad: bool = False, cache: bool = True) -> ClipIndex:
     """Probe every video under a folder (or named in a list file), re-using the cache where valid."""
     root, files = _list_files(Path(source))
+    prepared = find_prepared(root)
+    if prepared is not None:
+        log.info("%s is a prepared tree: %s", root, ", ".join(f"{key} {value}" for key, value in prepared.items()))
     cache_path = root / CACHE_NAME
     cached = _read_cache(cache_path) if cache else {}
     entries: dict[str, dict] = {}
@@ -116,4 +141,4 @@ def build_index(source: str | os.PathLike, *, skip_bad: bool = False, cache: boo
             write_text(cache_path, json.dumps({"version": _CACHE_VERSION, "files": entries}, sort_keys=True))
         except OSError as error:  # a read-only dataset still indexes, just without a cache
             log.warning("cannot write the index cache %s: %s", cache_path, error)
-    return ClipIndex(root=root, videos=videos, bad=bad, probed=probed)
+    return ClipIndex(root=root, videos=videos, bad=bad, probed=probed, prepared=prepared)
