@@ -401,10 +401,14 @@ def build_network_graph(network: str, width: int, unet_width: int, rng: np.rando
             if rng is None:
                 initializer = tf.compat.v1.zeros_initializer()
             else:
-                if kind == "renorm" and not shape or name.endswith("moving_variance"):
+                if kind == "renorm" and not shape or name.endswith("moving_variance") or name.endswith("gamma"):
                     value = rng.uniform(0.5, 2.0, shape)
+                elif name.endswith("/weights"):  # unit-variance outputs (He-like), so a forward pass stays in range
+                    fan_in = math.prod(shape[:-1]) if "/deconv" not in name and not name.startswith(("gen/fg", "gen/bg")) \
+                        else shape[0] * shape[1] * shape[3]
+                    value = rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
                 else:
-                    value = rng.standard_normal(shape)
+                    value = rng.standard_normal(shape) * 0.3
                 values[name] = value.astype(np.float32)
                 initializer = tf.compat.v1.constant_initializer(values[name])
             variable = tf.compat.v1.get_variable(name, shape, tf.float32, initializer, trainable=kind == "weight")
@@ -449,6 +453,155 @@ def write_official_checkpoints(out: Path) -> None:
         np.savez_compressed(folder / "values.npz", **values)
 
 
+#: Inputs of the forward-pass fixtures: 16 frames of 48 x 48 and 11 264 stereo samples (11 audio steps pooled to 4);
+#: for the separation models one window, 63 frames of 32 x 32 and 44 144 samples (44 steps pooled to 16).
+FORWARD_FRAMES, FORWARD_SIZE, FORWARD_SAMPLES, SEPARATION_SIZE = 16, 48, 11264, 32
+#: The separation maps (128 x 1024) are stored at every 4th frame and 8th bin.
+KEPT_STEP = (4, 8)
+
+
+def tf_shift_forward(values: dict, frames: np.ndarray, samples: np.ndarray, width: int, cam: bool, eps: float = 1e-3):
+    """shift_net.make_net at test time (train=False) in TF ops, over ``values``: (logits, cam, last_conv).
+
+    frames (B, T, H, W, 3) uint8, samples (B, N, 2) float32. Written from reading the official code.
+    """
+    def bn(x, scope, relu):
+        x = tf.nn.batch_normalization(x, values[f"{scope}/moving_mean"], values[f"{scope}/moving_variance"],
+                                      values[f"{scope}/beta"], values.get(f"{scope}/gamma"), eps)
+        return tf.nn.relu(x) if relu else x
+
+    def conv(x, scope, stride, normalizer=True, relu=True):
+        kernel = values[f"{scope}/weights"]
+        op = tf.nn.conv3d if kernel.ndim == 5 else tf.nn.conv2d
+        y = op(x, kernel, [1, *stride, 1], "SAME")
+        if normalizer:
+            return bn(y, f"{scope}/BatchNorm", relu)
+        y = y + values[f"{scope}/biases"]
+        return tf.nn.relu(y) if relu else y
+
+    def block(x, scope, nf, stride):
+        dims = x.shape.rank - 2
+        if f"{scope}_short/weights" in values:
+            short = conv(x, f"{scope}_short", stride, relu=False)
+        else:  # a 1 x 1 max-pool with the stride: every s-th element
+            short = x[(slice(None), *(slice(None, None, s) for s in stride))] if any(s != 1 for s in stride) else x
+        y = conv(x, f"{scope}_1", stride)
+        y = conv(y, f"{scope}_2", [1] * dims, normalizer=False, relu=False)
+        return bn(short + y, f"{scope}_bn", relu=True)
+
+    c = lambda n: n * width // 64  # noqa: E731
+    sf = tf.sign(samples) * (tf.math.log(1 + 255.0 * tf.abs(samples)) / math.log(256.0))
+    sf = tf.expand_dims(sf, 2)  # (B, N, 1, 2)
+    sf = conv(sf, "sf/conv1_1", [4, 4])
+    sf = tf.nn.max_pool2d(sf, [4, 1], [4, 1], "VALID")
+    for scope in ("sf/conv2_1", "sf/conv3_1", "sf/conv4_1"):
+        sf = block(sf, scope, None, [4, 1])
+    im = -1.0 + (2.0 / 255) * tf.cast(frames, tf.float32)
+    im = conv(im, "im/conv1", [2, 2, 2])
+    im = tf.nn.max_pool3d(im, [1, 1, 3, 3, 1], [1, 1, 2, 2, 1], "SAME")
+    im = block(im, "im/conv2_1", None, [1, 1, 1])
+    im = block(im, "im/conv2_2", None, [2, 2, 2])
+    scales = [im]
+    steps, video_steps = sf.shape[1], im.shape[1]
+    sf = tf.compat.v1.nn.fractional_max_pool(sf, [1.0, float(steps - 1) / video_steps, 1.0, 1.0], pseudo_random=True,
+                                             overlapping=False, deterministic=True, seed=1, seed2=2)[0]
+    sf = conv(sf, "sf/conv5_1", [1, 1])[:, :, 0]  # (B, T, C)
+    sf = tf.tile(sf[:, :, None, None, :], [1, 1, im.shape[2], im.shape[3], 1])
+    net = tf.concat([im, sf], 4)
+    short = tf.concat([net[..., :c(64)], net[..., -c(64):]], 4)
+    net = conv(net, "im/merge1", [1, 1, 1])
+    net = conv(net, "im/merge2", [1, 1, 1], normalizer=False, relu=False)
+    net = bn(net + short, "im/merge_block_bn", relu=True)
+    for scope, stride in (("im/conv3_1", [1, 1, 1]), ("im/conv3_2", [1, 1, 1]), ("im/conv4_1", [2, 2, 2]),
+                          ("im/conv4_2", [1, 1, 1]), ("im/conv5_1", [1, 1, 1] if cam else [1, 2, 2]), ("im/conv5_2", [1, 1, 1])):
+        net = block(net, scope, None, stride)
+        if scope in ("im/conv3_2", "im/conv5_2"):
+            scales.append(net)
+    last_conv = net
+    pooled = tf.reduce_mean(net, [1, 2, 3], keepdims=True)
+    logits = conv(pooled, "joint/logits", [1, 1, 1], normalizer=False, relu=False)[:, 0, 0, 0, :]
+    cam_map = conv(last_conv, "joint/logits", [1, 1, 1], normalizer=False, relu=False)
+    return logits.numpy(), cam_map.numpy(), last_conv.numpy(), [scale.numpy() for scale in scales]
+
+
+def tf_separation_forward(values: dict, samples: np.ndarray, scales=None):
+    """sourcesep.make_net at test time in TF ops over ``values``: (spectrogram input (B, T, F, 2), fg, bg), the heads
+    after tanh (B, T, F, 2) [log-magnitude, phase], normalised. samples (B, N, 2); scales: the shift net's three maps."""
+    spectrum = tf.signal.stft(samples[:, :, 0], 1344, 336, pad_end=False)[:, :128]  # channel 0, spec_len 128
+    magnitude = 20.0 * tf.math.log(tf.maximum(1e-5, tf.abs(spectrum))) / math.log(10.0)
+    net = tf.stack([2.0 * (magnitude + 100.0) / 180.0 - 1.0, tf.math.angle(spectrum) / math.pi], 3)[:, :, :1024]
+    spectrogram = net
+    acts = []
+
+    def bn(x, scope):
+        return tf.nn.batch_normalization(x, values[f"{scope}/moving_mean"], values[f"{scope}/moving_variance"],
+                                         values[f"{scope}/beta"], values[f"{scope}/gamma"], 1e-5)
+
+    def merge_level(net, n):
+        if scales is None:
+            return net
+        video = tf.reduce_mean(scales[n], [2, 3], keepdims=True)[:, :, 0]  # (B, T', 1, C)
+        if video.shape[1] != net.shape[1]:
+            video = tf.compat.v1.image.resize_bilinear(video, [net.shape[1], 1], align_corners=False, half_pixel_centers=False)
+        net = tf.concat([net, tf.tile(video, [1, 1, net.shape[2], 1])], 3)
+        acts[-1] = net
+        return net
+
+    for scope, stride in (("conv1", (1, 2)), ("conv2", (1, 2)), ("conv3", (2, 2)), ("conv4", (2, 2)), ("conv5", (2, 2)),
+                          ("conv6", (2, 2)), ("conv7", (2, 2)), ("conv8", (2, 2)), ("conv9", (2, 2))):
+        net = bn(tf.nn.conv2d(net, values[f"gen/{scope}/weights"], [1, *stride, 1], "SAME"), f"gen/{scope}/BatchNorm")
+        acts.append(net)
+        net = 0.6 * net + 0.4 * tf.abs(net)  # lrelu(0.2) as tfutil writes it
+        net = merge_level(net, {"conv3": 0, "conv4": 1, "conv5": 2}[scope]) if scope in ("conv3", "conv4", "conv5") else net
+
+    def deconv(x, scope, stride, pop=True, concat=True, head=False):
+        skip = acts.pop() if pop else acts[-1]
+        if concat:
+            x = tf.concat([x, skip], 3)
+        x = tf.nn.relu(x)
+        kernel = values[f"gen/{scope}/weights"]
+        shape = [x.shape[0], x.shape[1] * stride[0], x.shape[2] * stride[1], kernel.shape[2]]
+        y = tf.nn.conv2d_transpose(x, kernel, shape, [1, *stride, 1], "SAME")
+        return y + values[f"gen/{scope}/biases"] if head else bn(y, f"gen/{scope}/BatchNorm")
+
+    net = deconv(net, "deconv1", (2, 2), concat=False)
+    for scope, stride in (("deconv2", (2, 2)), ("deconv3", (2, 2)), ("deconv4", (2, 2)), ("deconv5", (2, 2)),
+                          ("deconv6", (2, 2)), ("deconv7", (2, 2)), ("deconv8", (1, 2))):
+        net = deconv(net, scope, stride)
+    fg = tf.tanh(deconv(net, "fg", (1, 2), pop=False, head=True))
+    bg = tf.tanh(deconv(net, "bg", (1, 2), pop=False, head=True))
+    return spectrogram.numpy(), fg.numpy(), bg.numpy()
+
+
+def forward_fixtures(out: Path) -> None:
+    """``official/forward.npz``: TF's forward pass of the committed shift and cam checkpoints' values on random
+    inputs (logits, CAM, last conv), which the imported networks must reproduce."""
+    rng = np.random.default_rng([SEED, 200])
+    frames = rng.integers(0, 256, (2, FORWARD_FRAMES, FORWARD_SIZE, FORWARD_SIZE, 3)).astype(np.uint8)
+    samples = rng.uniform(-0.5, 0.5, (2, FORWARD_SAMPLES, 2)).astype(np.float32)
+    cases = {"frames": frames, "samples": samples}
+    for network in ("shift", "cam"):
+        with np.load(out / "official" / network / "values.npz") as data:
+            values = {key: data[key] for key in data.files}
+        logits, cam_map, last_conv, _ = tf_shift_forward(values, frames, samples, SMALL_WIDTH, cam=network == "cam")
+        cases.update({f"{network}/logits": logits, f"{network}/cam": cam_map, f"{network}/last_conv": last_conv})
+    # the separation models on one 2.135 s window: 63 frames (48 x 48 here), 44 144 samples
+    sep_frames = rng.integers(0, 256, (1, 63, SEPARATION_SIZE, SEPARATION_SIZE, 3)).astype(np.uint8)
+    sep_samples = rng.uniform(-0.3, 0.3, (1, 44144, 2)).astype(np.float32)
+    cases.update({"sep/frames": sep_frames, "sep/samples": sep_samples})
+    for network in ("sep-full", "unet-pit"):
+        with np.load(out / "official" / network / "values.npz") as data:
+            values = {key: data[key] for key in data.files}
+        scales = None
+        if network == "sep-full":
+            _, _, _, scales = tf_shift_forward(values, sep_frames, sep_samples, SMALL_WIDTH, cam=False)
+            cases.update({f"{network}/scale{k}": scale for k, scale in enumerate(scales)})
+        spectrogram, fg, bg = tf_separation_forward(values, sep_samples, scales)
+        grid = (slice(None), slice(None, None, KEPT_STEP[0]), slice(None, None, KEPT_STEP[1]))  # 1/32 of the map: 130 KB
+        cases.update({"sep/spectrogram": spectrogram[grid], f"{network}/fg": fg[grid], f"{network}/bg": bg[grid]})
+    np.savez_compressed(out / "official" / "forward.npz", **cases)
+
+
 def extra_op_fixtures(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """1-D convs (TF conv2d k x 1) SAME at stride 2, odd and even lengths (drawn from their own generator)."""
     cases = {}
@@ -475,6 +628,7 @@ def main() -> None:
     np.savez_compressed(args.out / "ops.npz", **op_fixtures(rng), **extra_op_fixtures(np.random.default_rng([SEED, 1])))
     np.savez_compressed(args.out / "fractional_pool.npz", **fractional_pool_fixtures(rng), **fractional_pool_grid())
     write_official_checkpoints(args.out)
+    forward_fixtures(args.out)
     (args.out / "official" / "tables.json").write_text(json.dumps(official_tables(), indent=0, sort_keys=True) + "\n")
     (args.out / "VERSION.json").write_text(json.dumps(
         {"tensorflow": tf.__version__, "numpy": np.__version__, "seed": SEED}, indent=1) + "\n")

@@ -499,6 +499,7 @@ def test_command_line_writes_a_checkpoint_the_loaders_take(tmp_path, capsys):
     assert helped.value.code == 0 and "--model" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch: about 25 s on a loaded 2-core machine
 def test_command_line_refuses_in_one_line_with_status_2(tmp_path):
     import subprocess
     import sys
@@ -519,3 +520,59 @@ def test_registry_names_each_network_its_paper_numbers_and_inputs():
         assert network.sha256 is None or all(len(d) == 64 for d in network.sha256.values())
         assert network.inputs["sample_rate"] == 21000
     assert REGISTRY["cam"].prefix == "nets/cam/net.tf-675000"
+
+
+# ------------------------------------------------------------------------------------------------- forward passes against TF
+
+@pytest.fixture(scope="module")
+def forward() -> dict[str, np.ndarray]:
+    with np.load(OFFICIAL / "forward.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+def relative_error(ours: torch.Tensor, theirs: np.ndarray) -> float:
+    """max |ours - theirs| / max(1, max |theirs|): absolute for outputs of order 1, relative above."""
+    return max_error(ours, theirs) / max(1.0, float(np.abs(theirs).max()))
+
+
+@pytest.mark.parametrize("network", ["shift", "cam"])
+def test_imported_network_computes_what_tensorflow_computes(network, forward):
+    from avlib.models.multisensory import normalize_frames
+    from avlib.weights import import_official
+
+    net = import_official(official_prefix(network), network, **SMALL).model
+    frames = normalize_frames(tensor(forward["frames"]))
+    audio = tensor(forward["samples"]).transpose(1, 2)
+    with torch.no_grad():
+        output = net(frames, audio)
+        cam = net.cam(output["features"]["conv5_2"])
+    assert relative_error(output["logit"], forward[f"{network}/logits"][:, 0]) < TOLERANCE
+    assert relative_error(output["features"]["conv5_2"], np.moveaxis(forward[f"{network}/last_conv"], -1, 1)) < TOLERANCE
+    assert relative_error(cam, forward[f"{network}/cam"][..., 0]) < TOLERANCE
+
+
+@pytest.mark.parametrize("network", ["sep-full", "unet-pit"])
+def test_imported_separation_model_computes_what_tensorflow_computes(network, forward):
+    """The whole model from the waveform: TF's STFT of channel 0 and the U-Net's heads (stored at every 4th frame
+    and 8th bin); the STFT's own float32 differences (docs/weights.md) carry into the heads at about 2e-5."""
+    from avlib.models.multisensory import normalize_frames
+    from avlib.spectral import analyze
+    from avlib.weights import import_official
+
+    model = import_official(official_prefix(network), network, **SMALL).model
+    audio = tensor(forward["sep/samples"]).transpose(1, 2)
+    frames = normalize_frames(tensor(forward["sep/frames"])) if network == "sep-full" else None
+    grid = (slice(None), slice(None, None, 4), slice(None, None, 8))
+    tf_input = forward["sep/spectrogram"]  # (B, T, F, 2): normalised log-magnitude, phase / pi, of channel 0
+    ours = analyze(audio[:, 0], model.config.spectral, num_frames=128)
+    assert relative_error(ours.magnitude[grid], tf_input[..., 0]) < TOLERANCE
+    assert relative_error(ours.phase[grid], tf_input[..., 1]) < 1e-4  # phase / pi of bins down to -100 dB
+    with torch.no_grad():
+        if network == "sep-full":
+            for k, scale in enumerate(model.video_features(frames, audio)):
+                assert relative_error(scale, np.moveaxis(forward[f"{network}/scale{k}"], -1, 1)) < TOLERANCE, k
+        output = model(frames, audio)
+    for source, head in (("on_screen", "fg"), ("off_screen", "bg")):
+        for index, part in enumerate(("magnitude", "phase")):
+            theirs = forward[f"{network}/{head}"][..., index]
+            assert relative_error(output[f"{source}_{part}"][grid], theirs) < 1e-4, (source, part)
