@@ -18,6 +18,9 @@ What it writes (docs/weights.md describes each file):
   every official variable name (a port of the official code's variable structure, channels scaled to width 2, the U-Net's to 1;
   optimiser slots made by TF's own optimisers), random values; ``values.npz`` holds them.
   ``official/tables.json``: every variable's name, shape and dtype of the four networks at full width.
+  ``official/forward.npz``: TF's test-time forward pass of those checkpoints' values (a TF port of the official
+  forward, written from reading it) on random inputs: logits, CAM and last conv of shift and cam; the feature maps,
+  channel-0 spectrogram and both heads of sep-full and unet-pit.
 - ``fractional_pool.npz``: ``tf.nn.fractional_max_pool`` as the official ``shift_net.merge`` runs it at
   test time, for the (audio steps, video steps) pairs our models produce, with its pooling boundaries.
 

@@ -5,6 +5,8 @@ The fixtures under tests/fixtures/tf/ were written by TensorFlow with ``scripts/
 are transposed as the import will (3-D ``[kt, kh, kw, C_in, C_out]`` -> ``[C_out, C_in, kt, kh, kw]``,
 1-D audio conv2d ``[k, 1, C_in, C_out]`` -> ``[C_out, C_in, k]``, conv2d ``[kh, kw, C_in, C_out]`` ->
 ``[C_out, C_in, kh, kw]``, transposed conv ``[kh, kw, C_out, C_in]`` -> ``[C_in, C_out, kh, kw]``).
+The official networks: TF-written checkpoints of every official variable name at small widths, the full-size
+name and shape tables, and TF's forward passes (docs/weights.md), against :mod:`avlib.weights`.
 """
 
 from __future__ import annotations
