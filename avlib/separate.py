@@ -125,12 +125,14 @@ def separate_waveform(model: SeparationNet, frames: np.ndarray | None, audio: np
         offsets = [io.num_samples_for(start, fps, rate) for start in chunk]
         raw = torch.from_numpy(np.stack([padded_audio[:, offset : offset + window_samples] for offset in offsets]))
         mixture = normalize_rms(raw, INPUT_RMS)
-        gains = (INPUT_RMS / raw.pow(2).mean(-1).sqrt().clamp_min(RMS_EPS)).mean(-1)  # (b,), as normalize_rms
+        channel_gains = INPUT_RMS / raw.pow(2).mean(-1).sqrt().clamp_min(RMS_EPS)  # (b, 2), as normalize_rms
+        # the gain of what the spectrogram hears: the channels' mean gain, or its one channel's
+        gains = channel_gains.mean(-1) if config.spectrogram_channel is None else channel_gains[:, config.spectrogram_channel]
         video = None
         if uses_video:
             video = normalize_frames(torch.from_numpy(np.stack([padded_frames[s : s + window_frames] for s in chunk])).to(device))
         output = model(video, mixture.to(device))
-        mixture_phase = torch.angle(stft(mono_mix(mixture.to(device)), spectral)[:, :spec_frames]) / math.pi
+        mixture_phase = torch.angle(stft(mono_mix(mixture.to(device), config.spectrogram_channel), spectral)[:, :spec_frames]) / math.pi
         for k, source in enumerate(("on_screen", "off_screen")):
             estimated_phase = source_phase(output, source, mixture_phase, phase)
             spectrum = full_band(output[f"{source}_magnitude"].float(), estimated_phase, mixture_phase, spectral)

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from avlib.models.tf_pooling import fractional_max_pool_tf
+
 AUDIO_CHANNELS = 2  # stereo waveform, the 2 input channels of sf/conv1_1
 FRAME_CHANNELS = 3
 MU_LAW_MU = 255.0
@@ -47,6 +49,11 @@ class MultisensoryConfig:
         bn_eps: BatchNorm epsilon (slim's 1e-3).
         bn_momentum: weight of the current batch in BatchNorm's running averages, 1 - TF decay 0.9997.
             Short runs (tests, tiny CPU profiles) need a faster one, e.g. 0.1.
+        bn_scale: BatchNorms with a learned scale gamma (``weight``), as the official separation model's copy of
+            this network (``sep_params.base``: ``bn_scale=True``); the shift and CAM networks have none.
+        tf_pool: fuse with TF's deterministic fractional max-pool (:mod:`avlib.models.tf_pooling`) instead of
+            the adaptive max-pool, as the released networks run at test time; set for imported official weights
+            (:mod:`avlib.weights`).
     """
 
     num_frames: int = 125
@@ -57,6 +64,8 @@ class MultisensoryConfig:
     cam: bool = False
     bn_eps: float = 1e-3
     bn_momentum: float = 3e-4
+    bn_scale: bool = False
+    tf_pool: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "frame_size", "num_samples", "width"):
@@ -186,12 +195,13 @@ class BatchNormNoScale(nn.Module):
         self.eps = config.bn_eps
         self.momentum = config.bn_momentum
         self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.weight = nn.Parameter(torch.ones(num_channels)) if config.bn_scale else None  # slim's gamma, scale=True
         self.register_buffer("running_mean", torch.zeros(num_channels))
         self.register_buffer("running_var", torch.ones(num_channels))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.batch_norm(
-            x, self.running_mean, self.running_var, weight=None, bias=self.bias,
+            x, self.running_mean, self.running_var, weight=self.weight, bias=self.bias,
             training=self.training, momentum=self.momentum, eps=self.eps,
         )
 
@@ -330,6 +340,7 @@ class Fusion(nn.Module):
         w = config.width
         self.width = w
         self.use_sound = config.use_sound
+        self.tf_pool = config.tf_pool
         self.audio_conv5_1 = ConvBN(1, 4 * w, 2 * w, 3, 1, config)  # sf/conv5_1
         self.merge1 = ConvBN(3, 3 * w, 8 * w, 1, 1, config)
         self.merge2 = SameConv3d(8 * w, 2 * w, 1, bias=True)
@@ -338,7 +349,12 @@ class Fusion(nn.Module):
     def forward(self, visual: Tensor, audio_features: Tensor) -> Tensor:
         """visual (B, w, T, H, W), audio_features (B, 4w, L) -> (B, 2w, T, H, W); 32 x 28 x 28 for the paper."""
         _, _, num_steps, height, width = visual.shape
-        audio = self.audio_conv5_1(align_audio_to_video(audio_features, num_steps))  # (B, 128, 32)
+        pool = fractional_max_pool_tf if self.tf_pool else align_audio_to_video
+        pooled = pool(audio_features, num_steps)  # (B, 256, 32)
+        if pooled.shape[-1] != num_steps:
+            raise ValueError(f"TF's fractional pool gives {pooled.shape[-1]} audio steps from {audio_features.shape[-1]}, "
+                             f"not the video's {num_steps}: these clip lengths do not fit the imported network")
+        audio = self.audio_conv5_1(pooled)  # (B, 128, 32)
         if not self.use_sound:
             audio = torch.zeros_like(audio)  # zeroing before tiling equals TF's zeroing after it
         audio = audio[..., None, None].expand(-1, -1, -1, height, width)  # (B, 128, 32, 28, 28)

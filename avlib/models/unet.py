@@ -98,6 +98,9 @@ class SeparationConfig:
         fps, size, crop: frames of the feature network: rate, squashed size, centre (test) / random
             (training) crop. Paper: 29.97 fps, 256, 224.
         rms: RMS of each source, per channel, before mixing (``normalize_rms``: 0.1).
+        spectrogram_channel: the audio channel the U-Net's spectrogram is computed from: None, the channel mean
+            (avlib's training), or 0, the left channel, as the official ``sourcesep`` graph and ``sep_video.py``
+            do (set for imported official weights, :mod:`avlib.weights`). The feature network hears both channels.
         output: ``"direct"`` (the paper's: each magnitude head regresses the source's normalised
             log-magnitude) or ``"mask"`` (not the paper's: each magnitude head gives a ratio mask m in
             (0, 1), ``sigmoid(6 tanh(.))``, and the source's log-magnitude is the mixture's plus 20 log10 m,
@@ -117,10 +120,13 @@ class SeparationConfig:
     crop: int = 224
     rms: float = 0.1
     output: str = "direct"
+    spectrogram_channel: int | None = None
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUT_MODES:
             raise ValueError(f"SeparationConfig.output must be one of {OUTPUT_MODES}, got {self.output!r}")
+        if self.spectrogram_channel not in (None, 0, 1):
+            raise ValueError(f"SeparationConfig.spectrogram_channel must be None (channel mean), 0 or 1, got {self.spectrogram_channel!r}")
         if self.video not in VIDEO_MODES:
             raise ValueError(f"SeparationConfig.video must be one of {VIDEO_MODES}, got {self.video!r}")
         if self.video == "custom" and (self.custom_channels is None or len(self.custom_channels) != 3):
@@ -389,9 +395,10 @@ def apply_mask(head: Tensor, mixture_magnitude: Tensor, spectral: SpectralConfig
     return (mixture_magnitude + mask_db * (2.0 / (spectral.db_max - spectral.db_min))).clamp(-1.0, 1.0)
 
 
-def mono_mix(audio: Tensor) -> Tensor:
-    """The spectrogram branch's input: the channel mean. (B, C, N) -> (B, N)."""
-    return audio.mean(dim=1)
+def mono_mix(audio: Tensor, channel: int | None = None) -> Tensor:
+    """The spectrogram branch's input: the channel mean, or one channel (``SeparationConfig.spectrogram_channel``).
+    (B, C, N) -> (B, N)."""
+    return audio.mean(dim=1) if channel is None else audio[:, channel]
 
 
 class SeparationNet(nn.Module):
@@ -464,7 +471,7 @@ class SeparationNet(nn.Module):
         if audio.dim() != 3 or audio.shape[1] != 2:
             raise ValueError(f"expected the stereo mixture of shape (B, 2, N), got {tuple(audio.shape)}")
         spectral = self.config.spectral
-        mixture = analyze(mono_mix(audio), spectral, num_frames=self.num_frames_for(audio.shape[-1]))
+        mixture = analyze(mono_mix(audio, self.config.spectrogram_channel), spectral, num_frames=self.num_frames_for(audio.shape[-1]))
         spectrogram = torch.stack([mixture.magnitude, mixture.phase], dim=1)  # (B, 2, T, F)
         output = self.unet(spectrogram, self.video_features(frames, audio))
         if self.config.output == "mask":
@@ -549,7 +556,7 @@ def predict(model: SeparationNet, frames: Tensor | None, mixture: Tensor, batch_
         video = normalize_frames(frames[first : first + batch_size].to(device)) if model.features is not None else None
         output = model(video, audio)
         num_frames = output["on_screen_magnitude"].shape[1]
-        mono = mono_mix(audio)
+        mono = mono_mix(audio, model.config.spectrogram_channel)
         mixture_phase = torch.angle(stft(mono, spectral)[:, :num_frames]) / math.pi
         covered = spectral.samples_for(num_frames)
         results = {"mixture": mono[:, :covered], "mixture_magnitude": analyze(mono, spectral, num_frames).magnitude}
