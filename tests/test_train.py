@@ -264,3 +264,18 @@ def test_changed_config_is_refused_by_key_and_resume_false_starts_over(tmp_path:
     history = fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=1, **config), resume=False)
     assert [row["step"] for row in history["train"]] == [1]
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 1
+
+
+def test_resume_accepts_a_setting_added_later_only_while_it_is_off(tmp_path: Path) -> None:
+    config = dict(lr=0.1, checkpoint_every=2, log_every=1, device="cpu", out_dir=str(tmp_path))
+    fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=2, **config), run_config={"model": {"width": 8}})
+    # a switch that did not exist when the checkpoint was written, at its off value: the same computation
+    history = fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=3, **config),
+                  run_config={"model": {"width": 8, "renorm": False, "spectrogram_channel": None}})
+    assert [row["step"] for row in history["train"]][-1] == 3
+    with pytest.raises(CheckpointError, match=r"differing keys: run.model.renorm\."):
+        fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=4, **config),
+            run_config={"model": {"width": 8, "renorm": True, "spectrogram_channel": None}})
+    with pytest.raises(CheckpointError, match=r"differing keys: run.model.depth\."):
+        fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=4, **config),
+            run_config={"model": {"width": 8, "renorm": False, "spectrogram_channel": None, "depth": 0}})
