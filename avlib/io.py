@@ -351,10 +351,8 @@ def _select(source_times: np.ndarray, targets: np.ndarray, frame_period: float) 
     return np.clip(index, 0, len(source_times) - 1)
 
 
-def _frames_decord(path: Path, targets: np.ndarray, out_hw: tuple[int, int], native_hw: tuple[int, int], threads: int,
-                   rotation: int = 0):
-    """Frames by decord (which ignores the display matrix): decoded at the stored orientation, then turned."""
-    height, width = out_hw if rotation in (0, 180) else out_hw[::-1]
+def _frames_decord(path: Path, targets: np.ndarray, out_hw: tuple[int, int], native_hw: tuple[int, int], threads: int):
+    height, width = out_hw
     resize = (height, width) != native_hw
     try:
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0), width=width if resize else -1,
@@ -375,8 +373,6 @@ def _frames_decord(path: Path, targets: np.ndarray, out_hw: tuple[int, int], nat
         raise CorruptFileError(path, f"frames {index[0]}-{index[-1]} cannot be decoded, the file may be truncated") from error
     finally:
         del reader
-    if rotation:
-        frames = np.ascontiguousarray(np.rot90(frames, rotation // 90, axes=(1, 2)))
     return frames, starts[index]
 
 
@@ -396,7 +392,8 @@ def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, si
     times, the rotation and the times of damaged source frames the window would have shown.
     """
     vstream = container.streams.video[0]
-    vstream.thread_type = "AUTO"
+    if not vstream.codec_context.is_open:  # open already when the rotation was read first (decord's fallback)
+        vstream.thread_type = "AUTO"
     _demux_only(container, vstream)
     period = 1.0 / info.fps
     _check_window(path, targets, info.duration, period)
@@ -714,7 +711,8 @@ def read_clip(
     ``crop``/``crop_offset``: crop after resizing, centred unless an offset (y, x) is given.
     ``channels``: 2 (mono duplicated, more channels down-mixed) or 1 (average).
     ``missing_audio``: ``"raise"`` -> :class:`NoAudioError`; ``"silence"`` -> zeros and
-    ``clip.has_audio = False``. ``frame_backend``: ``"pyav"`` (default) or ``"decord"``.
+    ``clip.has_audio = False``. ``frame_backend``: ``"pyav"`` (default) or ``"decord"`` (a rotated
+    video's frames are read by PyAV all the same; decord conceals no damage).
     ``threads``: decord's decoding threads, or the PyAV scaler's (conversion to RGB and resizing).
 
     Damaged packets are skipped and concealed (see the module's docstring): they are listed in
@@ -735,13 +733,13 @@ def read_clip(
         info = _probe_container(container, path)
         if not info.has_audio and missing_audio == "raise":
             raise NoAudioError(path, "has no audio track (pass missing_audio='silence' to read silence)")
-        if backend == "decord":
-            rotation = _display_rotation(container, container.streams.video[0])
-            out_hw = output_size(*_displayed(info.width, info.height, rotation), size, resize)
-            frames, frame_times = _frames_decord(path, targets, out_hw, (info.height, info.width), threads, rotation)
+        # decord turns an mp4's rotated frames but not a Matroska's: rotated videos are read by PyAV
+        if backend == "decord" and _display_rotation(container, container.streams.video[0]) == 0:
+            out_hw = output_size(info.width, info.height, size, resize)
+            frames, frame_times = _frames_decord(path, targets, out_hw, (info.height, info.width), threads)
             damaged_frames: list[float] = []
         else:
-            frames, frame_times, rotation, damaged_frames = _frames_pyav(container, path, info, targets, size, resize, threads)
+            frames, frame_times, _, damaged_frames = _frames_pyav(container, path, info, targets, size, resize, threads)
 
         samples = num_samples_for(count, fps, sample_rate)
         damaged_audio: list[float] = []
