@@ -84,7 +84,8 @@ class ConcealedDamageWarning(UserWarning):
 
 
 class Concealment(NamedTuple):
-    """One damaged piece of a window: a source video frame or an audio packet, at ``time`` s on the clip clock."""
+    """One damaged piece of a window, at ``time`` s on the clip clock: a source video frame FFmpeg could not
+    decode (or decoded with errors), or the start of damaged audio (a packet, or a gap a demuxer left)."""
 
     stream: Literal["video", "audio"]
     time: float
@@ -228,7 +229,15 @@ class _Decoded:
     def damaged_times(self, offset: float) -> list[float]:
         """Seconds on the clip clock (``offset``: the video's start) of every lost or corrupt frame."""
         base = float(self.stream.time_base)
-        return sorted({pts * base - offset for pts in self.lost + self.corrupt})
+        return sorted({float(pts * base - offset) for pts in self.lost + self.corrupt})
+
+
+def _seek(container, stream, seconds: float) -> None:
+    """Seek ``stream`` to the keyframe at or before ``seconds``; to the start if a damaged index refuses."""
+    try:
+        container.seek(max(0, int(seconds / stream.time_base)), stream=stream, backward=True)
+    except av.error.FFmpegError:
+        container.seek(0, stream=stream)
 
 
 def _rotation_of(frame) -> int:
@@ -401,7 +410,7 @@ def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, si
     try:
         # Seek to the keyframe at or before the first frame shown (half a frame early against
         # timestamp rounding); seeking further back would decode a whole extra GOP at times.
-        container.seek(max(0, int((targets[0] - 0.5 * period + info.video_start) / vstream.time_base)), stream=vstream, backward=True)
+        _seek(container, vstream, targets[0] - 0.5 * period + info.video_start)
         decoded = _Decoded(container, vstream)
         shown = window.fill(decoded)
         if shown is None:  # the seek overshot the window (no usable index) or its keyframe is damaged: from the start
@@ -565,7 +574,8 @@ def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: fl
     one video frame's or two codec frames' worth may be missing, whichever is more (an AAC track
     decodes up to ~2 frames short of what its header states); more raises :class:`WindowError`.
     A packet the decoder rejects is skipped: its samples stay silent, do not count as missing, and
-    its time (clip clock) is returned in the last item when it lies within ``required``.
+    its time (clip clock) is returned in the last item when it lies within ``required``; so is a hole
+    longer than a codec frame between decoded samples (packets a demuxer skipped while resyncing).
     """
     astream = container.streams.audio[0]
     rate = int(astream.codec_context.sample_rate)
@@ -593,7 +603,7 @@ def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: fl
 
     _demux_only(container, astream)
     try:
-        container.seek(max(0, int((start + info.video_start - 0.1) / astream.time_base)), stream=astream, backward=True)
+        _seek(container, astream, start + info.video_start - 0.1)
         restarted = False
         for frame in decoded():
             if frame.pts is None:
@@ -622,14 +632,27 @@ def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: fl
         raise CorruptFileError(path, f"audio decoding failed ({error.strerror or error}), the file may be corrupt") from error
     if buffer is None:
         raise CorruptFileError(path, "audio track holds no decodable samples")
+    for hole_start, hole_end in _holes(filled, astream.codec_context.frame_size or 1024):
+        damaged.append(first + hole_start)
+        filled[hole_start:hole_end] = True
     lo, hi = required if required is not None else (start, stop)
     needed = filled[max(0, int((lo - start) * rate)) : int(math.ceil((hi - start) * rate))]
     missing = needed.size - int(needed.sum())
     if missing > max(rate / info.fps, 2 * (astream.codec_context.frame_size or 1024)):
         raise WindowError(path, f"audio covers only {(needed.size - missing) / rate:.3f} s of the {needed.size / rate:.3f} s "
                                 f"window starting at {lo:.3f} s")
-    damaged_times = sorted({sample / rate - info.video_start for sample in damaged})
+    damaged_times = sorted({float(sample / rate - info.video_start) for sample in damaged})
     return buffer, names, rate, [time for time in damaged_times if lo - 0.1 <= time < hi]
+
+
+def _holes(filled: np.ndarray, longer_than: int) -> list[tuple[int, int]]:
+    """[start, end) of each run of False longer than ``longer_than`` with True on both sides."""
+    inside = np.flatnonzero(filled)
+    if inside.size == 0:
+        return []
+    edges = np.diff(np.concatenate([[0], (~filled[inside[0] : inside[-1] + 1]).astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(inside[0] + a, inside[0] + b) for a, b in zip(starts.tolist(), ends.tolist()) if b - a > longer_than]
 
 
 def _audio_window(container, path: Path, info: VideoInfo, start: float, samples: int, sample_rate: int,
@@ -653,7 +676,7 @@ def _warn_concealed(path: Path, concealed: list[Concealment]) -> None:
     if not concealed:
         return
     parts = []
-    for stream, what in (("video", "damaged video frame(s)"), ("audio", "damaged audio packet(s)")):
+    for stream, what in (("video", "damaged video frame(s)"), ("audio", "stretch(es) of damaged audio")):
         times = [item.time for item in concealed if item.stream == stream]
         if times:
             shown = ", ".join(f"{time:.3f}" for time in times[:8]) + (", ..." if len(times) > 8 else "")

@@ -399,14 +399,30 @@ def test_damaged_audio_packets_are_silent_and_named(tmp_path):
     spans = packet_spans(source, "audio")
     offset, _, damage_at, _ = spans[len(spans) // 2]
     damaged = overwrite(source, tmp_path / "damaged.mp4", offset, 2000)
-    with pytest.warns(io.ConcealedDamageWarning, match="audio packet"):
+    with pytest.warns(io.ConcealedDamageWarning, match="damaged audio"):
         clip = io.read_clip(damaged, 1.0, 4.0, fps=25.0)
     audio_hit = [item.time for item in clip.concealed if item.stream == "audio"]
     assert audio_hit and min(abs(time - damage_at) for time in audio_hit) < 0.05
     assert clip.audio.shape == (2, io.num_samples_for(100, 25.0, io.PAPER_SAMPLE_RATE))
-    with pytest.warns(io.ConcealedDamageWarning, match="audio packet"):
+    with pytest.warns(io.ConcealedDamageWarning, match="damaged audio"):
         alone = io.read_audio(damaged, 1.0, clip.audio.shape[1])
     np.testing.assert_array_equal(alone, clip.audio)
+
+
+def test_matroska_resync_gap_is_concealed(tmp_path):
+    """Garbage in a Matroska cluster: the demuxer skips to the next one; the audio gap is silent and named."""
+    tone = np.stack([_tone(440.0, 6 * 44100, 44100)] * 2)
+    source = write_video(tmp_path / "clean.mkv", textured_frames(150, 128, 320), 25.0, tone, 44100, gop=25)
+    offset, _, damage_at, _ = packet_spans(source)[75]  # the video packet at 3 s
+    damaged = overwrite(source, tmp_path / "damaged.mkv", offset, 20_000)
+    clean = io.read_clip(source, 1.0, 4.0, fps=25.0)
+    with pytest.warns(io.ConcealedDamageWarning, match=r"damaged\.mkv: concealed 1 stretch\(es\) of damaged audio at 2\.\d{3} s"):
+        clip = io.read_clip(damaged, 1.0, 4.0, fps=25.0)
+    assert [item.stream for item in clip.concealed] == ["audio"] and damage_at - 0.2 < clip.concealed[0].time <= damage_at
+    before = int(round((clip.concealed[0].time - 1.0) * 25)) - 1
+    np.testing.assert_array_equal(clip.frames[:before], clean.frames[:before])
+    gap = np.flatnonzero(np.abs(clip.audio - clean.audio).max(axis=0) > 1e-3)  # where the two differ: silence
+    assert gap.size > 0.2 * clip.sample_rate and np.abs(clip.audio[:, gap[0] + 500 : gap[-1] - 500]).max() < 0.01
 
 
 def test_undecodable_video_still_raises(tmp_path):
