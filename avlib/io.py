@@ -304,11 +304,14 @@ def _probe_container(container, path: Path) -> VideoInfo:
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Duration, frame rate, frame count, size as displayed, rotation and audio format of a video.
 
-    Everything but the rotation comes from the headers; the rotation from the first decoded frame.
+    Everything but the rotation comes from the headers; the rotation from the first decoded frame
+    (docs/media.md).
     """
     path = Path(path)
     with _open(path) as container:
         info = _probe_container(container, path)
+        if container.format.name == "avi":  # no display matrix in AVI: spare the decoding
+            return info
         return _with_rotation(info, _display_rotation(container, container.streams.video[0]))
 
 
@@ -502,17 +505,18 @@ class _FrameWindow:
 
 # ----------------------------------------------------------------------------- audio
 
-# ITU-R BS.775 down-mix weights to (left, right); LFE is left out, as in FFmpeg's default.
+# libswresample's down-mix weights to (left, right), its defaults: centre and surround at -3 dB, LFE left out.
 _CENTRE = 1 / math.sqrt(2)
 _DOWNMIX = {
     "FL": (1.0, 0.0), "FR": (0.0, 1.0), "FC": (_CENTRE, _CENTRE), "LFE": (0.0, 0.0),
     "BL": (_CENTRE, 0.0), "BR": (0.0, _CENTRE), "SL": (_CENTRE, 0.0), "SR": (0.0, _CENTRE),
-    "FLC": (_CENTRE, 0.0), "FRC": (0.0, _CENTRE), "BC": (0.5, 0.5), "TC": (0.5, 0.5),
+    "FLC": (1.0, 0.0), "FRC": (0.0, 1.0), "BC": (0.5, 0.5), "TC": (0.5, 0.5),
 }
 
 
 def downmix_matrix(channel_names: list[str]) -> np.ndarray:
-    """2 x C matrix mapping named channels to stereo, rows normalised so a full-scale input cannot clip."""
+    """2 x C matrix mapping named channels to stereo: FFmpeg's, scaled as FFmpeg scales it for 16-bit output
+    (by the largest row sum, when above 1) so that a full-scale input cannot clip. docs/media.md says why."""
     if channel_names == ["FC"] or len(channel_names) == 1:
         return np.ones((2, 1), dtype=np.float32)
     unknown = [name for name in channel_names if name not in _DOWNMIX]
@@ -524,6 +528,8 @@ def downmix_matrix(channel_names: list[str]) -> np.ndarray:
         matrix[1, half:] = 1.0
     else:
         matrix = np.array([_DOWNMIX[name] for name in channel_names], dtype=np.float32).T
+        largest = matrix.sum(axis=1).max()
+        return matrix / largest if largest > 1 else matrix
     return matrix / matrix.sum(axis=1, keepdims=True)
 
 

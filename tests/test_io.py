@@ -482,3 +482,26 @@ def test_surround_downmix_matches_ffmpeg_level(tmp_path):
             assert np.abs(difference_db).max() < 0.1, (layout, difference_db)
             rms_db = 20 * np.log10(np.sqrt((float_theirs**2).mean() / (theirs**2).mean()))
             assert abs(rms_db - 20 * np.log10(scaling)) < 0.1, (layout, rms_db)
+
+
+def _libswresample_matrix(layout: str) -> tuple[list[str], np.ndarray]:
+    """FFmpeg's 2 x C down-mix of ``layout`` into 16-bit stereo, measured with one impulse per channel."""
+    names = [channel.name for channel in av.AudioLayout(layout).channels]
+    spacing = 64
+    impulses = np.zeros((len(names) * spacing + 2048, len(names)), np.float32)
+    for channel in range(len(names)):
+        impulses[channel * spacing, channel] = 0.5
+    frame = av.AudioFrame.from_ndarray(impulses.reshape(1, -1), format="flt", layout=layout)
+    frame.sample_rate, frame.pts = 8000, 0
+    resampler = av.AudioResampler(format="s32", layout="stereo", rate=8000)
+    out = np.concatenate([part.to_ndarray() for part in resampler.resample(frame) + resampler.resample(None)], axis=1)
+    stereo = out.reshape(-1, 2).T.astype(np.float64) / 2**31
+    return names, stereo[:, ::spacing][:, : len(names)] / 0.5
+
+
+@pytest.mark.parametrize("layout", ["2.1", "3.0", "3.0(back)", "4.0", "quad", "quad(side)", "3.1", "5.0", "5.0(side)", "4.1",
+                                    "5.1", "5.1(side)", "6.0", "6.1", "6.1(back)", "6.1(front)", "7.0", "7.0(front)", "7.1",
+                                    "7.1(wide)", "7.1(wide-side)", "hexagonal", "octagonal"])
+def test_downmix_matrix_is_libswresamples(layout):
+    names, theirs = _libswresample_matrix(layout)
+    np.testing.assert_allclose(io.downmix_matrix(names), theirs, atol=1e-6)
