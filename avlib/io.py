@@ -194,7 +194,9 @@ class _Decoded:
     ``lost``: timestamps (stream ticks) of packets that never came out as a frame although a later one
     did; packets before the first frame count only if ``count_leading`` (decoding from the file's start:
     after a seek, an open GOP's leading frames are dropped by design). ``corrupt``: timestamps of frames
-    FFmpeg marked as concealed. ``errors``: packets the decoder rejected.
+    FFmpeg marked as concealed, and of the frames after a lost or corrupt one up to the next keyframe
+    (they are predicted from it, so FFmpeg's concealment shows in them). ``errors``: packets the decoder
+    rejected.
     """
 
     def __init__(self, container, stream, count_leading: bool = False):
@@ -206,6 +208,7 @@ class _Decoded:
     def __iter__(self):
         pending: list[int] = []  # timestamps sent to the decoder and not yet seen as a frame
         started = self.count_leading
+        tainted = False  # a frame since the last keyframe was lost or corrupt
         for packet in self.container.demux(self.stream):
             if packet.pts is not None:
                 pending.append(packet.pts)
@@ -218,12 +221,15 @@ class _Decoded:
                 pts = frame.pts
                 if pts is not None:
                     # frames leave the decoder in timestamp order: any earlier packet still pending is lost
+                    lost = len(self.lost)
                     if started:
                         self.lost.extend(earlier for earlier in pending if earlier < pts)
                     pending = [later for later in pending if later > pts]
                     started = True
-                    if frame.is_corrupt:
+                    tainted = not frame.key_frame and (tainted or len(self.lost) > lost)
+                    if frame.is_corrupt or tainted:
                         self.corrupt.append(pts)
+                        tainted = True
                 yield frame
 
     def damaged_times(self, offset: float) -> list[float]:
@@ -262,6 +268,14 @@ def _display_rotation(container, vstream) -> int:
     except av.error.FFmpegError:
         pass
     return 0
+
+
+def upright(frames: np.ndarray, rotation: int) -> np.ndarray:
+    """Stored frames (... x H x W x C, e.g. from PyAV directly) turned as a player shows them: ``rotation``
+    degrees counter-clockwise, as :attr:`VideoInfo.rotation` gives it. A view, not a copy."""
+    if rotation not in (0, 90, 180, 270):
+        raise ValueError(f"rotation must be 0, 90, 180 or 270 degrees, got {rotation!r}")
+    return np.rot90(frames, rotation // 90, axes=(-3, -2)) if rotation else frames
 
 
 def _displayed(width: int, height: int, rotation: int) -> tuple[int, int]:
@@ -401,7 +415,7 @@ def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, si
     Each shown frame is converted once, by one scaler kept for the whole clip (a scaler per
     frame, as ``frame.to_ndarray(format=...)`` makes, costs about a tenth of the decoding), and
     written straight into the output array, turned as displayed. Returns frames, their source
-    times, the rotation and the times of damaged source frames the window would have shown.
+    times and the times of damaged source frames the window would have shown.
     """
     vstream = container.streams.video[0]
     if not vstream.codec_context.is_open:  # open already when the rotation was read first (decord's fallback)
@@ -427,7 +441,7 @@ def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, si
     if shown < len(targets):
         why = f"{len(damaged)} damaged frame(s) in it" if damaged else "the file may be truncated"
         raise CorruptFileError(path, f"only {shown} of {len(targets)} frames could be decoded; {why}")
-    return window.frames, window.times, window.rotation, damaged
+    return window.frames, window.times, damaged
 
 
 class _FrameWindow:
@@ -474,7 +488,7 @@ class _FrameWindow:
                 height, width = self.scaled_hw
                 image = scaler.reformat(previous, width=width, height=height, format="rgb24", interpolation="BICUBIC",
                                         threads=self.threads).to_ndarray()
-                self.frames[filled:last] = np.rot90(image, self.rotation // 90) if self.rotation else image
+                self.frames[filled:last] = upright(image, self.rotation)
                 self.times[filled:last] = previous_time
             return last
 
@@ -768,7 +782,7 @@ def read_clip(
             frames, frame_times = _frames_decord(path, targets, out_hw, (info.height, info.width), threads)
             damaged_frames: list[float] = []
         else:
-            frames, frame_times, _, damaged_frames = _frames_pyav(container, path, info, targets, size, resize, threads)
+            frames, frame_times, damaged_frames = _frames_pyav(container, path, info, targets, size, resize, threads)
 
         samples = num_samples_for(count, fps, sample_rate)
         damaged_audio: list[float] = []

@@ -394,6 +394,32 @@ def test_damaged_packets_are_concealed_not_fatal(tmp_path):
     assert far.concealed == []
 
 
+def test_damaged_keyframe_names_its_group_of_pictures(tmp_path):
+    """A lost keyframe: the frames predicted from it (up to the next keyframe) show FFmpeg's concealment; all are named."""
+    source = _textured_video(tmp_path / "clean.mp4", num_frames=150)
+    offset, size, time, _ = [span for span in packet_spans(source) if span[3] and span[2] > 1.5][0]  # the keyframe at 2 s
+    damaged = overwrite(source, tmp_path / "damaged.mp4", offset, size)
+    clean = io.read_clip(source, 1.0, 3.0, fps=25.0)
+    with pytest.warns(io.ConcealedDamageWarning, match="concealed 25 damaged video frame"):
+        clip = io.read_clip(damaged, 1.0, 3.0, fps=25.0)
+    np.testing.assert_allclose([item.time for item in clip.concealed if item.stream == "video"], time + np.arange(25) / 25)
+    np.testing.assert_array_equal(clip.frames[:25], clean.frames[:25])  # 1 s to 2 s
+    np.testing.assert_array_equal(clip.frames[50:], clean.frames[50:])  # from the next keyframe, 3 s
+    assert not np.array_equal(clip.frames[25:50], clean.frames[25:50])
+
+
+def test_upright_turns_stored_frames_as_read_clip_does(tmp_path):
+    stored = index_frames(30, 64, 160)
+    path = write_video(tmp_path / "r.mp4", stored, 25.0, rotation=90)
+    with av.open(str(path)) as container:
+        raw = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    shown = io.read_clip(path, 0.0, 1.0, fps=25.0, missing_audio="silence").frames
+    np.testing.assert_array_equal(io.upright(raw[:25], io.probe(path).rotation), shown)
+    np.testing.assert_array_equal(io.upright(raw[3], 90), shown[3])
+    with pytest.raises(ValueError, match="rotation"):
+        io.upright(raw, -90)
+
+
 def test_damaged_audio_packets_are_silent_and_named(tmp_path):
     source = _textured_video(tmp_path / "clean.mp4", num_frames=150)
     spans = packet_spans(source, "audio")
