@@ -195,15 +195,13 @@ class _Decoded:
     did; packets before the first frame count only if ``count_leading`` (decoding from the file's start:
     after a seek, an open GOP's leading frames are dropped by design). ``corrupt``: timestamps of frames
     FFmpeg marked as concealed, and of the frames after a lost or corrupt one up to the next keyframe
-    (they are predicted from it, so FFmpeg's concealment shows in them). ``errors``: packets the decoder
-    rejected.
+    (they are predicted from it, so FFmpeg's concealment shows in them).
     """
 
     def __init__(self, container, stream, count_leading: bool = False):
         self.container, self.stream, self.count_leading = container, stream, count_leading
         self.lost: list[int] = []
         self.corrupt: list[int] = []
-        self.errors = 0
 
     def __iter__(self):
         pending: list[int] = []  # timestamps sent to the decoder and not yet seen as a frame
@@ -214,8 +212,7 @@ class _Decoded:
                 pending.append(packet.pts)
             try:
                 frames = packet.decode()
-            except av.error.FFmpegError:
-                self.errors += 1
+            except av.error.FFmpegError:  # its frame never comes out: counted as lost when a later one does
                 continue
             for frame in frames:
                 pts = frame.pts

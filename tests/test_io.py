@@ -408,6 +408,19 @@ def test_damaged_keyframe_names_its_group_of_pictures(tmp_path):
     assert not np.array_equal(clip.frames[25:50], clean.frames[25:50])
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_b_frames_and_open_gops_report_no_damage(tmp_path, suffix):
+    """Frames leave the decoder reordered, and after a seek an open GOP's leading frames are dropped: neither is damage."""
+    options = {"bf": "3", "x264-params": "open-gop=1:keyint=20:min-keyint=20"}
+    path = write_video(tmp_path / f"b{suffix}", textured_frames(120, 96, 128), 25.0, video_options=options, gop=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", io.ConcealedDamageWarning)
+        for start in (0.0, 0.7, 1.5, 3.1, 3.7):
+            clip = io.read_clip(path, start, 1.0, fps=25.0, missing_audio="silence")
+            assert clip.concealed == []
+            np.testing.assert_array_equal(decode_indices(clip.frames), np.floor(start * 25 + 1e-6) + np.arange(25))
+
+
 def test_upright_turns_stored_frames_as_read_clip_does(tmp_path):
     stored = index_frames(30, 64, 160)
     path = write_video(tmp_path / "r.mp4", stored, 25.0, rotation=90)
