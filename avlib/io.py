@@ -6,10 +6,15 @@ The paper's network sees a 4.2 s window: ``int(4.2 * 29.97) = 125`` frames and
 
 - frames are decoded by PyAV (default) or decord and chosen **by timestamp**: output frame ``i`` is the source frame on screen at
   ``start + i / fps``, so 25, 30, 29.97 or variable-rate sources all map to the requested rate;
+- frames come out **as displayed**: a rotation in the container's display matrix (phone videos) is
+  applied before resizing and cropping, so width and height swap for 90 and 270 degrees;
 - audio is decoded with PyAV, placed on the same clock by its timestamps, channel-mapped
-  (mono duplicated, 5.1 and other layouts down-mixed with ITU coefficients, never dropped)
-  and resampled with soxr;
-- time 0 is the first video frame's presentation time.
+  (mono duplicated, 5.1 and other layouts down-mixed at the level of FFmpeg's ``-ac 2`` into
+  16-bit audio, never dropped; see :func:`downmix_matrix`) and resampled with soxr;
+- time 0 is the first video frame's presentation time;
+- a packet FFmpeg cannot decode is skipped, not fatal: the frame before it stays on screen (and
+  damaged audio is silence), the damage is listed in ``Clip.concealed`` and announced by a
+  :class:`ConcealedDamageWarning`. Only a window that cannot be filled raises.
 
 Every problem with an input raises a :class:`MediaError` subclass that names the file.
 """
@@ -18,9 +23,10 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import av
 import numpy as np
@@ -73,6 +79,18 @@ class WindowError(MediaError, ValueError):
     """The requested window does not fit in the file (past the end, or the clip is too short)."""
 
 
+class ConcealedDamageWarning(UserWarning):
+    """Damaged packets were skipped and concealed while reading a window; ``Clip.concealed`` lists them."""
+
+
+class Concealment(NamedTuple):
+    """One damaged piece of a window, at ``time`` s on the clip clock: a source video frame FFmpeg could not
+    decode (or decoded with errors), or the start of damaged audio (a packet, or a gap a demuxer left)."""
+
+    stream: Literal["video", "audio"]
+    time: float
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What :func:`probe` learns from a file's headers, without decoding it."""
@@ -81,7 +99,7 @@ class VideoInfo:
     duration: float  # seconds of video
     fps: float  # average frame rate of the video stream
     num_frames: int  # from the container if it says, else duration * fps
-    width: int
+    width: int  # as displayed (after the rotation)
     height: int
     video_codec: str
     video_start: float  # presentation time of the first frame, seconds (the clip clock's zero)
@@ -90,6 +108,7 @@ class VideoInfo:
     channels: int = 0
     audio_codec: str = ""
     audio_duration: float = 0.0  # seconds of audio after the first video frame
+    rotation: int = 0  # degrees counter-clockwise a player turns the stored frames: 0, 90, 180 or 270
 
     @property
     def usable_duration(self) -> float:
@@ -107,6 +126,8 @@ class Clip:
     ``frames``: T x H x W x 3 uint8 RGB. ``audio``: C x N float32 in [-1, 1].
     ``frame_times``: the presentation time (s, clip clock) of the source frame shown at each
     output frame. ``has_audio`` is False when the file had no audio and silence was returned.
+    ``concealed``: damaged source frames and audio packets inside the window, skipped and
+    concealed (empty for an undamaged file).
     """
 
     path: str
@@ -117,6 +138,7 @@ class Clip:
     start: float
     frame_times: np.ndarray
     has_audio: bool = True
+    concealed: list[Concealment] = field(default_factory=list)
 
     @property
     def num_frames(self) -> int:
@@ -165,6 +187,99 @@ def _demux_only(container, keep) -> None:
         stream.discard = Discard.default if stream.index == keep.index else Discard.all
 
 
+class _Decoded:
+    """A stream's frames as ``container.decode`` yields them, except that a packet FFmpeg cannot decode is
+    skipped rather than fatal (FFmpeg conceals what it can in the frames that follow).
+
+    ``lost``: timestamps (stream ticks) of packets that never came out as a frame although a later one
+    did; packets before the first frame count only if ``count_leading`` (decoding from the file's start:
+    after a seek, an open GOP's leading frames are dropped by design). ``corrupt``: timestamps of frames
+    FFmpeg marked as concealed, and of the frames after a lost or corrupt one up to the next keyframe
+    (they are predicted from it, so FFmpeg's concealment shows in them).
+    """
+
+    def __init__(self, container, stream, count_leading: bool = False):
+        self.container, self.stream, self.count_leading = container, stream, count_leading
+        self.lost: list[int] = []
+        self.corrupt: list[int] = []
+
+    def __iter__(self):
+        pending: list[int] = []  # timestamps sent to the decoder and not yet seen as a frame
+        started = self.count_leading
+        tainted = False  # a frame since the last keyframe was lost or corrupt
+        for packet in self.container.demux(self.stream):
+            if packet.pts is not None:
+                pending.append(packet.pts)
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:  # its frame never comes out: counted as lost when a later one does
+                continue
+            for frame in frames:
+                pts = frame.pts
+                if pts is not None:
+                    # frames leave the decoder in timestamp order: any earlier packet still pending is lost
+                    lost = len(self.lost)
+                    if started:
+                        self.lost.extend(earlier for earlier in pending if earlier < pts)
+                    pending = [later for later in pending if later > pts]
+                    started = True
+                    tainted = not frame.key_frame and (tainted or len(self.lost) > lost)
+                    if frame.is_corrupt or tainted:
+                        self.corrupt.append(pts)
+                        tainted = True
+                yield frame
+
+    def damaged_times(self, offset: float) -> list[float]:
+        """Seconds on the clip clock (``offset``: the video's start) of every lost or corrupt frame."""
+        base = float(self.stream.time_base)
+        return sorted({float(pts * base - offset) for pts in self.lost + self.corrupt})
+
+
+def _seek(container, stream, seconds: float) -> None:
+    """Seek ``stream`` to the keyframe at or before ``seconds``; to the start if a damaged index refuses."""
+    try:
+        container.seek(max(0, int(seconds / stream.time_base)), stream=stream, backward=True)
+    except av.error.FFmpegError:
+        container.seek(0, stream=stream)
+
+
+def _rotation_of(frame) -> int:
+    """The frame's display-matrix rotation, counter-clockwise, snapped to 0, 90, 180 or 270 degrees."""
+    return int(round(frame.rotation / 90.0)) % 4 * 90
+
+
+def _display_rotation(container, vstream) -> int:
+    """Rotation a player applies to the stream, read from its first decodable frame (PyAV exposes the
+    display matrix only on decoded frames); 0 when none decodes in the first packets."""
+    _demux_only(container, vstream)
+    try:
+        for count, packet in enumerate(container.demux(vstream)):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:  # a damaged packet: try the next ones
+                frames = []
+            if frames:
+                return _rotation_of(frames[0])
+            if count >= 256:
+                break
+    except av.error.FFmpegError:
+        pass
+    return 0
+
+
+def upright(frames: np.ndarray, rotation: int) -> np.ndarray:
+    """Stored frames (... x H x W x C, e.g. from PyAV directly) turned as a player shows them: ``rotation``
+    degrees counter-clockwise, as :attr:`VideoInfo.rotation` gives it. A view, not a copy."""
+    if rotation not in (0, 90, 180, 270):
+        raise ValueError(f"rotation must be 0, 90, 180 or 270 degrees, got {rotation!r}")
+    return np.rot90(frames, rotation // 90, axes=(-3, -2)) if rotation else frames
+
+
+def _displayed(width: int, height: int, rotation: int) -> tuple[int, int]:
+    """(width, height) of a ``width`` x ``height`` stored frame once turned by ``rotation`` degrees."""
+    return (height, width) if rotation in (90, 270) else (width, height)
+
+
 def _probe_container(container, path: Path) -> VideoInfo:
     vstream = _video_stream(container, path)
     rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
@@ -198,10 +313,22 @@ def _probe_container(container, path: Path) -> VideoInfo:
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
-    """Duration, frame rate, frame count, size and audio format of a video, from its headers."""
+    """Duration, frame rate, frame count, size as displayed, rotation and audio format of a video.
+
+    Everything but the rotation comes from the headers; the rotation from the first decoded frame
+    (docs/media.md).
+    """
     path = Path(path)
     with _open(path) as container:
-        return _probe_container(container, path)
+        info = _probe_container(container, path)
+        if container.format.name == "avi":  # no display matrix in AVI: spare the decoding
+            return info
+        return _with_rotation(info, _display_rotation(container, container.streams.video[0]))
+
+
+def _with_rotation(info: VideoInfo, rotation: int) -> VideoInfo:
+    width, height = _displayed(info.width, info.height, rotation)
+    return VideoInfo(**{**info.to_dict(), "width": width, "height": height, "rotation": rotation})
 
 
 # ----------------------------------------------------------------------------- frames
@@ -279,94 +406,128 @@ def _check_window(path: Path, targets: np.ndarray, video_end: float, period: flo
         raise WindowError(path, f"window needs frames up to {targets[-1]:.3f} s but the video ends at {video_end:.3f} s")
 
 
-def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, out_hw: tuple[int, int], threads: int = 1):
+def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, size, resize: ResizeMode, threads: int = 1):
     """Decode from the keyframe before the window, converting only the frames that are shown.
 
     Each shown frame is converted once, by one scaler kept for the whole clip (a scaler per
     frame, as ``frame.to_ndarray(format=...)`` makes, costs about a tenth of the decoding), and
-    written straight into the output array.
+    written straight into the output array, turned as displayed. Returns frames, their source
+    times and the times of damaged source frames the window would have shown.
     """
     vstream = container.streams.video[0]
-    vstream.thread_type = "AUTO"
+    if not vstream.codec_context.is_open:  # open already when the rotation was read first (decord's fallback)
+        vstream.thread_type = "AUTO"
     _demux_only(container, vstream)
     period = 1.0 / info.fps
     _check_window(path, targets, info.duration, period)
-    frames = np.empty((len(targets), *out_hw, 3), dtype=np.uint8)
-    times = np.empty(len(targets), dtype=np.float64)
+    window = _FrameWindow(targets, period, info, size, resize, threads)
     try:
         # Seek to the keyframe at or before the first frame shown (half a frame early against
         # timestamp rounding); seeking further back would decode a whole extra GOP at times.
-        container.seek(max(0, int((targets[0] - 0.5 * period + info.video_start) / vstream.time_base)), stream=vstream, backward=True)
-        shown = _shown_frames(container.decode(vstream), info.video_start, targets, period, frames, times, threads)
-        if shown is None:  # the seek overshot the window (no usable index): decode from the start
+        _seek(container, vstream, targets[0] - 0.5 * period + info.video_start)
+        decoded = _Decoded(container, vstream)
+        shown = window.fill(decoded)
+        if shown is None:  # the seek overshot the window (no usable index) or its keyframe is damaged: from the start
             container.seek(0, stream=vstream)
-            shown = _shown_frames(container.decode(vstream), info.video_start, targets, period, frames, times, threads)
+            decoded = _Decoded(container, vstream, count_leading=True)
+            shown = window.fill(decoded)
     except av.error.FFmpegError as error:
         raise CorruptFileError(path, f"video decoding failed ({error.strerror or error}), the file may be corrupt") from error
     shown = shown or 0
+    damaged = window.shown_of(decoded.damaged_times(info.video_start))
     if shown < len(targets):
-        raise CorruptFileError(path, f"only {shown} of {len(targets)} frames could be decoded; the file may be truncated")
-    return frames, times
+        why = f"{len(damaged)} damaged frame(s) in it" if damaged else "the file may be truncated"
+        raise CorruptFileError(path, f"only {shown} of {len(targets)} frames could be decoded; {why}")
+    return window.frames, window.times, damaged
 
 
-def _shown_frames(decoded, video_start: float, targets: np.ndarray, period: float, frames: np.ndarray,
-                  times: np.ndarray, threads: int = 1) -> int | None:
-    """Fill ``frames``/``times`` with the decoded frame on screen at each target time.
+class _FrameWindow:
+    """The output frames of one window, filled with the decoded frame on screen at each target time.
 
-    Returns how many were filled, or None if decoding began after the first target. A frame
-    is on screen from its own timestamp until the next frame's, so each frame is converted
-    (once, however many targets show it) when its successor arrives.
+    The array is made when the first frame arrives, whose display matrix gives the rotation; the
+    size asked for (``size``, ``resize``) applies to the frame as displayed.
     """
-    height, width = frames.shape[1:3]
-    total = len(targets)
-    # Compare against the targets shifted by the rounding tolerance, as plain floats.
-    limits = (targets + 0.01 * period).tolist()
-    scaler = VideoReformatter()
-    filled = 0
-    previous, previous_time = None, 0.0
 
-    def emit(until: float) -> int:
-        last = filled
-        while last < total and limits[last] < until:
-            last += 1
-        if last > filled:
-            image = scaler.reformat(previous, width=width, height=height, format="rgb24", interpolation="BICUBIC",
-                                    threads=threads).to_ndarray()
-            frames[filled:last] = image
-            times[filled:last] = previous_time
-        return last
+    def __init__(self, targets: np.ndarray, period: float, info: VideoInfo, size, resize: ResizeMode, threads: int):
+        self.targets, self.period, self.info, self.size, self.resize, self.threads = targets, period, info, size, resize, threads
+        # Compare against the targets shifted by the rounding tolerance, as plain floats.
+        self.limits = (targets + 0.01 * period).tolist()
+        self.frames: np.ndarray | None = None
+        self.times = np.empty(len(targets), dtype=np.float64)
+        self.rotation = 0
 
-    for frame in decoded:
-        frame_time = frame.time
-        if frame_time is None:
-            continue
-        frame_time -= video_start
-        if previous is None:
-            if frame_time > limits[0]:
-                return None
-        else:
-            filled = emit(frame_time)
-            if filled == total:
-                return filled
-        previous, previous_time = frame, frame_time
-    if previous is not None:
-        filled = emit(previous_time + 1.5 * period)
-    return filled
+    def _start(self, frame) -> None:
+        self.rotation = _rotation_of(frame)
+        width, height = _displayed(self.info.width, self.info.height, self.rotation)
+        out_hw = output_size(width, height, self.size, self.resize)
+        # the scaler works on the stored frame: its size is the output's, turned back
+        self.scaled_hw = out_hw if self.rotation in (0, 180) else out_hw[::-1]
+        if self.frames is None or self.frames.shape[1:3] != out_hw:
+            self.frames = np.empty((len(self.targets), *out_hw, 3), dtype=np.uint8)
+
+    def fill(self, decoded: _Decoded) -> int | None:
+        """Fill from ``decoded``; returns how many targets were filled, or None if decoding began after
+        the first target (unless frames were lost before it: then the first frame stands in for them).
+
+        A frame is on screen from its own timestamp until the next frame's, so each frame is
+        converted (once, however many targets show it) when its successor arrives.
+        """
+        total, limits, video_start = len(self.targets), self.limits, self.info.video_start
+        scaler = VideoReformatter()
+        filled = 0
+        previous, previous_time = None, 0.0
+
+        def emit(until: float) -> int:
+            last = filled
+            while last < total and limits[last] < until:
+                last += 1
+            if last > filled:
+                height, width = self.scaled_hw
+                image = scaler.reformat(previous, width=width, height=height, format="rgb24", interpolation="BICUBIC",
+                                        threads=self.threads).to_ndarray()
+                self.frames[filled:last] = upright(image, self.rotation)
+                self.times[filled:last] = previous_time
+            return last
+
+        for frame in decoded:
+            frame_time = frame.time
+            if frame_time is None:
+                continue
+            frame_time -= video_start
+            if previous is None:
+                if frame_time > limits[0] and not (decoded.count_leading and decoded.lost):
+                    return None
+                self._start(frame)
+            else:
+                filled = emit(frame_time)
+                if filled == total:
+                    return filled
+            previous, previous_time = frame, frame_time
+        if previous is not None:
+            filled = emit(previous_time + 1.5 * self.period)
+        return filled
+
+    def shown_of(self, times: list[float]) -> list[float]:
+        """Those of ``times`` (source frames) that some target would have shown (within one source frame)."""
+        limits = np.asarray(self.limits)
+        index = np.searchsorted(limits, times, side="left")
+        return [time for time, at in zip(times, index) if at < len(limits) and limits[at] < time + self.period]
 
 
 # ----------------------------------------------------------------------------- audio
 
-# ITU-R BS.775 down-mix weights to (left, right); LFE is left out, as in FFmpeg's default.
+# libswresample's down-mix weights to (left, right), its defaults: centre and surround at -3 dB, LFE left out.
 _CENTRE = 1 / math.sqrt(2)
 _DOWNMIX = {
     "FL": (1.0, 0.0), "FR": (0.0, 1.0), "FC": (_CENTRE, _CENTRE), "LFE": (0.0, 0.0),
     "BL": (_CENTRE, 0.0), "BR": (0.0, _CENTRE), "SL": (_CENTRE, 0.0), "SR": (0.0, _CENTRE),
-    "FLC": (_CENTRE, 0.0), "FRC": (0.0, _CENTRE), "BC": (0.5, 0.5), "TC": (0.5, 0.5),
+    "FLC": (1.0, 0.0), "FRC": (0.0, 1.0), "BC": (0.5, 0.5), "TC": (0.5, 0.5),
 }
 
 
 def downmix_matrix(channel_names: list[str]) -> np.ndarray:
-    """2 x C matrix mapping named channels to stereo, rows normalised so a full-scale input cannot clip."""
+    """2 x C matrix mapping named channels to stereo: FFmpeg's, scaled as FFmpeg scales it for 16-bit output
+    (by the largest row sum, when above 1) so that a full-scale input cannot clip. docs/media.md says why."""
     if channel_names == ["FC"] or len(channel_names) == 1:
         return np.ones((2, 1), dtype=np.float32)
     unknown = [name for name in channel_names if name not in _DOWNMIX]
@@ -378,6 +539,8 @@ def downmix_matrix(channel_names: list[str]) -> np.ndarray:
         matrix[1, half:] = 1.0
     else:
         matrix = np.array([_DOWNMIX[name] for name in channel_names], dtype=np.float32).T
+        largest = matrix.sum(axis=1).max()
+        return matrix / largest if largest > 1 else matrix
     return matrix / matrix.sum(axis=1, keepdims=True)
 
 
@@ -421,12 +584,15 @@ def _frame_channels(frame, dtype, scale: float, zero: float) -> list[np.ndarray]
 
 
 def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: float,
-                  required: tuple[float, float] | None = None) -> tuple[np.ndarray, list[str], int]:
+                  required: tuple[float, float] | None = None) -> tuple[np.ndarray, list[str], int, list[float]]:
     """Native-rate samples covering [start, stop) on the clip clock, placed by their timestamps.
 
     Samples the track does not have are zeros. Within ``required`` (default: all of it) at most
     one video frame's or two codec frames' worth may be missing, whichever is more (an AAC track
     decodes up to ~2 frames short of what its header states); more raises :class:`WindowError`.
+    A packet the decoder rejects is skipped: its samples stay silent, do not count as missing, and
+    its time (clip clock) is returned in the last item when it lies within ``required``; so is a hole
+    longer than a codec frame between decoded samples (packets a demuxer skipped while resyncing).
     """
     astream = container.streams.audio[0]
     rate = int(astream.codec_context.sample_rate)
@@ -437,24 +603,32 @@ def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: fl
     buffer = None
     names: list[str] = []
     filled = np.zeros(total, dtype=bool)
+    damaged: list[int] = []  # first sample (track clock) of each packet the decoder rejected
+    samples_per_tick = float(astream.time_base) * rate  # float, not Fraction: this runs per codec frame
+
+    def decoded():
+        for packet in container.demux(astream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:  # a damaged packet: its samples stay silent, decoding goes on
+                if packet.pts is not None:
+                    damaged.append(int(round(packet.pts * samples_per_tick)))
+                    lo = damaged[-1] - first
+                    filled[max(lo, 0) : max(lo + int(round((packet.duration or 0) * samples_per_tick)), 0)] = True
+                continue
+            yield from frames
 
     _demux_only(container, astream)
-
-    def decode_from(seconds: float):
-        container.seek(max(0, int(seconds / astream.time_base)), stream=astream, backward=True)
-        return container.decode(astream)
-
-    samples_per_tick = float(astream.time_base) * rate  # float, not Fraction: this runs per codec frame
     try:
-        frames = decode_from(start + info.video_start - 0.1)
+        _seek(container, astream, start + info.video_start - 0.1)
         restarted = False
-        for frame in frames:
+        for frame in decoded():
             if frame.pts is None:
                 continue
             frame_first = int(round(frame.pts * samples_per_tick))
             if buffer is None and frame_first > first and not restarted and start + info.video_start > 0.1:
-                container.seek(0, stream=astream)
-                frames, restarted = container.decode(astream), True
+                container.seek(0, stream=astream)  # the generator reads on from the new position
+                restarted = True
                 continue
             if buffer is None:
                 names = [channel.name for channel in frame.layout.channels]
@@ -475,29 +649,57 @@ def _decode_audio(container, path: Path, info: VideoInfo, start: float, stop: fl
         raise CorruptFileError(path, f"audio decoding failed ({error.strerror or error}), the file may be corrupt") from error
     if buffer is None:
         raise CorruptFileError(path, "audio track holds no decodable samples")
+    for hole_start, hole_end in _holes(filled, astream.codec_context.frame_size or 1024):
+        damaged.append(first + hole_start)
+        filled[hole_start:hole_end] = True
     lo, hi = required if required is not None else (start, stop)
     needed = filled[max(0, int((lo - start) * rate)) : int(math.ceil((hi - start) * rate))]
     missing = needed.size - int(needed.sum())
     if missing > max(rate / info.fps, 2 * (astream.codec_context.frame_size or 1024)):
         raise WindowError(path, f"audio covers only {(needed.size - missing) / rate:.3f} s of the {needed.size / rate:.3f} s "
                                 f"window starting at {lo:.3f} s")
-    return buffer, names, rate
+    damaged_times = sorted({float(sample / rate - info.video_start) for sample in damaged})
+    return buffer, names, rate, [time for time in damaged_times if lo - 0.1 <= time < hi]
+
+
+def _holes(filled: np.ndarray, longer_than: int) -> list[tuple[int, int]]:
+    """[start, end) of each run of False longer than ``longer_than`` with True on both sides."""
+    inside = np.flatnonzero(filled)
+    if inside.size == 0:
+        return []
+    edges = np.diff(np.concatenate([[0], (~filled[inside[0] : inside[-1] + 1]).astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(inside[0] + a, inside[0] + b) for a, b in zip(starts.tolist(), ends.tolist()) if b - a > longer_than]
 
 
 def _audio_window(container, path: Path, info: VideoInfo, start: float, samples: int, sample_rate: int,
-                  channels: int) -> np.ndarray:
-    """``samples`` samples at ``sample_rate`` from ``start`` (clip clock), channel-mapped, in [-1, 1]."""
+                  channels: int) -> tuple[np.ndarray, list[float]]:
+    """``samples`` samples at ``sample_rate`` from ``start`` (clip clock), channel-mapped, in [-1, 1];
+    and the times of damaged packets in the window (their samples are silent)."""
     margin = 0.05  # resampler context on both sides, cut away below
     first = max(0.0, start - margin)
     stop = start + samples / sample_rate
-    native, names, native_rate = _decode_audio(container, path, info, first, stop + margin, required=(start, stop))
+    native, names, native_rate, damaged = _decode_audio(container, path, info, first, stop + margin, required=(start, stop))
     mapped = map_channels(native, names, channels)
     resampled = soxr.resample(mapped.T, native_rate, sample_rate, quality="HQ").T
     offset = int(round((start - first) * sample_rate))
     audio = np.ascontiguousarray(resampled[:, offset : offset + samples], dtype=np.float32)
     if audio.shape[1] < samples:
         audio = np.pad(audio, ((0, 0), (0, samples - audio.shape[1])))
-    return np.clip(audio, -1.0, 1.0, out=audio)
+    return np.clip(audio, -1.0, 1.0, out=audio), damaged
+
+
+def _warn_concealed(path: Path, concealed: list[Concealment]) -> None:
+    if not concealed:
+        return
+    parts = []
+    for stream, what in (("video", "damaged video frame(s)"), ("audio", "stretch(es) of damaged audio")):
+        times = [item.time for item in concealed if item.stream == stream]
+        if times:
+            shown = ", ".join(f"{time:.3f}" for time in times[:8]) + (", ..." if len(times) > 8 else "")
+            parts.append(f"{len(times)} {what} at {shown} s")
+    warnings.warn(ConcealedDamageWarning(f"{path}: concealed {' and '.join(parts)} (the frame before stays on screen, "
+                                         "damaged sound is silent)"), stacklevel=3)
 
 
 def read_audio(path: str | os.PathLike, start: float, num_samples: int, *, sample_rate: int = PAPER_SAMPLE_RATE,
@@ -516,7 +718,9 @@ def read_audio(path: str | os.PathLike, start: float, num_samples: int, *, sampl
         if start + num_samples / sample_rate > info.audio_duration + 1.0 / info.fps:
             raise WindowError(path, f"audio window up to {start + num_samples / sample_rate:.3f} s passes the end "
                                     f"of the audio at {info.audio_duration:.3f} s")
-        return _audio_window(container, path, info, start, num_samples, sample_rate, channels)
+        audio, damaged = _audio_window(container, path, info, start, num_samples, sample_rate, channels)
+    _warn_concealed(path, [Concealment("audio", time) for time in damaged])
+    return audio
 
 
 def read_clip(
@@ -542,12 +746,17 @@ def read_clip(
     ``num_samples_for(num_frames, fps, sample_rate)`` samples. The paper's setting is
     ``read_clip(path, start, 4.2, size=256, crop=224)``: squash to 256 x 256, crop 224.
 
-    ``size``/``resize``: resize in the decoder, in uint8 (see :func:`output_size`).
+    ``size``/``resize``: resize in the decoder, in uint8 (see :func:`output_size`), the frame as
+    displayed (a rotated phone video is turned upright first).
     ``crop``/``crop_offset``: crop after resizing, centred unless an offset (y, x) is given.
     ``channels``: 2 (mono duplicated, more channels down-mixed) or 1 (average).
     ``missing_audio``: ``"raise"`` -> :class:`NoAudioError`; ``"silence"`` -> zeros and
-    ``clip.has_audio = False``. ``frame_backend``: ``"pyav"`` (default) or ``"decord"``.
+    ``clip.has_audio = False``. ``frame_backend``: ``"pyav"`` (default) or ``"decord"`` (a rotated
+    video's frames are read by PyAV all the same; decord conceals no damage).
     ``threads``: decord's decoding threads, or the PyAV scaler's (conversion to RGB and resizing).
+
+    Damaged packets are skipped and concealed (see the module's docstring): they are listed in
+    ``clip.concealed`` and a :class:`ConcealedDamageWarning` names them.
     """
     path = Path(path)
     count = num_frames if num_frames is not None else num_frames_for(duration, fps)
@@ -564,18 +773,24 @@ def read_clip(
         info = _probe_container(container, path)
         if not info.has_audio and missing_audio == "raise":
             raise NoAudioError(path, "has no audio track (pass missing_audio='silence' to read silence)")
-        out_hw = output_size(info.width, info.height, size, resize)
-        if backend == "decord":
+        # decord turns an mp4's rotated frames but not a Matroska's: rotated videos are read by PyAV
+        if backend == "decord" and _display_rotation(container, container.streams.video[0]) == 0:
+            out_hw = output_size(info.width, info.height, size, resize)
             frames, frame_times = _frames_decord(path, targets, out_hw, (info.height, info.width), threads)
+            damaged_frames: list[float] = []
         else:
-            frames, frame_times = _frames_pyav(container, path, info, targets, out_hw, threads)
+            frames, frame_times, damaged_frames = _frames_pyav(container, path, info, targets, size, resize, threads)
 
         samples = num_samples_for(count, fps, sample_rate)
+        damaged_audio: list[float] = []
         if info.has_audio:
-            audio = _audio_window(container, path, info, start, samples, sample_rate, channels)
+            audio, damaged_audio = _audio_window(container, path, info, start, samples, sample_rate, channels)
         else:
             audio = np.zeros((channels, samples), dtype=np.float32)
 
+    concealed = [Concealment("video", time) for time in damaged_frames] + [Concealment("audio", time) for time in damaged_audio]
+    _warn_concealed(path, concealed)
     frames = crop_frames(frames, crop, crop_offset)
     return Clip(path=str(path), frames=np.ascontiguousarray(frames), audio=audio, fps=fps, sample_rate=sample_rate,
-                start=start, frame_times=np.asarray(frame_times, dtype=np.float64), has_audio=info.has_audio)
+                start=start, frame_times=np.asarray(frame_times, dtype=np.float64), has_audio=info.has_audio,
+                concealed=concealed)

@@ -21,9 +21,6 @@ CONTAINER_DEFAULTS = {
     "mkv": ("libx264", "aac", "yuv420p"),
 }
 
-
-
-
 _LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 
 
@@ -48,12 +45,18 @@ def write_video(
     gop: int | None = None,
     audio_bitrate: int = 128_000,
     video_options: dict[str, str] | None = None,
+    rotation: int = 0,
 ) -> Path:
     """Encode ``frames`` (T x H x W x 3 uint8) and optionally ``audio`` (C x N float in [-1, 1]).
 
     The container is chosen by the suffix (``.mp4``, ``.avi``, ``.mkv``). ``audio`` may have
     1, 2 or 6 channels (6 = 5.1). The file is written to a temporary name and renamed, so a
     crash never leaves a half-written video under the final name.
+
+    ``rotation`` (0, 90, 180, 270; counter-clockwise, as :attr:`avlib.io.VideoInfo.rotation`)
+    tags the display matrix: the frames are stored as given and a player (and
+    :func:`avlib.io.read_clip`) turns them by that much. To keep a phone video's orientation, write
+    its stored frames with its rotation, or its frames as displayed with 0. AVI cannot carry it.
     """
     path = Path(path)
     kind = path.suffix.lstrip(".").lower()
@@ -65,6 +68,10 @@ def write_video(
     height, width = frames.shape[1:3]
     if height % 2 or width % 2:
         raise ValueError(f"{path}: yuv420p needs even frame sizes, got {width}x{height}")
+    if rotation not in (0, 90, 180, 270):
+        raise ValueError(f"{path}: rotation must be 0, 90, 180 or 270 degrees, got {rotation!r}")
+    if rotation and kind == "avi":
+        raise ValueError(f"{path}: AVI has no display matrix to carry a rotation; write .mp4 or .mkv")
     default_vcodec, default_acodec, pix_fmt = CONTAINER_DEFAULTS[kind]
     rate = fps_fraction(fps)
 
@@ -85,6 +92,8 @@ def write_video(
         vstream.codec_context.options = options
         if gop is not None:
             vstream.codec_context.gop_size = gop
+        if rotation:
+            vstream.set_display_rotation(rotation)
         astream = None
         if audio is not None:
             audio = np.asarray(audio, dtype=np.float32)

@@ -96,3 +96,31 @@ def write_scene(root: Path, event_object: tuple[int, ...] = ()) -> tuple[Path, P
         writer.writerow(["clip", "path", "truth", "width", "height"])
         writer.writerow(["scene_00000", "clips/scene_00000.mp4", "truth/scene_00000.npz", 64, 64])
     return root / "clips" / "scene_00000.mp4", root / "truth" / "scene_00000.npz"
+
+
+def textured_frames(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Indexed frames whose bottom half is noise sliding one pixel a frame: large packets, every P-frame carrying data."""
+    frames = index_frames(num_frames, height, width)
+    texture = np.random.default_rng(seed).integers(0, 256, (height - height // 2, width + num_frames, 3), dtype=np.uint8)
+    for index in range(num_frames):
+        frames[index, height // 2 :] = texture[:, index : index + width]
+    return frames
+
+
+def packet_spans(path: Path, kind: str = "video") -> list[tuple[int, int, float, bool]]:
+    """(byte offset, size, time in s, keyframe) of every packet of the first ``kind`` stream, in file order."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = getattr(container.streams, kind)[0]
+        return [(packet.pos, packet.size, float(packet.pts * stream.time_base), packet.is_keyframe)
+                for packet in container.demux(stream) if packet.pos is not None and packet.pos >= 0 and packet.pts is not None]
+
+
+def overwrite(path: Path, out: Path, offset: int, length: int, seed: int = 0) -> Path:
+    """A copy of ``path`` with ``length`` random bytes written over it from ``offset``."""
+    data = bytearray(path.read_bytes())
+    length = max(0, min(length, len(data) - offset))
+    data[offset : offset + length] = np.random.default_rng(seed).integers(0, 256, length, dtype=np.uint8).tobytes()
+    out.write_bytes(bytes(data))
+    return out

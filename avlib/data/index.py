@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 CACHE_NAME = ".avlib-index.json"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: VideoInfo.rotation, width and height as displayed
 #: The manifest at the root of a tree written by :mod:`avlib.data.prepare`.
 PREPARED_MANIFEST = ".avlib-prepared.json"
 
