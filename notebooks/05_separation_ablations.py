@@ -46,17 +46,26 @@ overrides = {}  # config keys to change, e.g. {"ablations.steps": 40} (avlib.con
 retrain = False  # True: train every row again (except notebook 04's u-net PIT) and score again
 
 # %%
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
 from avlib.config import resolve
+from avlib.data.mixtures import load_test_mixtures
+from avlib.data.sources import speaker_sources
 from avlib.losses import loss_label
+from avlib.metrics import best_permutation
 from avlib.models.i3d import ENDPOINTS, I3D, PUBLISHED_PARAMETERS, SEPARATION_SCALES
+from avlib.models.unet import mono_mix, predict
+from avlib.plots import play_labelled, use_page_style
 from avlib.report.results import ResultWriter
 from avlib.tasks.ablations import SUBSETS, VARIANTS, budget_table, direction_rows, readable_table, run, summary_table
+from avlib.tasks.separation import mixture_config
 
+use_page_style()
 experiment = resolve(profile, overrides)
 settings, ablation = experiment.separation, experiment.ablations
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
@@ -145,14 +154,19 @@ out.table(budget, "separation_ablation_budget", caption=f"Training of each row (
 budget
 
 # %%
-fig, axis = plt.subplots(figsize=(8, 3.5))
-for variant in VARIANTS:
+fig, axis = plt.subplots(figsize=(8, 5.2))
+# rows whose curves nearly coincide stay visible: each its own line style and marker, drawn thinner on top
+styles = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 1)), "x")]
+for order, variant in enumerate(VARIANTS):
     log = pd.DataFrame(result.runs[variant.name]["train"])
     if not log.empty:
-        axis.plot(log["step"], log["loss"], label=titles[variant.name])
+        line, marker = styles[order % len(styles)]
+        axis.plot(log["step"], log["loss"], linestyle=line, marker=marker, markevery=max(1, len(log) // 8),
+                  markersize=6, markerfacecolor="none", linewidth=2.2 - 0.25 * order, zorder=2 + order,
+                  label=titles[variant.name])
 axis.set_xlabel("step")
 axis.set_ylabel(loss_label(settings))
-axis.legend(fontsize=7)
+axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1, frameon=False)
 axis.set_title(f"Separation ablations, training loss ({profile} profile)")
 out.figure(fig, "separation_ablation_training", caption="Training loss of each row.")
 plt.show()
@@ -205,7 +219,7 @@ directions
 # %%
 on_screen = summary[(summary.source == "on_screen") & (summary.system != "mixture")]
 kinds = list(SUBSETS)
-fig, axis = plt.subplots(figsize=(10, 4))
+fig, axis = plt.subplots(figsize=(8, 5))
 width = 0.8 / len(kinds)
 positions = np.arange(len(rows))
 for k, kind in enumerate(kinds):
@@ -216,10 +230,35 @@ for k, kind in enumerate(kinds):
              label=f"{kind} ({pairs} pairs)")
 mixture = summary[(summary.source == "on_screen") & (summary.system == "mixture") & (summary.mixtures == "all")]
 axis.axhline(float(mixture["sdr"].iloc[0]), color="grey", linestyle="--", linewidth=1, label="mixture (all)")
-axis.set_xticks(positions, [titles[name] for name in rows], rotation=20, ha="right", fontsize=8)
+axis.set_xticks(positions, [textwrap.fill(titles[name], 18) for name in rows], rotation=30, ha="right",
+                rotation_mode="anchor")
 axis.set_ylabel("on-screen SDR (dB)")
 axis.set_title(f"Separation ablations by kind of mixture ({profile} profile, 95 % intervals)")
-axis.legend(fontsize=8)
-fig.tight_layout()
+axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=2, frameon=False)
 out.figure(fig, "separation_ablations_sdr", caption="On-screen SDR of every row, on all, same-gender and different-gender mixtures.")
 plt.show()
+
+# %% [markdown]
+# ## Listening: every row on a few test pairs
+# The first pairs of the fixed test list (the ones notebook 04 plays): the mixture, both ground-truth
+# sources, and each row's on-screen output (the u-net PIT row's by the oracle assignment), each labelled.
+# These are played after every number above is computed, so listening changes none of them.
+
+# %%
+listened = test_list.iloc[: settings.examples_shown]
+speakers = speaker_sources(experiment.synthetic, experiment.profile, seed, data_root, mixture_config(settings))
+batch = load_test_mixtures(listened, speakers.test)
+outputs = {name: predict(result.models[name], batch["frames"], batch["mixture"], settings.eval_batch, phase) for name in rows}
+length = outputs[rows[0]]["on_screen"].shape[1]
+order_free = {variant.name for variant in VARIANTS if variant.pit}  # outputs assigned by the oracle, as in the scores
+for row, pair in enumerate(listened.itertuples()):
+    on_truth = mono_mix(batch["on_screen"][row : row + 1])[0, :length].numpy()
+    off_truth = mono_mix(batch["off_screen"][row : row + 1])[0, :length].numpy()
+    sounds = {"mixture (the input)": outputs[rows[0]]["mixture"][row].numpy(),
+              "ground truth, on-screen speaker": on_truth, "ground truth, off-screen speaker": off_truth}
+    for name in rows:
+        first, second = outputs[name]["on_screen"][row].numpy(), outputs[name]["off_screen"][row].numpy()
+        on_output = best_permutation(on_truth, off_truth, first, second)[0] if name in order_free else first
+        sounds[f"{titles[name]}: on-screen output"] = on_output
+    play_labelled(f"Test pair {pair.pair}: on screen {pair.on_speaker} ({pair.on_gender}), off screen {pair.off_speaker} "
+                  f"({pair.off_gender}); {phase} phase", sounds, settings.model.spectral.sample_rate)

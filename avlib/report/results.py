@@ -20,6 +20,7 @@ import numbers
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -123,8 +124,8 @@ class ResultWriter:
     def provenance_line(self, record: dict[str, Any] | None = None) -> str:
         return provenance_line(record or self.provenance())
 
-    def _sidecar(self, path: Path, kind: str, caption: str | None) -> dict[str, Any]:
-        record = {"file": path.name, "kind": kind, "caption": caption or "", **self.provenance()}
+    def _sidecar(self, path: Path, kind: str, caption: str | None, **facts: Any) -> dict[str, Any]:
+        record = {"file": path.name, "kind": kind, "caption": caption or "", **facts, **self.provenance()}
         write_text(path.with_name(path.stem + ".provenance.json"), json.dumps(record, indent=2, sort_keys=True) + "\n")
         return record
 
@@ -150,9 +151,19 @@ class ResultWriter:
         return {"csv": csv_path, "md": md_path}
 
     def figure(self, fig, name: str, caption: str | None = None, dpi: int = 110) -> Path:
-        """Save a matplotlib figure as ``figures/<name>.png`` with provenance in a sidecar and in the PNG."""
+        """Save a matplotlib figure as ``figures/<name>.png`` with provenance in a sidecar and in the PNG.
+
+        The sidecar also keeps the height of the figure's smallest text on the results page
+        (:func:`avlib.plots.text_px_on_page`); a warning names a figure whose text is smaller than body text there.
+        """
+        from avlib.plots import BODY_TEXT_PX, PAGE_WIDTH_PX, text_px_on_page
+
         path = self.directory / "figures" / f"{name}.png"
-        record = self._sidecar(path, "figure", caption)
+        text_px = round(text_px_on_page(fig, dpi), 1)
+        if text_px < BODY_TEXT_PX:
+            warnings.warn(f"figure {name!r}: its smallest text is {text_px} px at {PAGE_WIDTH_PX} px wide, under the "
+                          f"page's {BODY_TEXT_PX} px body text (avlib.plots.use_page_style)", stacklevel=2)
+        record = self._sidecar(path, "figure", caption, text_px_on_page=text_px)
         title = f"{self.profile} profile" + (" (SMOKE: not a result)" if not is_result(self.profile) else "")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight",
