@@ -48,8 +48,11 @@ def use_page_style() -> None:
 def text_px_on_page(fig: Figure, dpi: float = 110, page_px: int = PAGE_WIDTH_PX) -> float:
     """The height in pixels of the smallest visible text of ``fig`` when its PNG (saved at ``dpi`` with a tight
     bounding box) is shown ``page_px`` wide, or at its own width if narrower; inf without text."""
+    import matplotlib
+
+    fig.draw_without_rendering()  # runs the layout engine, so that sizes are those of the saved figure
     renderer = fig.canvas.get_renderer()
-    png_px = fig.get_tightbbox(renderer).width * dpi
+    png_px = (fig.get_tightbbox(renderer).width + 2 * matplotlib.rcParams["savefig.pad_inches"]) * dpi
     scale = min(1.0, page_px / png_px)
     sizes = [text.get_fontsize() for text in fig.findobj(lambda artist: hasattr(artist, "get_fontsize")
                                                               and hasattr(artist, "get_text"))

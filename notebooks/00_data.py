@@ -198,14 +198,16 @@ if truth is not None:
 if settings.synthetic:
     actions = load_actions(world["actions"])
     classes = actions.attrs["classes"]
+    first_frames = [io.read_clip(world["actions"] / actions[actions["class_name"] == name].iloc[0]["path"], 1.0, 0.1,
+                                 num_frames=1, missing_audio="silence").frames[0] for name in classes]
     grid = min(5, len(classes))
-    fig, axes = plt.subplots(-(-len(classes) // grid), grid, figsize=(8, 0.5 + 1.9 * -(-len(classes) // grid)), squeeze=False)
+    grid_rows = -(-len(classes) // grid)
+    aspect = first_frames[0].shape[0] / first_frames[0].shape[1]
+    fig, axes = plt.subplots(grid_rows, grid, figsize=(8, 0.6 + grid_rows * (8 / grid * aspect + 0.45)), squeeze=False)
     for axis in axes.flat[len(classes):]:
         axis.axis("off")
-    for axis, name in zip(axes.flat, classes):
-        example = actions[actions["class_name"] == name].iloc[0]
-        video = io.read_clip(world["actions"] / example["path"], 1.0, 0.1, num_frames=1, missing_audio="silence")
-        axis.imshow(video.frames[0])
+    for axis, name, frame in zip(axes.flat, classes, first_frames):
+        axis.imshow(frame)
         axis.set_title(name)
         axis.axis("off")
     fig.suptitle("One frame of each action class")

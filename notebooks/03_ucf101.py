@@ -156,7 +156,6 @@ for variant in variants:
     if len(eval_log):
         accuracy_axis.plot(eval_log["step"], eval_log["test_clip_accuracy"], "o-", color=line.get_color(), label=variant.title)
 loss_axis.axhline(np.log(split.num_classes), color="k", ls=":", lw=1, label="chance, ln K")
-loss_axis.set_xlabel("step")
 loss_axis.set_ylabel("training cross-entropy\n(5-point mean)")
 loss_axis.legend()
 accuracy_axis.axhline(1 / split.num_classes, color="k", ls=":", lw=1, label="chance, 1 / K")
