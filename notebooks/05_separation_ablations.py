@@ -154,20 +154,27 @@ out.table(budget, "separation_ablation_budget", caption=f"Training of each row (
 budget
 
 # %%
-fig, axis = plt.subplots(figsize=(8, 5.2))
-# rows whose curves nearly coincide stay visible: each its own line style and marker, drawn thinner on top
+fig, (axis, pit_axis) = plt.subplots(2, 1, figsize=(8, 8.4), height_ratios=(3, 1.3))
+# rows whose curves nearly coincide stay visible: each its own line style, drawn thinner on top, and its own hollow
+# marker, smaller on top, so that markers at the same point nest instead of hiding each other
 styles = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 1)), "x")]
 for order, variant in enumerate(VARIANTS):
     log = pd.DataFrame(result.runs[variant.name]["train"])
-    if not log.empty:
-        line, marker = styles[order % len(styles)]
-        axis.plot(log["step"], log["loss"], linestyle=line, marker=marker, markevery=max(1, len(log) // 8),
-                  markersize=6, markerfacecolor="none", linewidth=2.2 - 0.25 * order, zorder=2 + order,
-                  label=titles[variant.name])
+    if log.empty:
+        continue
+    line, marker = ("-", "x") if variant.pit else styles[order % len(styles)]
+    target = pit_axis if variant.pit else axis  # the audio-only row trained elsewhere, with other batches and steps
+    target.plot(log["step"], log["loss"], linestyle=line, marker=marker, markevery=max(1, len(log) // 12),
+                markersize=6 if variant.pit else 12 - 1.8 * order, markerfacecolor="none",
+                linewidth=1.6 if variant.pit else 2.4 - 0.3 * order, zorder=2 + order, label=titles[variant.name],
+                color=f"C{order}")
 axis.set_xlabel("step")
 axis.set_ylabel(loss_label(settings))
-axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1, frameon=False)
+axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=1, frameon=False)
 axis.set_title(f"Separation ablations, training loss ({profile} profile)")
+pit_axis.set_xlabel("step")
+pit_axis.set_ylabel("loss")
+pit_axis.set_title(f"{titles['unet_pit']}:\nits own run, with its own batches and steps", fontsize="medium")
 out.figure(fig, "separation_ablation_training", caption="Training loss of each row.")
 plt.show()
 
