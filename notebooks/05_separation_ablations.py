@@ -237,11 +237,10 @@ for k, kind in enumerate(kinds):
              label=f"{kind} ({pairs} pairs)")
 mixture = summary[(summary.source == "on_screen") & (summary.system == "mixture") & (summary.mixtures == "all")]
 axis.axhline(float(mixture["sdr"].iloc[0]), color="grey", linestyle="--", linewidth=1, label="mixture (all)")
-axis.set_xticks(positions, [textwrap.fill(titles[name], 18) for name in rows], rotation=30, ha="right",
-                rotation_mode="anchor")
+axis.set_xticks(positions, [textwrap.fill(titles[name], 13, break_long_words=False) for name in rows])
 axis.set_ylabel("on-screen SDR (dB)")
 axis.set_title(f"Separation ablations by kind of mixture ({profile} profile, 95 % intervals)")
-axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=2, frameon=False)
+axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42), ncol=2, frameon=False)
 out.figure(fig, "separation_ablations_sdr", caption="On-screen SDR of every row, on all, same-gender and different-gender mixtures.")
 plt.show()
 
