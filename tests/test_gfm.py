@@ -147,6 +147,9 @@ def test_page_opens_with_one_line_per_claim_then_contents_whose_links_resolve(tm
     targets = set(re.findall(r"\]\(#([^)]+)\)", text))
     assert {"table-02_cam_scores", "figure-04_separation_figure", "where-the-papers-side-comes-from"} <= targets
     assert targets <= anchors, targets - anchors
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    assert index.index_links(readme) and not any(link.startswith("#") for link in index.index_links(readme))
 
 
 def test_github_anchor_follows_githubs_rule():

@@ -23,6 +23,7 @@ from avlib.report.results import (
     COMPARISONS,
     PROFILES,
     RESULTS_ROOT,
+    SMOKE_BANNER,
     ResultWriter,
     escape_cell,
     is_result,
@@ -396,7 +397,8 @@ def claims_section(profile_dir: Path, profile: str) -> list[str]:
     table = Path(profile_dir) / "tables" / f"{COMPARISON_TABLE}.csv"
     if not table.exists():
         return []
-    return [f"## The paper's claims, `{profile}` profile", "", VERDICT_LEGEND, "", *claim_lines(table), ""]
+    banner = [] if is_result(profile) else [f"> **{SMOKE_BANNER}**", ""]
+    return [f"## The paper's claims, `{profile}` profile", "", *banner, VERDICT_LEGEND, "", *claim_lines(table), ""]
 
 
 def tags_section() -> list[str]:
@@ -479,7 +481,6 @@ def write_index(results_root: Path = RESULTS_ROOT) -> list[Path]:
 
 
 def index_links(readme: Path) -> list[str]:
-    """The relative targets of every Markdown link and image in an index (for checking them)."""
-    import re
-
-    return re.findall(r"\]\(([^)\s]+)\)", Path(readme).read_text())
+    """The relative targets of every Markdown link and image in an index (for checking them); links within the
+    page (``#anchor``, the contents) are left out."""
+    return [target for target in re.findall(r"\]\(([^)\s]+)\)", Path(readme).read_text()) if not target.startswith("#")]
