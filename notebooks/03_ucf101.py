@@ -157,11 +157,15 @@ for variant in variants:
         accuracy_axis.plot(eval_log["step"], eval_log["test_clip_accuracy"], "o-", color=line.get_color(), label=variant.title)
 loss_axis.axhline(np.log(split.num_classes), color="k", ls=":", lw=1, label="chance, ln K")
 loss_axis.set_ylabel("training cross-entropy\n(5-point mean)")
-loss_axis.legend()
 accuracy_axis.axhline(1 / split.num_classes, color="k", ls=":", lw=1, label="chance, 1 / K")
 accuracy_axis.set_xlabel("step")
 accuracy_axis.set_ylabel("test clip accuracy\n(centre clips)")
-accuracy_axis.legend()
+# one legend for both panels (the same colour is the same variant), under them, off the curves
+entries = {}
+for target in (accuracy_axis, loss_axis):
+    for handle, label in zip(*target.get_legend_handles_labels()):
+        entries.setdefault(label, handle)
+fig.legend(list(entries.values()), list(entries), loc="outside lower center", frameon=False)
 fig.suptitle(f"UCF-101 fine-tuning, {profile} profile, split {settings.split}")
 out.figure(fig, "ucf101_curves", caption="Training loss and test clip accuracy (centre clip of each curve video) against steps.")
 plt.show()
