@@ -227,7 +227,7 @@ if chosen_classes:
         axis.bar(np.arange(len(chosen_classes)) + offset * width, per_class[f"{variant.title} %"], width, label=variant.title)
     axis.set_xticks(np.arange(len(chosen_classes)) + 0.4 - width / 2, chosen_classes, rotation=30, ha="right")
     axis.set_ylabel("video accuracy %\n(test videos with audio)")
-    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)  # below: bars reach 100 %
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)  # below: bars reach 100 %
     axis.set_title("Classes that only sound can separate" if sound_only_pairs else "Classes where audio helped most")
     out.figure(fig, "ucf101_sound_only_classes", caption="Per-class video accuracy on test videos with an audio track.")
     plt.show()
