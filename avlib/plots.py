@@ -1,14 +1,16 @@
-"""What the notebooks show: frames under the CAM overlay, PNG and WAV bytes for widgets, and the browser
-of saved maps (docs/paper.md §5).
+"""What the notebooks show: the figures' page style, frames under the CAM overlay, PNG and WAV bytes for widgets,
+labelled audio players, and the browser of saved maps (docs/paper.md §5).
 
-Figures themselves are drawn in the notebooks; these are the pieces they call more than once.
+Figures themselves are drawn in the notebooks; these are the pieces they call more than once. A figure is read on
+the results page at about :data:`PAGE_WIDTH_PX` pixels wide, so :func:`use_page_style` sets a width and font sizes
+that keep every text at least :data:`BODY_TEXT_PX` there, and :func:`text_px_on_page` measures it.
 """
 
 from __future__ import annotations
 
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
@@ -18,8 +20,44 @@ from avlib.localize import heat_overlay, to_frame
 
 if TYPE_CHECKING:
     import ipywidgets
+    from matplotlib.figure import Figure
 
     from avlib.localization import SceneEvaluation
+
+#: the width a results page (GitHub's Markdown column) shows a figure at, and the size of its body text
+PAGE_WIDTH_PX = 800
+BODY_TEXT_PX = 14
+#: figures this wide, with text this size, show it at 11 * 800 / (72 * 8) = 15.3 px on the page
+FIGURE_WIDTH_IN = 8.0
+FONT_PT = 11.0
+PAGE_STYLE = {
+    "figure.figsize": (FIGURE_WIDTH_IN, 3.6), "figure.constrained_layout.use": True, "font.size": FONT_PT,
+    "axes.titlesize": "medium", "axes.labelsize": "medium", "xtick.labelsize": "medium", "ytick.labelsize": "medium",
+    "legend.fontsize": "medium", "figure.titlesize": "large", "lines.linewidth": 1.6,
+}
+
+
+def use_page_style() -> None:
+    """Set matplotlib's defaults to :data:`PAGE_STYLE` (call after importing pyplot, so that a notebook's inline
+    backend does not set its own afterwards)."""
+    import matplotlib
+
+    matplotlib.rcParams.update(PAGE_STYLE)
+
+
+def text_px_on_page(fig: Figure, dpi: float = 110, page_px: int = PAGE_WIDTH_PX) -> float:
+    """The height in pixels of the smallest visible text of ``fig`` when its PNG (saved at ``dpi`` with a tight
+    bounding box) is shown ``page_px`` wide, or at its own width if narrower; inf without text."""
+    import matplotlib
+
+    fig.draw_without_rendering()  # runs the layout engine, so that sizes are those of the saved figure
+    renderer = fig.canvas.get_renderer()
+    png_px = (fig.get_tightbbox(renderer).width + 2 * matplotlib.rcParams["savefig.pad_inches"]) * dpi
+    scale = min(1.0, page_px / png_px)
+    sizes = [text.get_fontsize() for text in fig.findobj(lambda artist: hasattr(artist, "get_fontsize")
+                                                              and hasattr(artist, "get_text"))
+             if text.get_visible() and text.get_text().strip() and text.get_window_extent(renderer).width > 0]
+    return min(sizes) / 72 * dpi * scale if sizes else float("inf")
 
 
 def frame_image(video: str | Path, index: int, fps: float) -> np.ndarray:
@@ -54,6 +92,42 @@ def wav_bytes(audio: np.ndarray, rate: int) -> bytes:
     buffer = BytesIO()
     wavfile.write(buffer, rate, np.round(np.clip(audio, -1, 1).T * 32767).astype(np.int16))
     return buffer.getvalue()
+
+
+def listening_html(title: str, sounds: Mapping[str, np.ndarray], rate: int, normalize: bool = True) -> str:
+    """HTML of a labelled listening table: ``title``, then one row per sound, its label beside a player.
+
+    ``sounds`` maps each label to mono (N,) or multichannel (C, N) audio in [-1, 1] at ``rate`` Hz, embedded
+    as 16-bit WAV. ``normalize``: each sound is scaled to a peak of 0.99 first (the title says so), as
+    ``IPython.display.Audio(normalize=True)`` does; silence stays silent.
+    """
+    import base64
+    import html
+
+    if not sounds:
+        raise ValueError(f"listening table {title!r}: no sounds to play")
+    rows = []
+    for label, audio in sounds.items():
+        audio = np.asarray(audio, dtype=np.float64)
+        audio = audio[None] if audio.ndim == 1 else audio
+        if audio.ndim != 2 or not audio.size:
+            raise ValueError(f"listening table {title!r}: {label!r} is not (N,) or (C, N) audio: shape {audio.shape}")
+        peak = float(np.abs(audio).max())
+        if normalize and peak > 0:
+            audio = audio * (0.99 / peak)
+        data = base64.b64encode(wav_bytes(audio, rate)).decode("ascii")
+        rows.append(f"<tr><td style=\"text-align:left\">{html.escape(label)}</td><td><audio controls preload=\"none\" "
+                    f"src=\"data:audio/wav;base64,{data}\"></audio></td></tr>")
+    level = " (each scaled to the same peak level)" if normalize else ""
+    return (f"<div><p><b>{html.escape(title)}</b>{level}</p><table>"
+            + "".join(rows) + "</table></div>")
+
+
+def play_labelled(title: str, sounds: Mapping[str, np.ndarray], rate: int, normalize: bool = True) -> None:
+    """Show :func:`listening_html` in a notebook (one output: every player beside its label)."""
+    from IPython.display import HTML, display
+
+    display(HTML(listening_html(title, sounds, rate, normalize)))
 
 
 def scene_browser(saved: SceneEvaluation, method: str, lo_fraction: float = PAPER_LO_FRACTION,

@@ -42,8 +42,10 @@ from matplotlib.patches import Rectangle
 
 from avlib import io
 from avlib.config import resolve
+from avlib.plots import use_page_style
 from avlib.report.results import ResultWriter
 
+use_page_style()
 settings = resolve(profile, overrides)
 out = ResultWriter(profile=profile, seed=seed, device="cpu", notebook="00_data", root=results_root, config=settings.to_dict())
 rng = np.random.default_rng(seed)
@@ -89,34 +91,46 @@ print(f"frames {clip.frames.shape} {clip.frames.dtype}, audio {clip.audio.shape}
       f"at {clip.sample_rate} Hz, {clip.duration:.3f} s")
 
 # %%
-columns = 8
+# the paper's input (above) and, when this profile's network sees other frames, the same moments as it sees them
+network = settings.pretrain.shift
+columns = 4
 picks = np.linspace(0, clip.num_frames - 1, columns).astype(int)
-fig, axes = plt.subplots(1, columns, figsize=(2 * columns, 2.4))
-for axis, index in zip(axes, picks):
-    axis.imshow(clip.frames[index])
-    axis.set_title(f"frame {index}\n{start + index / clip.fps:.2f} s", fontsize=8)
-    axis.axis("off")
-fig.suptitle("Frames the network sees (224 x 224 crops of 256 x 256, every ~0.5 s of the window)")
-out.figure(fig, "frames", caption="Frames of one window, squashed to 256 and centre-cropped to 224.")
+inputs = [("the paper's network", clip.frames[picks], clip.frames.shape[1:3], clip.fps)]
+if (network.size, network.crop, network.fps) != (256, 224, clip.fps):
+    seen = io.read_clip(source, start, duration, fps=network.fps, size=network.size, crop=network.crop)
+    nearest = np.minimum(np.round(picks / clip.fps * network.fps).astype(int), seen.num_frames - 1)
+    inputs.append((f"the {profile} network", seen.frames[nearest], seen.frames.shape[1:3], network.fps))
+fig, axes = plt.subplots(len(inputs), columns, figsize=(8, 0.7 + 2.2 * len(inputs)), squeeze=False)
+for row_axes, (who, frames, (height, width), rate) in zip(axes, inputs):
+    for axis, frame, index in zip(row_axes, frames, picks):
+        axis.imshow(frame)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_title(f"{start + index / clip.fps:.2f} s")
+    row_axes[0].set_ylabel(f"{who}\n{width} x {height} px")
+sizes = "; ".join(f"{who}: {width} x {height} px at {rate:.2f} fps" for who, _, (height, width), rate in inputs)
+fig.suptitle("Frames of one window as each network sees them")
+out.figure(fig, "frames", caption=f"Frames of one window at four moments, as each network sees them ({sizes}; the paper's "
+           f"frames are squashed to 256 x 256 and centre-cropped, ours to {network.size} and {network.crop}).")
 plt.show()
 
 # %%
 visible_events = [] if truth is None else [t for t, k in zip(truth.event_time, truth.event_object)
                                            if k >= 0 and start <= t < start + clip.duration]
 time_axis = start + np.arange(clip.audio.shape[1]) / clip.sample_rate
-fig, (wave_axis, spec_axis) = plt.subplots(2, 1, figsize=(12, 5), sharex=True)
+fig, (wave_axis, spec_axis) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
 wave_axis.plot(time_axis, clip.audio[0], lw=0.5, label="left")
 wave_axis.plot(time_axis, clip.audio[1], lw=0.5, alpha=0.7, label="right")
 for event in visible_events:
     wave_axis.axvline(event, color="k", ls=":", lw=0.8)
 wave_axis.set_ylabel("amplitude")
 wave_axis.legend(loc="upper right")
-wave_axis.set_title("Waveform (dotted: impacts of visible objects, from the ground truth)")
+wave_axis.set_title("Waveform (dotted: impacts of visible objects, ground truth)")
 spec_axis.specgram(clip.audio.mean(axis=0), NFFT=1344, Fs=clip.sample_rate, noverlap=1344 - 336, cmap="magma",
                    xextent=(start, start + clip.duration))
 spec_axis.set_ylabel("Hz")
 spec_axis.set_xlabel("seconds into the video")
-spec_axis.set_title("Spectrogram (64 ms Hann frames, 16 ms hop: the separation model's STFT)")
+spec_axis.set_title("Spectrogram (64 ms Hann frames, 16 ms hop: the separation's STFT)")
 out.figure(fig, "waveform_spectrogram", caption="Waveform and spectrogram of the window; visible impacts marked.")
 plt.show()
 display(Audio(clip.audio, rate=clip.sample_rate))
@@ -132,12 +146,12 @@ latest_start = info.usable_duration - clip.duration
 shifts = [s for s in np.arange(-5.8, 5.81, 0.1) if abs(s) >= 2.0 and 0 <= start + s <= latest_start]
 shift = float(rng.choice(shifts)) if shifts else latest_start - start
 shifted = io.read_audio(source, start + shift, clip.audio.shape[1])
-fig, axes = plt.subplots(2, 1, figsize=(12, 4), sharex=True)
+fig, axes = plt.subplots(2, 1, figsize=(8, 4.6), sharex=True)
 for axis, audio, title in ((axes[0], clip.audio, "aligned"), (axes[1], shifted, f"shifted by {shift:+.1f} s")):
     axis.plot(time_axis, audio.mean(axis=0), lw=0.5)
     for event in visible_events:
         axis.axvline(event, color="r", ls=":", lw=0.8)
-    axis.set_title(f"{title} audio, with the frames' visible impacts (red)")
+    axis.set_title(f"{title} audio; red: the frames' visible impacts")
 axes[1].set_xlabel("seconds (frames' clock)")
 out.figure(fig, "aligned_vs_shifted", caption="The alignment task: the same frames with their own and with shifted audio.")
 plt.show()
@@ -153,17 +167,17 @@ display(Audio(shifted, rate=clip.sample_rate))
 if truth is not None:
     frames_at = np.linspace(0, truth.boxes.shape[0] - 1, 6).astype(int)
     written = io.read_clip(source, 0.0, fps=info.fps, num_frames=truth.boxes.shape[0] - 1)
-    fig, axes = plt.subplots(1, len(frames_at), figsize=(15, 2.8))
-    for axis, frame in zip(axes, frames_at):
+    fig, axes = plt.subplots(2, len(frames_at) // 2, figsize=(8, 6))
+    for axis, frame in zip(axes.flat, frames_at):
         frame = min(frame, written.num_frames - 1)
         axis.imshow(written.frames[frame])
         for box, sounding in zip(truth.boxes[frame], truth.sounding):
             x0, y0, x1, y1 = box
             axis.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.5,
                                      ec="lime" if sounding else "0.6", ls="-" if sounding else "--"))
-        axis.set_title(f"{frame / info.fps:.2f} s", fontsize=8)
+        axis.set_title(f"{frame / info.fps:.2f} s")
         axis.axis("off")
-    fig.suptitle("Ground truth: sounding objects (green) and silent distractors (grey, dashed)")
+    fig.suptitle("Ground truth: sounding objects (green)\nand silent distractors (grey, dashed)")
     out.figure(fig, "scenes_ground_truth", caption="A scenes clip with its ground-truth sounding and silent objects.")
     plt.show()
     summary = pd.DataFrame({
@@ -184,12 +198,17 @@ if truth is not None:
 if settings.synthetic:
     actions = load_actions(world["actions"])
     classes = actions.attrs["classes"]
-    fig, axes = plt.subplots(1, len(classes), figsize=(1.6 * len(classes), 2.0))
-    for axis, name in zip(np.atleast_1d(axes), classes):
-        example = actions[actions["class_name"] == name].iloc[0]
-        video = io.read_clip(world["actions"] / example["path"], 1.0, 0.1, num_frames=1, missing_audio="silence")
-        axis.imshow(video.frames[0])
-        axis.set_title(name, fontsize=6)
+    first_frames = [io.read_clip(world["actions"] / actions[actions["class_name"] == name].iloc[0]["path"], 1.0, 0.1,
+                                 num_frames=1, missing_audio="silence").frames[0] for name in classes]
+    grid = min(5, len(classes))
+    grid_rows = -(-len(classes) // grid)
+    aspect = first_frames[0].shape[0] / first_frames[0].shape[1]
+    fig, axes = plt.subplots(grid_rows, grid, figsize=(8, 0.6 + grid_rows * (8 / grid * aspect + 0.45)), squeeze=False)
+    for axis in axes.flat[len(classes):]:
+        axis.axis("off")
+    for axis, name, frame in zip(axes.flat, classes, first_frames):
+        axis.imshow(frame)
+        axis.set_title(name)
         axis.axis("off")
     fig.suptitle("One frame of each action class")
     out.figure(fig, "world_actions", caption="Action classes of the synthetic world (UCF-101 counterpart).")
@@ -211,20 +230,19 @@ if settings.synthetic:
     counts = speakers.groupby(["split", "gender"]).size().unstack(fill_value=0).reset_index()
     out.table(counts, "world_speakers", caption="Speakers per split and gender (speaker-disjoint splits).")
     display(counts)
-    fig, axes = plt.subplots(2, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1, 3]})
+    fig, axes = plt.subplots(2, 2, figsize=(8, 5.5), gridspec_kw={"width_ratios": [1, 2.4]})
     for row_axes, gender in zip(axes, ("m", "f")):
         speaker = speakers[speakers["gender"] == gender].iloc[0]
         example = speaker_clips[speaker_clips["speaker_id"] == speaker["speaker_id"]].iloc[0]
         talk = io.read_clip(world["speakers"] / example["path"], 0.0, 3.0)
         row_axes[0].imshow(talk.frames[talk.num_frames // 2])
         row_axes[0].axis("off")
-        row_axes[0].set_title(f"{speaker['speaker_id']} ({'male' if gender == 'm' else 'female'}, f0 {speaker['f0_hz']:.0f} Hz)",
-                              fontsize=8)
+        row_axes[0].set_title(f"{speaker['speaker_id']}\n{'male' if gender == 'm' else 'female'}, f0 {speaker['f0_hz']:.0f} Hz")
         row_axes[1].specgram(talk.audio.mean(axis=0), NFFT=1344, Fs=talk.sample_rate, noverlap=1344 - 336, cmap="magma")
         row_axes[1].set_ylim(0, 4000)
         row_axes[1].set_ylabel("Hz")
         display(Audio(talk.audio, rate=talk.sample_rate))
     axes[1, 1].set_xlabel("seconds")
-    fig.suptitle("A male and a female speaker: face and spectrogram (harmonics of f0, moving formants)")
+    fig.suptitle("A male and a female speaker: face and spectrogram\n(harmonics of f0, moving formants)")
     out.figure(fig, "world_speakers", caption="Two speakers of the synthetic world, one of each gender.")
     plt.show()

@@ -45,10 +45,12 @@ import torch
 from avlib.config import resolve
 from avlib.metrics import alignment_accuracy
 from avlib.models.multisensory import from_checkpoint
+from avlib.plots import use_page_style
 from avlib.report.index import notebook_comparison
 from avlib.report.results import ResultWriter
 from avlib.tasks.pretrain import pretrain, run_record, scene_sources, with_device
 
+use_page_style()
 settings = resolve(profile, overrides)
 config = with_device(settings, device)
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
@@ -90,10 +92,9 @@ eval_log.tail()
 # show whether, and for how long, the same happens here.
 
 # %%
-fig, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(13, 4))
+fig, (loss_axis, accuracy_axis) = plt.subplots(2, 1, figsize=(8, 7.5), sharex=True)
 loss_axis.plot(train_log["step"], train_log["loss"], lw=0.8, label="training loss")
 loss_axis.axhline(0.6931, color="k", ls=":", lw=1, label="chance, ln 2")
-loss_axis.set_xlabel("step")
 loss_axis.set_ylabel("sigmoid cross-entropy")
 loss_axis.legend()
 accuracy_axis.plot(train_log["step"], train_log["accuracy"], lw=0.6, alpha=0.6, label="training batches")
@@ -103,7 +104,7 @@ accuracy_axis.plot(eval_log["step"], eval_log["pair_accuracy"], "s--", ms=3, lab
 accuracy_axis.axhline(0.5, color="k", ls=":", lw=1)
 accuracy_axis.set_xlabel("step")
 accuracy_axis.set_ylabel("accuracy")
-accuracy_axis.legend(fontsize=8)
+accuracy_axis.legend()
 fig.suptitle(f"Alignment pretraining, {profile} profile, stage {stage.name}")
 out.figure(fig, "pretrain_curves", caption="Training loss and held-out alignment accuracy against steps.")
 plt.show()

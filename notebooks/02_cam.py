@@ -56,12 +56,13 @@ from avlib.config import resolve
 from avlib.data.world import load_truth
 from avlib.localization import SceneEvaluation, mask_means, on_screen_events, top_responses
 from avlib.localize import localize
-from avlib.plots import frame_image, scene_browser, scene_overlay
+from avlib.plots import frame_image, scene_browser, scene_overlay, use_page_style
 from avlib.report.claims import combined_verdict
 from avlib.report.index import notebook_comparison
 from avlib.report.results import ResultWriter
 from avlib.tasks.cam import run, scores
 
+use_page_style()
 experiment = resolve(profile, overrides)
 settings = experiment.cam
 shift = experiment.pretrain.shift
@@ -182,12 +183,12 @@ notebook_comparison(out)
 
 # %%
 top = top_responses(evaluation, shown, settings.top_frames)
-fig, axes = plt.subplots(2, len(top), figsize=(2.6 * len(top), 5.4), squeeze=False)
+fig, axes = plt.subplots(2, len(top), figsize=(8, 1.4 + 8 / max(len(top), 3) * 2), squeeze=False)
 for column, row in top.iterrows():
     scene = evaluation.clips[row["clip"]]
     image = frame_image(scene.video, row["frame"], io.probe(scene.video).fps)
     axes[0, column].imshow(image)
-    axes[0, column].set_title(f"{row['clip']}\nframe {row['frame']}", fontsize=8)
+    axes[0, column].set_title(f"{row['clip']}\nframe {row['frame']}")
     axes[1, column].imshow(scene_overlay(evaluation, row["clip"], row["position"], shown, settings.lo_fraction,
                                          settings.max_alpha))
     if scene.truth is not None:
@@ -197,7 +198,7 @@ for column, row in top.iterrows():
                                                     ls="-" if sounding else ":", color="w" if sounding else "k"))
     for axis in axes[:, column]:
         axis.axis("off")
-fig.suptitle(f"Top-responding held-out frames ({shown}; boxes: solid = sounding, dotted = silent), {profile} profile")
+fig.suptitle(f"Top-responding held-out frames, {profile} profile\n({shown}; boxes: solid = sounding, dotted = silent)")
 out.figure(fig, "cam_top_frames", caption=(
     "Held-out frames with the strongest CAM peak, one per clip, under the official overlay (97th percentile of the "
     "clip's map, jet, alpha up to 0.35)."))
@@ -216,16 +217,18 @@ curves = mask_means(evaluation.maps[example.name][shown], evaluation.frame_index
                     load_truth(example.truth)) if example.truth is not None else None
 sound = io.read_audio(example.video, 0.0, int((example_info.usable_duration - 0.05) * 8000), sample_rate=8000,
                       channels=1)[0]
-fig, (map_axis, sound_axis) = plt.subplots(2, 1, figsize=(11, 5), sharex=True, height_ratios=(2, 1))
+fig, (map_axis, sound_axis) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=(2, 1))
 if curves is not None:
-    for column, style in (("sounding", "-"), ("silent", "--"), ("background", ":")):
-        map_axis.plot(curves["time"], curves[column], style, label=f"{column} object" if column != "background" else column)
+    for column, style, label in (("sounding", "-", "sounding object"), ("silent", "--", "silent objects"),
+                                 ("background", ":", "background")):
+        if curves[column].notna().any():  # no line, no legend entry (a clip without a silent object in view)
+            map_axis.plot(curves["time"], curves[column], style, label=label)
     truth = load_truth(example.truth)
     for time, owner in zip(truth.event_time, truth.event_object):
         map_axis.axvline(time, color="r" if owner >= 0 else "0.7", lw=0.6)
-map_axis.set_ylabel(f"mean {shown}")
-map_axis.legend(fontsize=8)
-map_axis.set_title(f"{example.name}: on-screen impacts in red, off-screen sounds in grey")
+map_axis.set_ylabel("mean of the map")
+map_axis.legend()
+map_axis.set_title(f"{example.name}, {shown}\non-screen impacts in red, off-screen sounds in grey")
 sound_axis.plot(np.arange(len(sound)) / 8000, np.abs(sound), lw=0.4)
 sound_axis.set_xlabel("time (s)")
 sound_axis.set_ylabel("|audio|")
@@ -234,10 +237,10 @@ out.figure(fig, "cam_over_time", caption="Mean CAM over the sounding object, the
 plt.show()
 
 strip = np.linspace(0, len(evaluation.frame_index[example.name]) - 1, 6).astype(int)
-fig, axes = plt.subplots(1, len(strip), figsize=(2.4 * len(strip), 2.6))
-for axis, position in zip(axes, strip):
+fig, axes = plt.subplots(2, len(strip) // 2, figsize=(8, 6))
+for axis, position in zip(axes.flat, strip):
     axis.imshow(scene_overlay(evaluation, example.name, int(position), shown, settings.lo_fraction, settings.max_alpha))
-    axis.set_title(f"{evaluation.frame_index[example.name][position] / example_info.fps:.1f} s", fontsize=8)
+    axis.set_title(f"{evaluation.frame_index[example.name][position] / example_info.fps:.1f} s")
     axis.axis("off")
 out.figure(fig, "cam_strip", caption=f"The overlay over time on {example.name}.")
 plt.show()

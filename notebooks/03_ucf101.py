@@ -66,12 +66,14 @@ import numpy as np
 import pandas as pd
 
 from avlib.config import resolve
+from avlib.plots import use_page_style
 from avlib.report.claims import verdict
 from avlib.report.index import notebook_comparison
 from avlib.report.results import ResultWriter
 from avlib.stats import paired_interval, wilson_interval
 from avlib.tasks.ucf101 import VARIANT_BY_NAME, accuracy_table, clip_format, resolve_device, run, settings_table
 
+use_page_style()
 experiment = resolve(profile, overrides)
 settings = experiment.ucf101
 clips = clip_format(experiment)
@@ -145,7 +147,7 @@ table
 # ## Training curves
 
 # %%
-fig, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(13, 4))
+fig, (loss_axis, accuracy_axis) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
 for variant in variants:
     train_log = pd.DataFrame(histories[variant.name]["train"])
     eval_log = pd.DataFrame(histories[variant.name]["eval"])
@@ -154,13 +156,16 @@ for variant in variants:
     if len(eval_log):
         accuracy_axis.plot(eval_log["step"], eval_log["test_clip_accuracy"], "o-", color=line.get_color(), label=variant.title)
 loss_axis.axhline(np.log(split.num_classes), color="k", ls=":", lw=1, label="chance, ln K")
-loss_axis.set_xlabel("step")
-loss_axis.set_ylabel("training cross-entropy (5-point mean)")
-loss_axis.legend(fontsize=8)
+loss_axis.set_ylabel("training cross-entropy\n(5-point mean)")
 accuracy_axis.axhline(1 / split.num_classes, color="k", ls=":", lw=1, label="chance, 1 / K")
 accuracy_axis.set_xlabel("step")
-accuracy_axis.set_ylabel("test clip accuracy (centre clips)")
-accuracy_axis.legend(fontsize=8)
+accuracy_axis.set_ylabel("test clip accuracy\n(centre clips)")
+# one legend for both panels (the same colour is the same variant), under them, off the curves
+entries = {}
+for target in (accuracy_axis, loss_axis):
+    for handle, label in zip(*target.get_legend_handles_labels()):
+        entries.setdefault(label, handle)
+fig.legend(list(entries.values()), list(entries), loc="outside lower center", frameon=False)
 fig.suptitle(f"UCF-101 fine-tuning, {profile} profile, split {settings.split}")
 out.figure(fig, "ucf101_curves", caption="Training loss and test clip accuracy (centre clip of each curve video) against steps.")
 plt.show()
@@ -171,11 +176,11 @@ plt.show()
 # %%
 best = evaluations["with_audio"]
 confusion = best.confusion()
-fig, axis = plt.subplots(figsize=(7, 6) if split.num_classes <= 30 else (10, 9))
+fig, axis = plt.subplots(figsize=(8, 7.5))
 image = axis.imshow(confusion / np.maximum(confusion.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
 if split.num_classes <= 30:
-    axis.set_xticks(range(split.num_classes), split.classes, rotation=90, fontsize=7)
-    axis.set_yticks(range(split.num_classes), split.classes, fontsize=7)
+    axis.set_xticks(range(split.num_classes), split.classes, rotation=90)
+    axis.set_yticks(range(split.num_classes), split.classes)
 axis.set_xlabel("predicted class")
 axis.set_ylabel("true class")
 fig.colorbar(image, ax=axis, label="share of the class's test videos")
@@ -216,13 +221,13 @@ per_class
 
 # %%
 if chosen_classes:
-    fig, axis = plt.subplots(figsize=(max(6, 0.9 * len(chosen_classes)), 4))
+    fig, axis = plt.subplots(figsize=(8, 5))
     width = 0.8 / len(variants)
     for offset, variant in enumerate(variants):
         axis.bar(np.arange(len(chosen_classes)) + offset * width, per_class[f"{variant.title} %"], width, label=variant.title)
     axis.set_xticks(np.arange(len(chosen_classes)) + 0.4 - width / 2, chosen_classes, rotation=30, ha="right")
-    axis.set_ylabel("video accuracy % (test videos with audio)")
-    axis.legend(fontsize=8)
+    axis.set_ylabel("video accuracy %\n(test videos with audio)")
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)  # below: bars reach 100 %
     axis.set_title("Classes that only sound can separate" if sound_only_pairs else "Classes where audio helped most")
     out.figure(fig, "ucf101_sound_only_classes", caption="Per-class video accuracy on test videos with an audio track.")
     plt.show()

@@ -46,14 +46,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Audio, display
 
 from avlib import io
 from avlib.config import resolve
 from avlib.data.world import generate_world
 from avlib.losses import loss_label
-from avlib.metrics import on_screen_gains, summarize
+from avlib.metrics import best_permutation, on_screen_gains, summarize
 from avlib.models.unet import mono_mix, predict
+from avlib.plots import play_labelled, use_page_style
 from avlib.report.index import notebook_comparison
 from avlib.report.results import ResultWriter
 from avlib.separate import separate
@@ -62,6 +62,7 @@ from avlib.stats import confidence_interval, welch_interval
 from avlib.tasks.separation import SYSTEM_NAMES, run
 from avlib.writer import write_video
 
+use_page_style()
 experiment = resolve(profile, overrides)
 settings = experiment.separation
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
@@ -206,7 +207,8 @@ notebook_comparison(out)
 # %% [markdown]
 # ## A few test mixtures: spectrograms and sound
 # Log-magnitude spectrograms (dB, normalised) of the mixture, the full model's estimates and the
-# truths. Play them below.
+# truths, for the first pairs of the fixed test list. Below them, each pair's mixture, its two
+# ground-truth sources and both systems' outputs play side by side, each labelled.
 
 # %%
 shown = list(range(min(settings.examples_shown, len(test_list))))
@@ -217,7 +219,8 @@ truth = {source: analyze(mono_mix(test_batch[source][shown]), spectral, num_fram
 panels = [("mixture", predictions["mixture_magnitude"]), ("on-screen estimate", predictions["on_screen_magnitude"]),
           ("on-screen truth", truth["on_screen"]), ("off-screen estimate", predictions["off_screen_magnitude"]),
           ("off-screen truth", truth["off_screen"])]
-fig, axes = plt.subplots(len(shown), len(panels), figsize=(3.2 * len(panels), 2.6 * len(shown)), squeeze=False)
+fig, axes = plt.subplots(len(shown), len(panels), figsize=(8, 0.6 + 1.9 * len(shown)), squeeze=False, sharex=True,
+                         sharey=True)
 top_khz = spectral.sample_rate / 2 * spectral.num_bins / spectral.full_bins / 1000
 extent = [0, spectral.samples_for(num_frames) / spectral.sample_rate, 0, top_khz]
 for row, index in enumerate(shown):
@@ -226,25 +229,34 @@ for row, index in enumerate(shown):
         axis = axes[row, column]
         axis.imshow(maps[row].T.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-1, vmax=0.6, extent=extent)
         if row == 0:
-            axis.set_title(title, fontsize=9)
+            axis.set_title(title.replace(" ", "\n", 1))
         axis.set_xlabel("s" if row == len(shown) - 1 else "")
-        axis.set_ylabel(f"pair {pair.pair} ({pair.on_gender}+{pair.off_gender})\nkHz" if column == 0 else "")
-fig.tight_layout()
+        axis.set_ylabel(f"pair {pair.pair}\n({pair.on_gender}+{pair.off_gender}) kHz" if column == 0 else "")
+        axis.label_outer()
 out.figure(fig, "separation_examples", caption="Spectrograms of test mixtures, the full model's estimates and the truths.")
 plt.show()
 
 # %%
 rate = spectral.sample_rate
+pit_predictions = predict(result.pit, None, test_batch["mixture"][shown], settings.eval_batch, settings.phase)
+length = predictions["on_screen"].shape[1]
 for row, index in enumerate(shown):
     pair = test_list.iloc[index]
-    print(f"pair {pair.pair}: on screen {pair.on_speaker} ({pair.on_gender}), off screen {pair.off_speaker} ({pair.off_gender})")
-    length = predictions["on_screen"].shape[1]
-    for title, sound in (("mixture", predictions["mixture"][row]), ("on-screen estimate", predictions["on_screen"][row]),
-                         ("on-screen truth", mono_mix(test_batch["on_screen"][index : index + 1])[0, :length]),
-                         ("off-screen estimate", predictions["off_screen"][row]),
-                         ("off-screen truth", mono_mix(test_batch["off_screen"][index : index + 1])[0, :length])):
-        print(title)
-        display(Audio(sound.numpy(), rate=rate, normalize=True))
+    on_truth = mono_mix(test_batch["on_screen"][index : index + 1])[0, :length].numpy()
+    off_truth = mono_mix(test_batch["off_screen"][index : index + 1])[0, :length].numpy()
+    # the PIT model's outputs have no order: assigned by the better SDR against the truths, as in its scores
+    pit_on, pit_off = best_permutation(on_truth, off_truth, pit_predictions["on_screen"][row].numpy(),
+                                       pit_predictions["off_screen"][row].numpy())
+    play_labelled(f"Test pair {pair.pair}: on screen {pair.on_speaker} ({pair.on_gender}), off screen {pair.off_speaker} "
+                  f"({pair.off_gender}); {settings.phase} phase", {
+                      "mixture (the input)": predictions["mixture"][row].numpy(),
+                      "ground truth, on-screen speaker": on_truth,
+                      "ground truth, off-screen speaker": off_truth,
+                      "full model, on-screen output": predictions["on_screen"][row].numpy(),
+                      "full model, off-screen output": predictions["off_screen"][row].numpy(),
+                      "u-net PIT (audio only), output assigned on-screen (oracle)": pit_on,
+                      "u-net PIT (audio only), output assigned off-screen (oracle)": pit_off,
+                  }, rate)
 
 # %% [markdown]
 # ## `separate`: your own video
@@ -293,9 +305,9 @@ for name, video in (("speaker + another voice", mixed_video), ("no speaker (scen
         for media in ("on_screen.mp4", "off_screen.mp4"):
             out.media(separated.files[media], f"separate_{media}",
                       caption=f"separate() on a test speaker mixed with another voice: {media}")
-        display(Audio(separated.mixture, rate=separated.sample_rate, normalize=True))
-        display(Audio(separated.on_screen, rate=separated.sample_rate, normalize=True))
-        display(Audio(separated.off_screen, rate=separated.sample_rate, normalize=True))
+        play_labelled(f"separate() on {name}", {"the video's sound (input)": separated.mixture,
+                                                "on-screen output": separated.on_screen,
+                                                "off-screen output": separated.off_screen}, separated.sample_rate)
 demo = pd.DataFrame(rows)
 out.table(demo, "separate_demo", caption=(
     f"separate() on two videos ({profile} profile model at {rate} Hz, {settings.phase} phase, "

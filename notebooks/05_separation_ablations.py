@@ -46,17 +46,26 @@ overrides = {}  # config keys to change, e.g. {"ablations.steps": 40} (avlib.con
 retrain = False  # True: train every row again (except notebook 04's u-net PIT) and score again
 
 # %%
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
 from avlib.config import resolve
+from avlib.data.mixtures import load_test_mixtures
+from avlib.data.sources import speaker_sources
 from avlib.losses import loss_label
+from avlib.metrics import best_permutation
 from avlib.models.i3d import ENDPOINTS, I3D, PUBLISHED_PARAMETERS, SEPARATION_SCALES
+from avlib.models.unet import mono_mix, predict
+from avlib.plots import play_labelled, use_page_style
 from avlib.report.results import ResultWriter
 from avlib.tasks.ablations import SUBSETS, VARIANTS, budget_table, direction_rows, readable_table, run, summary_table
+from avlib.tasks.separation import mixture_config
 
+use_page_style()
 experiment = resolve(profile, overrides)
 settings, ablation = experiment.separation, experiment.ablations
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
@@ -145,15 +154,27 @@ out.table(budget, "separation_ablation_budget", caption=f"Training of each row (
 budget
 
 # %%
-fig, axis = plt.subplots(figsize=(8, 3.5))
-for variant in VARIANTS:
+fig, (axis, pit_axis) = plt.subplots(2, 1, figsize=(8, 8.4), height_ratios=(3, 1.3))
+# rows whose curves nearly coincide stay visible: each its own line style, drawn thinner on top, and its own hollow
+# marker, smaller on top, so that markers at the same point nest instead of hiding each other
+styles = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 1)), "x")]
+for order, variant in enumerate(VARIANTS):
     log = pd.DataFrame(result.runs[variant.name]["train"])
-    if not log.empty:
-        axis.plot(log["step"], log["loss"], label=titles[variant.name])
+    if log.empty:
+        continue
+    line, marker = ("-", "x") if variant.pit else styles[order % len(styles)]
+    target = pit_axis if variant.pit else axis  # the audio-only row trained elsewhere, with other batches and steps
+    target.plot(log["step"], log["loss"], linestyle=line, marker=marker, markevery=max(1, len(log) // 12),
+                markersize=6 if variant.pit else 12 - 1.8 * order, markerfacecolor="none",
+                linewidth=1.6 if variant.pit else 2.4 - 0.3 * order, zorder=2 + order, label=titles[variant.name],
+                color=f"C{order}")
 axis.set_xlabel("step")
 axis.set_ylabel(loss_label(settings))
-axis.legend(fontsize=7)
+axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=1, frameon=False)
 axis.set_title(f"Separation ablations, training loss ({profile} profile)")
+pit_axis.set_xlabel("step")
+pit_axis.set_ylabel("loss")
+pit_axis.set_title(f"{titles['unet_pit']}:\nits own run, with its own batches and steps", fontsize="medium")
 out.figure(fig, "separation_ablation_training", caption="Training loss of each row.")
 plt.show()
 
@@ -205,7 +226,7 @@ directions
 # %%
 on_screen = summary[(summary.source == "on_screen") & (summary.system != "mixture")]
 kinds = list(SUBSETS)
-fig, axis = plt.subplots(figsize=(10, 4))
+fig, axis = plt.subplots(figsize=(8, 5))
 width = 0.8 / len(kinds)
 positions = np.arange(len(rows))
 for k, kind in enumerate(kinds):
@@ -216,10 +237,34 @@ for k, kind in enumerate(kinds):
              label=f"{kind} ({pairs} pairs)")
 mixture = summary[(summary.source == "on_screen") & (summary.system == "mixture") & (summary.mixtures == "all")]
 axis.axhline(float(mixture["sdr"].iloc[0]), color="grey", linestyle="--", linewidth=1, label="mixture (all)")
-axis.set_xticks(positions, [titles[name] for name in rows], rotation=20, ha="right", fontsize=8)
+axis.set_xticks(positions, [textwrap.fill(titles[name], 13, break_long_words=False) for name in rows])
 axis.set_ylabel("on-screen SDR (dB)")
 axis.set_title(f"Separation ablations by kind of mixture ({profile} profile, 95 % intervals)")
-axis.legend(fontsize=8)
-fig.tight_layout()
+axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42), ncol=2, frameon=False)
 out.figure(fig, "separation_ablations_sdr", caption="On-screen SDR of every row, on all, same-gender and different-gender mixtures.")
 plt.show()
+
+# %% [markdown]
+# ## Listening: every row on a few test pairs
+# The first pairs of the fixed test list (the ones notebook 04 plays): the mixture, both ground-truth
+# sources, and each row's on-screen output (the u-net PIT row's by the oracle assignment), each labelled.
+# These are played after every number above is computed, so listening changes none of them.
+
+# %%
+listened = test_list.iloc[: settings.examples_shown]
+speakers = speaker_sources(experiment.synthetic, experiment.profile, seed, data_root, mixture_config(settings))
+batch = load_test_mixtures(listened, speakers.test)
+outputs = {name: predict(result.models[name], batch["frames"], batch["mixture"], settings.eval_batch, phase) for name in rows}
+length = outputs[rows[0]]["on_screen"].shape[1]
+order_free = {variant.name for variant in VARIANTS if variant.pit}  # outputs assigned by the oracle, as in the scores
+for row, pair in enumerate(listened.itertuples()):
+    on_truth = mono_mix(batch["on_screen"][row : row + 1])[0, :length].numpy()
+    off_truth = mono_mix(batch["off_screen"][row : row + 1])[0, :length].numpy()
+    sounds = {"mixture (the input)": outputs[rows[0]]["mixture"][row].numpy(),
+              "ground truth, on-screen speaker": on_truth, "ground truth, off-screen speaker": off_truth}
+    for name in rows:
+        first, second = outputs[name]["on_screen"][row].numpy(), outputs[name]["off_screen"][row].numpy()
+        on_output = best_permutation(on_truth, off_truth, first, second)[0] if name in order_free else first
+        sounds[f"{titles[name]}: on-screen output"] = on_output
+    play_labelled(f"Test pair {pair.pair}: on screen {pair.on_speaker} ({pair.on_gender}), off screen {pair.off_speaker} "
+                  f"({pair.off_gender}); {phase} phase", sounds, settings.model.spectral.sample_rate)

@@ -1,9 +1,14 @@
-"""The notebooks' display helpers: a frame by index, the overlay of a stored map, PNG and WAV bytes, the browser."""
+"""The notebooks' display helpers: the page style, a frame by index, the overlay of a stored map, PNG and WAV bytes,
+labelled listening tables, the browser."""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 from io import BytesIO
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -13,7 +18,19 @@ from scipy.io import wavfile
 
 from avlib.localization import SceneClip, SceneEvaluation
 from avlib.localize import heat_overlay, to_frame
-from avlib.plots import frame_image, png_bytes, scene_browser, scene_overlay, wav_bytes
+from avlib.plots import (
+    BODY_TEXT_PX,
+    PAGE_STYLE,
+    frame_image,
+    listening_html,
+    png_bytes,
+    scene_browser,
+    scene_overlay,
+    text_px_on_page,
+    use_page_style,
+    wav_bytes,
+)
+from avlib.report.results import ResultWriter
 
 FPS = 25.0
 
@@ -80,3 +97,63 @@ def test_scene_browser_shows_the_chosen_map_and_follows_the_controls(evaluation)
     assert picture.value == png_bytes(frame_image(evaluation.clips["clip"].video, 17, FPS))
     rate, sound = wavfile.read(BytesIO(player.value))
     assert rate == 22050 and sound.shape[1] == 2 and len(sound) > 0.9 * 22050
+
+
+def _labelled_figure(**subplots):
+    fig, axis = plt.subplots(**subplots)
+    axis.plot([0, 1], [1, 0], label="a curve")
+    axis.set_title("a title")
+    axis.set_xlabel("step")
+    axis.legend()
+    return fig, axis
+
+
+def test_page_style_keeps_every_text_at_body_size_and_the_writer_records_it(tmp_path):
+    with matplotlib.rc_context():
+        use_page_style()
+        assert matplotlib.rcParams["font.size"] == PAGE_STYLE["font.size"]
+        fig, _ = _labelled_figure()
+        assert BODY_TEXT_PX <= text_px_on_page(fig) < 2 * BODY_TEXT_PX
+        writer = ResultWriter(profile="smoke", seed=0, notebook="00_data", root=tmp_path)
+        path = writer.figure(fig, "readable")
+        sidecar = json.loads(path.with_name("readable.provenance.json").read_text())
+        assert sidecar["text_px_on_page"] >= BODY_TEXT_PX
+        plt.close(fig)
+
+        wide, axis = _labelled_figure(figsize=(16, 3))  # the old world_actions: 16 in wide, 6 pt titles
+        axis.set_title("tiny", fontsize=6)
+        assert text_px_on_page(wide) < 0.5 * BODY_TEXT_PX
+        with pytest.warns(UserWarning, match="figure 'tiny'.*under the page's 14 px"):
+            writer.figure(wide, "tiny")
+        assert json.loads((tmp_path / "smoke" / "figures" / "tiny.provenance.json").read_text())["text_px_on_page"] < 7
+        plt.close(wide)
+
+
+def _players(html: str) -> list[tuple[str, int, np.ndarray]]:
+    found = re.findall(r'<td style="text-align:left">(.*?)</td><td><audio controls preload="none" '
+                       r'src="data:audio/wav;base64,([A-Za-z0-9+/=]+)"></audio></td>', html)
+    players = []
+    for label, data in found:
+        rate, samples = wavfile.read(BytesIO(base64.b64decode(data)))
+        players.append((label, rate, samples))
+    return players
+
+
+def test_listening_html_labels_every_player_and_normalises_each_sound():
+    ramp = np.linspace(-0.25, 0.5, 1000)
+    html = listening_html("Test pair 3: <m> & <f>", {"mixture (the input)": ramp, "u-net PIT | on-screen": 0.0 * ramp,
+                                                       "stereo truth": np.stack([ramp, -ramp])}, 8000)
+    assert "<b>Test pair 3: &lt;m&gt; &amp; &lt;f&gt;</b> (each scaled to the same peak level)" in html
+    players = _players(html)
+    assert [label for label, _, _ in players] == ["mixture (the input)", "u-net PIT | on-screen", "stereo truth"]
+    assert all(rate == 8000 for _, rate, _ in players)
+    mixture, silent, stereo = (samples for _, _, samples in players)
+    assert mixture.shape == (1000,) and mixture.max() == round(0.99 * 32767) and mixture.min() == round(-0.495 * 32767)
+    assert not silent.any()  # silence stays silent
+    assert stereo.shape == (1000, 2) and stereo[:, 0].max() == round(0.99 * 32767)
+    raw = _players(listening_html("as recorded", {"quiet": 0.1 * ramp}, 8000, normalize=False))
+    assert raw[0][2].max() == round(0.05 * 32767)
+    with pytest.raises(ValueError, match="'broken'.*shape"):
+        listening_html("pair", {"broken": np.zeros((1, 2, 3))}, 8000)
+    with pytest.raises(ValueError, match="no sounds"):
+        listening_html("pair", {}, 8000)

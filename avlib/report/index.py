@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,18 @@ import pandas as pd
 
 from avlib.files import write_text
 from avlib.report.claims import CLAIMS, NUMBERS, PaperNumber, paper_entry
-from avlib.report.results import COMPARISONS, PROFILES, RESULTS_ROOT, ResultWriter, is_result, provenance_line, read_comparisons
+from avlib.report.results import (
+    COMPARISONS,
+    PROFILES,
+    RESULTS_ROOT,
+    SMOKE_BANNER,
+    ResultWriter,
+    escape_cell,
+    is_result,
+    markdown_table,
+    provenance_line,
+    read_comparisons,
+)
 from avlib.report.runs import RUNS, read_record
 
 COMPARISON_TABLE = "paper_comparison"
@@ -27,6 +39,30 @@ INVOCATION = "invocation.json"
 TIMINGS = "timings"
 KEPT_INVOCATIONS = 50
 INLINE_ROWS = 40  # longer tables are linked, not inlined
+FOLDED_ROWS = 12  # longer inlined tables are folded (a click opens them), to keep the page short
+SHOWN_MODULES = 3  # a run's reason names this many changed avlib modules, then counts the rest
+#: the columns of ``tables/paper_comparison.md`` (the CSV keeps every column of :func:`comparison_frame`)
+READER_COLUMNS = ("what", "paper", "ours", "ours 95 % CI", "holds here", "source")
+
+#: the source tags of :mod:`avlib.report.claims` (those of docs/paper.md, "How to read the tags"), as the page explains them
+SOURCE_TAGS = {
+    "PAPER-Q": "a sentence of the paper quoted word for word in a GitHub issue of the official repository "
+               "(andrewowens/multisensory); counts as verified paper text",
+    "CODE": "read in the official code",
+    "ISSUE": "said by the maintainer or a user in a GitHub issue of the official repository",
+    "2ND": "a secondary summary of the paper (for example emergentmind.com's page on arXiv 1804.03641); UNVERIFIED",
+    "SUMMARY": "a claim of the project's source summary of the paper (docs/paper.md §12); the paper's tables could "
+               "not be read, so UNVERIFIED against the PDF",
+    "INF": "inferred by us from the official code (the derivation is in docs/paper.md); UNVERIFIED",
+    "MEM": "recalled from the paper, never checked against its text; UNVERIFIED",
+    "3P": "someone else's code or notes; not authoritative",
+}
+_TAG = re.compile(r"(?<![\w-])(" + "|".join(re.escape(tag) for tag in SOURCE_TAGS) + r")(?![\w-])")
+
+
+def source_tags(source: str) -> list[str]:
+    """The tags of :data:`SOURCE_TAGS` a source string names, in order, each once."""
+    return list(dict.fromkeys(_TAG.findall(source)))
 KINDS = ("tables", "figures", "media")
 
 
@@ -107,17 +143,56 @@ def write_comparison(results_root: Path, profile: str, seed: int = 0) -> dict[st
         return None
     frame = comparison_frame(profile_dir, profile)
     csv_path = profile_dir / "tables" / f"{COMPARISON_TABLE}.csv"
-    if csv_path.exists() and csv_path.read_text() == frame.to_csv(index=False) and \
-            csv_path.with_suffix(".md").exists():
-        return {"csv": csv_path, "md": csv_path.with_suffix(".md")}
+    md_path = csv_path.with_suffix(".md")
+    if csv_path.exists() and csv_path.read_text() == frame.to_csv(index=False) and md_path.exists() and \
+            markdown_table(reader_frame(frame)) in md_path.read_text():
+        return {"csv": csv_path, "md": md_path}
     writer = ResultWriter(profile=profile, seed=seed, device="see each notebook", notebook=REPORT, root=results_root)
-    return writer.table(frame, COMPARISON_TABLE, float_format="%s", caption=(
+    return writer.table(frame, COMPARISON_TABLE, float_format="%s", markdown=reader_frame(frame), caption=(
         "Every number and claim of the paper (or of the project's source summary, docs/paper.md §12) with its "
         "source and verification status (`avlib/report/claims.py`), beside what the notebooks of this profile recorded "
         "under the same row name. *holds here*: the verdict on the paper's direction in this run, from the 95 % "
         "interval of the paired difference (`avlib.report.claims.verdict`): *holds* when it lies wholly on the "
         "paper's side of 0, *opposite* when wholly on the other side, else *not resolved*; our values are on "
-        "other data at another scale, so only directions compare."))
+        "other data at another scale, so only directions compare. The table shows the columns a reader needs; "
+        "`paper_comparison.csv` has every column (the paper's data, n, how we measured, the notebook, the notes with "
+        "the interval of each difference)."))
+
+
+def reader_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The few columns of :func:`comparison_frame` a reader needs: the paper's value with its direction, ours with
+    its interval, whether it holds, and the source tags with the verification status."""
+    paper = [f"{value}; {direction}" if direction else value
+             for value, direction in zip(frame["paper"], frame["paper's direction"])]
+    source = [f"{', '.join(source_tags(text)) or text} ({status})" for text, status in zip(frame["source"], frame["status"])]
+    return frame.assign(paper=paper, source=source)[list(READER_COLUMNS)]
+
+
+def claim_lines(table: Path) -> list[str]:
+    """One line per claim of the paper (every row with a direction to check) from a ``paper_comparison.csv``:
+    what, the paper's value and direction, ours with its 95 % interval, the verdict and the interval that decided it."""
+    frame = pd.read_csv(table, keep_default_na=False, dtype=str)
+    lines = []
+    for row in frame.to_dict("records"):
+        direction = row["paper's direction"] or (row["paper"] if not row["paper's data"] else "")
+        if not direction or row["holds here"] in ("", "not comparable"):
+            continue
+        paper = f"{row['paper']}, {direction}" if row["paper's direction"] else direction
+        number = re.fullmatch(r"[-+.\deE]+", row["ours"]) is not None
+        if not row["ours"]:
+            ours = "Not measured here."
+        elif number:
+            ours = f"Ours {row['ours']}" + (f" (95 % CI {row['ours 95 % CI']})" if row["ours 95 % CI"] else "")
+            ours += f", {row['measured as']}." if row["measured as"] else "."
+        else:
+            ours = f"Ours: {row['ours']}" + (f" ({row['measured as']})." if row["measured as"] else ".")
+        decided = ""
+        if row["note"].startswith(f"{row['holds here']}: 95 % interval of the difference "):
+            decided = " 95 % CI of the difference " + row["note"].split("95 % interval of the difference ", 1)[1].split(
+                "; the paper's side")[0] + "."
+        tags = ", ".join(source_tags(row["source"]))
+        lines.append(f"- **{row['holds here']}**: {row['what']}. Paper ({tags}, {row['status']}): {paper}. {ours}{decided}")
+    return lines
 
 
 # -- the index ------------------------------------------------------------------------------------
@@ -186,11 +261,22 @@ def _time_budget(results_root: Path, profiles: list[str]) -> list[str]:
         for label, chosen in (("every notebook ran", full), ("nothing changed", unchanged)):
             if chosen:
                 entry = chosen[-1]
-                lines.append(f"| `{profile}` | {label} | {_duration(entry['wall_time_s'])} | {entry['counts']['selected']} "
-                             f"| {entry['machine']} | {entry['started']} | {entry['commit'][:10]} |")
+                cells = (f"`{profile}`", label, _duration(entry["wall_time_s"]), str(entry["counts"]["selected"]),
+                         entry["machine"], entry["started"], entry["commit"][:10])
+                lines.append("| " + " | ".join(escape_cell(cell) for cell in cells) + " |")
             else:
                 lines.append(f"| `{profile}` | {label} | not measured yet | | | | |")
     return lines + [""]
+
+
+def _short_reason(reason: str) -> str:
+    """A run's reason with its list of changed avlib modules cut to the first few and a count."""
+    def shorten(match: re.Match) -> str:
+        modules = match.group(1).split(", ")
+        if len(modules) <= SHOWN_MODULES:
+            return match.group(0)
+        return f"avlib changed: {', '.join(modules[:SHOWN_MODULES])} and {len(modules) - SHOWN_MODULES} more modules"
+    return re.sub(r"avlib changed: ((?:avlib[\w.]*)(?:, avlib[\w.]*)*)", shorten, reason)
 
 
 def profile_section(results_root: Path, profile: str, base: Path | None = None) -> list[str]:
@@ -237,10 +323,11 @@ def profile_section(results_root: Path, profile: str, base: Path | None = None) 
         for suffix in (".ipynb", ".html", ".failed.ipynb"):
             if (notebook_dir / f"{name}{suffix}").exists():
                 links.append(_link(notebook_dir / f"{name}{suffix}", base, suffix.lstrip(".")))
-        reason = action.get("reason", "") if action else record.get("reason", "")
+        reason = _short_reason(action.get("reason", "") if action else record.get("reason", ""))
         if record.get("error"):
             reason += f"; {record['error']}"
-        lines.append(f"| {name} | {status} | {reason.replace('|', '/')} | {when} | {', '.join(devices)} | {' · '.join(links)} |")
+        cells = (name, status, reason, when, ", ".join(devices), " · ".join(links))
+        lines.append("| " + " | ".join(escape_cell(cell) for cell in cells) + " |")
     lines.append("")
 
     comparison = profile_dir / "tables" / f"{COMPARISON_TABLE}.md"
@@ -267,7 +354,10 @@ def profile_section(results_root: Path, profile: str, base: Path | None = None) 
                 csv_path, md_path = entry["_files"]
                 rows = _table_rows(csv_path)
                 if md_path.exists() and rows <= INLINE_ROWS:
-                    lines += [md_path.read_text().strip(), "", files, ""]
+                    table = md_path.read_text().strip()
+                    if rows > FOLDED_ROWS:
+                        table = f"<details><summary>{rows} rows (click to open)</summary>\n\n{table}\n\n</details>"
+                    lines += [table, "", files, ""]
                 else:
                     lines += [entry.get("caption", ""), "", f"{rows} rows, not inlined: {files}", "",
                               f"<sub>{provenance_line(entry)}</sub>", ""]
@@ -279,11 +369,13 @@ def profile_section(results_root: Path, profile: str, base: Path | None = None) 
     return lines
 
 
-INTRO = """# Results
+INTRO = """Regenerated by every `./reproduce.sh` (`avlib/report/index.py`); never edited by hand. Our values come from
+a synthetic audio-visual world at toy scale, so only the directions of the paper's claims compare, not its numbers."""
 
-Regenerated by every `./reproduce.sh` (`avlib/report/index.py`); never edited by hand. Each table and figure
-has a `.provenance.json` beside it with the profile, seed, git commit, package versions, device, date
-and wall time that made it; the line under each one below repeats it. `tables/paper_comparison` puts
+ABOUT = """## About this page
+
+Each table and figure has a `.provenance.json` beside it with the profile, seed, git commit, package versions,
+device, date and wall time that made it; the line under each one below repeats it. `tables/paper_comparison` puts
 every number and claim of the paper beside ours (`avlib/report/claims.py` holds the paper's side, with sources,
 and the rule that says whether a claim holds).
 
@@ -294,6 +386,65 @@ and the rule that says whether a claim holds).
   its load and the commit it measured.
 """
 
+VERDICT_LEGEND = ("*holds*: the 95 % interval of the paired difference (ours minus the baseline or chance the claim "
+                  "names) lies wholly on the paper's side of 0; *opposite*: wholly on the other side; *not resolved*: it "
+                  "touches 0; *not tested*: shown, not scored; *not measured*: no notebook measures it. Sources: see "
+                  "[where the paper's side comes from](#where-the-papers-side-comes-from).")
+
+
+def claims_section(profile_dir: Path, profile: str) -> list[str]:
+    """"The paper's claims" at the top of a page: one line per claim of the profile's ``paper_comparison.csv``."""
+    table = Path(profile_dir) / "tables" / f"{COMPARISON_TABLE}.csv"
+    if not table.exists():
+        return []
+    banner = [] if is_result(profile) else [f"> **{SMOKE_BANNER}**", ""]
+    return [f"## The paper's claims, `{profile}` profile", "", *banner, VERDICT_LEGEND, "", *claim_lines(table), ""]
+
+
+def tags_section() -> list[str]:
+    """What each source tag of the paper's side means."""
+    lines = ["## Where the paper's side comes from", "",
+             "The *source* of each row of `paper_comparison` names where the paper's number or claim was read "
+             "(docs/paper.md, \"How to read the tags\"); *UNVERIFIED* marks every one not checked against the paper's "
+             "PDF, whose full text could not be read.", "", "| tag | where the number or claim comes from |", "|---|---|"]
+    return lines + [f"| {tag} | {escape_cell(meaning)} |" for tag, meaning in SOURCE_TAGS.items()] + [""]
+
+
+def github_anchor(heading: str, seen: dict[str, int]) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens, ``-1``, ``-2``
+    after repeats (``seen`` counts the anchors of the page so far)."""
+    anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+    count = seen.get(anchor, 0)
+    seen[anchor] = count + 1
+    return anchor if count == 0 else f"{anchor}-{count}"
+
+
+def contents(lines: list[str]) -> list[str]:
+    """A table of contents of the ``##`` and ``###`` headings of ``lines``, each ``###`` entry followed by the
+    links to its ``####`` headings (the tables and figures of one notebook) on one line."""
+    seen: dict[str, int] = {"results": 1, "contents": 1}
+    toc = ["## Contents", ""]
+    children: list[str] = []
+
+    def flush():
+        if children:
+            toc[-1] += ": " + " · ".join(children)
+            children.clear()
+
+    for line in "\n".join(lines).splitlines():
+        match = re.match(r"^(#{2,4}) (.+)$", line)
+        if not match:
+            continue
+        level, title = len(match.group(1)), match.group(2)
+        anchor = github_anchor(title, seen)
+        if level == 4:  # "Table `name` *(a remark)*" -> "Table `name`"
+            children.append(f"[{re.sub(r' [*][(].*[)][*]$', '', title)}](#{anchor})")
+            continue
+        flush()
+        toc.append(("  " if level == 3 else "") + f"- [{title}](#{anchor})")
+    flush()
+    return toc + [""]
+
 
 #: profiles whose results are never committed: indexed in their own folder, so the committed index links
 #: no file that a clone lacks
@@ -301,14 +452,17 @@ UNCOMMITTED = tuple(profile for profile in PROFILES if not is_result(profile))
 
 
 def build_index(results_root: Path = RESULTS_ROOT) -> str:
-    """``results/README.md``: the time budget of every profile, then the committed profiles' sections."""
+    """``results/README.md``: one line per claim of the paper, the contents, what the source tags mean, the time
+    budget of every profile, then the committed profiles' sections."""
     results_root = Path(results_root)
     profiles = [profile for profile in PROFILES if (results_root / profile).is_dir()]
     timed = [profile for profile in PROFILES if profile in profiles or history_path(results_root, profile).exists()]
-    lines = [INTRO, *_time_budget(results_root, timed)]
-    for profile in profiles:
-        if profile not in UNCOMMITTED:
-            lines += profile_section(results_root, profile)
+    committed = [profile for profile in profiles if profile not in UNCOMMITTED]
+    body = [ABOUT, *tags_section(), *_time_budget(results_root, timed)]
+    for profile in committed:
+        body += profile_section(results_root, profile)
+    claims = [line for profile in committed for line in claims_section(results_root / profile, profile)]
+    lines = ["# Results", "", INTRO, "", *claims, *contents(body), *body]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -318,15 +472,15 @@ def write_index(results_root: Path = RESULTS_ROOT) -> list[Path]:
     written = [write_text(results_root / "README.md", build_index(results_root))]
     for profile in UNCOMMITTED:
         if (results_root / profile).is_dir():
-            section = profile_section(results_root, profile, base=results_root / profile)
+            body = [*tags_section(), *profile_section(results_root, profile, base=results_root / profile)]
             written.append(write_text(results_root / profile / "README.md", "\n".join(
                 [f"# Results of the `{profile}` profile", "", "Regenerated by every `./reproduce.sh`; see "
-                 "`../README.md` for the time budget.", "", *section]).rstrip() + "\n"))
+                 "`../README.md` for the time budget.", "", *claims_section(results_root / profile, profile),
+                 *contents(body), *body]).rstrip() + "\n"))
     return written
 
 
 def index_links(readme: Path) -> list[str]:
-    """The relative targets of every Markdown link and image in an index (for checking them)."""
-    import re
-
-    return re.findall(r"\]\(([^)\s]+)\)", Path(readme).read_text())
+    """The relative targets of every Markdown link and image in an index (for checking them); links within the
+    page (``#anchor``, the contents) are left out."""
+    return [target for target in re.findall(r"\]\(([^)\s]+)\)", Path(readme).read_text()) if not target.startswith("#")]

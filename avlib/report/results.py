@@ -20,6 +20,7 @@ import numbers
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -123,13 +124,18 @@ class ResultWriter:
     def provenance_line(self, record: dict[str, Any] | None = None) -> str:
         return provenance_line(record or self.provenance())
 
-    def _sidecar(self, path: Path, kind: str, caption: str | None) -> dict[str, Any]:
-        record = {"file": path.name, "kind": kind, "caption": caption or "", **self.provenance()}
+    def _sidecar(self, path: Path, kind: str, caption: str | None, **facts: Any) -> dict[str, Any]:
+        record = {"file": path.name, "kind": kind, "caption": caption or "", **facts, **self.provenance()}
         write_text(path.with_name(path.stem + ".provenance.json"), json.dumps(record, indent=2, sort_keys=True) + "\n")
         return record
 
-    def table(self, frame, name: str, caption: str | None = None, float_format: str = "%.4g") -> dict[str, Path]:
-        """Write a pandas DataFrame as ``tables/<name>.csv`` and ``.md`` (with provenance under it)."""
+    def table(self, frame, name: str, caption: str | None = None, float_format: str = "%.4g",
+              markdown=None) -> dict[str, Path]:
+        """Write a pandas DataFrame as ``tables/<name>.csv`` and ``.md`` (with provenance under it).
+
+        ``markdown``: another DataFrame for the ``.md`` to show instead (a reader's few columns, when the CSV keeps
+        many more); every cell of the ``.md`` is escaped for GitHub-flavoured Markdown (:func:`markdown_table`).
+        """
         directory = self.directory / "tables"
         csv_path, md_path = directory / f"{name}.csv", directory / f"{name}.md"
         with atomic_path(csv_path) as tmp:
@@ -140,14 +146,24 @@ class ResultWriter:
             lines += [f"> **{SMOKE_BANNER}**", ""]
         if caption:
             lines += [caption, ""]
-        lines += [frame.to_markdown(index=False, floatfmt=".4g"), "", f"<sub>{self.provenance_line(record)}</sub>", ""]
+        lines += [markdown_table(frame if markdown is None else markdown), "", f"<sub>{self.provenance_line(record)}</sub>", ""]
         write_text(md_path, "\n".join(lines))
         return {"csv": csv_path, "md": md_path}
 
     def figure(self, fig, name: str, caption: str | None = None, dpi: int = 110) -> Path:
-        """Save a matplotlib figure as ``figures/<name>.png`` with provenance in a sidecar and in the PNG."""
+        """Save a matplotlib figure as ``figures/<name>.png`` with provenance in a sidecar and in the PNG.
+
+        The sidecar also keeps the height of the figure's smallest text on the results page
+        (:func:`avlib.plots.text_px_on_page`); a warning names a figure whose text is smaller than body text there.
+        """
+        from avlib.plots import BODY_TEXT_PX, PAGE_WIDTH_PX, text_px_on_page
+
         path = self.directory / "figures" / f"{name}.png"
-        record = self._sidecar(path, "figure", caption)
+        text_px = round(text_px_on_page(fig, dpi), 1)
+        if text_px < BODY_TEXT_PX:
+            warnings.warn(f"figure {name!r}: its smallest text is {text_px} px at {PAGE_WIDTH_PX} px wide, under the "
+                          f"page's {BODY_TEXT_PX} px body text (avlib.plots.use_page_style)", stacklevel=2)
+        record = self._sidecar(path, "figure", caption, text_px_on_page=text_px)
         title = f"{self.profile} profile" + (" (SMOKE: not a result)" if not is_result(self.profile) else "")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight",
@@ -199,6 +215,24 @@ class ResultWriter:
         rows = [kept for kept in read_comparisons(path) if kept["key"] != key] + [row]
         write_text(path, json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
         return row
+
+
+def escape_cell(text: str) -> str:
+    """A string as one GitHub-flavoured Markdown table cell: ``|`` escaped, line breaks as ``<br>``."""
+    return str(text).replace("|", "\\|").replace("\r\n", "<br>").replace("\r", "<br>").replace("\n", "<br>")
+
+
+def markdown_table(frame, floatfmt: str = ".4g") -> str:
+    """A DataFrame as a GitHub-flavoured Markdown table whose every row has its header's columns: the text of
+    every cell and column name goes through :func:`escape_cell`; numbers are formatted with ``floatfmt``."""
+    import pandas as pd
+
+    escaped = frame.rename(columns=lambda name: escape_cell(name) if isinstance(name, str) else name)
+    for position in range(escaped.shape[1]):
+        column = escaped.iloc[:, position]
+        if not pd.api.types.is_numeric_dtype(column):
+            escaped.isetitem(position, column.map(lambda value: escape_cell(value) if isinstance(value, str) else value))
+    return escaped.to_markdown(index=False, floatfmt=floatfmt)
 
 
 def _verdict_note(found: str, expected_sign: int, intervals: Mapping[str, tuple[float, float]]) -> str:
