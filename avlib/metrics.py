@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,28 +38,39 @@ PESQ_RATE = 16_000
 BSS_FILTER_LENGTH = 512
 
 
+def _held_out_batches(held_out, batch_size: int) -> Iterator[Mapping[str, Tensor]]:
+    """Batches of a held-out set: an :class:`~avlib.data.shift.EvaluationSet` decodes them one at a time,
+    a dict of whole tensors is sliced."""
+    if hasattr(held_out, "batches"):
+        yield from held_out.batches(batch_size)
+        return
+    for first in range(0, len(held_out["label"]), batch_size):
+        yield {key: value[first : first + batch_size] for key, value in held_out.items()}
+
+
 @torch.no_grad()
-def alignment_accuracy(model: nn.Module, held_out: Mapping[str, Tensor], batch_size: int = 16,
+def alignment_accuracy(model: nn.Module, held_out, batch_size: int = 16,
                        device: torch.device | str = "cpu") -> dict[str, float]:
     """Held-out accuracy of the official protocol (docs/paper.md §3): each clip is scored once, with its aligned
     audio (label 1) or its shifted audio (label 0), 50/50; correct when (logit > 0) == label.
 
     model: a :class:`~avlib.models.multisensory.MultisensoryNet` or a wrapper of it, called in its pair mode;
-    held_out: ``frames``, ``audio``, ``shifted_audio`` and ``label`` (:func:`avlib.data.shift.evaluation_set`).
+    held_out: an :class:`~avlib.data.shift.EvaluationSet` (:func:`avlib.data.shift.evaluation_set`), decoded
+    ``batch_size`` examples at a time, or a dict of ``frames``, ``audio``, ``shifted_audio`` and ``label``.
     Also the pairwise accuracy (aligned logit > shifted logit, ties counted half), a lower-variance view of
     the same skill. Returns accuracy, its 95 % Wilson interval, n, and pair_accuracy.
     """
     was_training = model.training
     model.eval()
-    aligned_logits, shifted_logits = [], []
-    for first in range(0, len(held_out["label"]), batch_size):
-        part = {key: value[first : first + batch_size].to(device) for key, value in held_out.items()}
-        aligned, shifted = model(normalize_frames(part["frames"]), part["audio"], part["shifted_audio"])
+    aligned_logits, shifted_logits, label_parts = [], [], []
+    for part in _held_out_batches(held_out, batch_size):
+        aligned, shifted = model(normalize_frames(part["frames"].to(device)), part["audio"].to(device),
+                                 part["shifted_audio"].to(device))
         aligned_logits.append(aligned.float().cpu())
         shifted_logits.append(shifted.float().cpu())
+        label_parts.append(part["label"])
     model.train(was_training)
-    aligned, shifted = torch.cat(aligned_logits), torch.cat(shifted_logits)
-    labels = held_out["label"]
+    aligned, shifted, labels = torch.cat(aligned_logits), torch.cat(shifted_logits), torch.cat(label_parts)
     scored = torch.where(labels > 0, aligned, shifted)
     correct = int(((scored > 0).float() == labels).sum())
     low, high = wilson_interval(correct, len(labels))
