@@ -2,7 +2,8 @@
 
 Every video of a batch is used twice: its frames with **their own audio** (label 1, aligned)
 and with audio from **another window of the same video** (label 0, shifted). The paper's
-windows are 4.2 s long, from 10.1 s clips, shifted by 2.0-5.8 s; at smaller scales the shift
+windows are 4.2 s long, from 10.1 s clips, shifted by 2.0-5.8 s by its text and by 2.17-5.87 s in the
+official code (the ``paper`` profile uses the code's, :data:`OFFICIAL_SHIFT`); at smaller scales the shift
 range keeps the same fraction of the window (:meth:`ShiftConfig.scaled`).
 
 Windows start on the frame grid of the network's rate, so a window is ``num_frames`` frames
@@ -27,9 +28,15 @@ from avlib import io
 from avlib.data.cache import decode_all
 from avlib.data.clips import ClipFormat, StepBatches, collate, crop_and_flip
 
-#: The paper's window and shift range, seconds (``src/shift_params.py``; the paper states 2.0-5.8 s).
+#: The paper's window, seconds (``src/shift_params.py``).
 PAPER_WINDOW = 4.2
+#: The shift range the paper's text states, seconds (UNVERIFIED against the PDF; docs/paper.md §3).
 PAPER_SHIFT = (2.0, 5.8)
+#: The shifts the official code allows (``src/shift_dset.py``): two 125-frame windows of a 10.1 s clip that
+#: overlap by at most ``max_intersection = 60`` frames, i.e. 65-176 frames at 29.97 fps (docs/paper.md §3).
+OFFICIAL_SHIFT_FRAMES = (65, 176)
+#: The same in seconds, 2.169-5.873 s; at 29.97 fps these give exactly 65 and 176 frames.
+OFFICIAL_SHIFT = (OFFICIAL_SHIFT_FRAMES[0] / io.PAPER_FPS, OFFICIAL_SHIFT_FRAMES[1] / io.PAPER_FPS)
 
 
 @dataclass(frozen=True)

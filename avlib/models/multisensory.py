@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from avlib.models.norm import BatchRenorm
+
 AUDIO_CHANNELS = 2  # stereo waveform, the 2 input channels of sf/conv1_1
 FRAME_CHANNELS = 3
 MU_LAW_MU = 255.0
@@ -47,6 +49,9 @@ class MultisensoryConfig:
         bn_eps: BatchNorm epsilon (slim's 1e-3).
         bn_momentum: weight of the current batch in BatchNorm's running averages, 1 - TF decay 0.9997.
             Short runs (tests, tiny CPU profiles) need a faster one, e.g. 0.1.
+        renorm: the BatchNorms after a residual sum (``*_bn``, ``im/merge_block_bn``) are TF batch
+            renormalisation without clipping, as the official code trains them (:class:`avlib.models.norm.BatchRenorm`);
+            False: plain BatchNorm, a close approximation (docs/paper.md §2.7).
     """
 
     num_frames: int = 125
@@ -57,6 +62,7 @@ class MultisensoryConfig:
     cam: bool = False
     bn_eps: float = 1e-3
     bn_momentum: float = 3e-4
+    renorm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "frame_size", "num_samples", "width"):
@@ -196,6 +202,13 @@ class BatchNormNoScale(nn.Module):
         )
 
 
+def post_sum_norm(num_channels: int, config: MultisensoryConfig) -> nn.Module:
+    """The BatchNorm after a residual sum: batch renorm with ``config.renorm`` (TF ``renorm=True``), else plain."""
+    if config.renorm:
+        return BatchRenorm(num_channels, config.bn_eps, config.bn_momentum)
+    return BatchNormNoScale(num_channels, config)
+
+
 class ConvBN(nn.Module):
     """SAME conv without bias, BatchNorm without scale, then ReLU unless ``relu=False`` (slim's conv defaults)."""
 
@@ -227,7 +240,8 @@ class ResidualBlock(nn.Module):
     Unlike a standard ResNet block, conv_b has a bias and no BN, and the BN comes after the sum.
     The shortcut is the identity, subsampling by the stride (TF's 1x1 max-pool) when the channels are
     unchanged, otherwise a strided 1x1 conv + BN. (B, C_in, *S) -> (B, C_out, *ceil(S / stride)).
-    TF trains the post-sum BN with batch renormalisation; plain BN is a close approximation (docs/paper.md §2.7).
+    TF trains the post-sum BN with batch renormalisation (``config.renorm``); plain BN is a close approximation
+    (docs/paper.md §2.7).
     """
 
     def __init__(
@@ -243,7 +257,7 @@ class ResidualBlock(nn.Module):
         self.stride = (stride,) * dims if isinstance(stride, int) else tuple(stride)
         self.conv_a = ConvBN(dims, in_channels, out_channels, kernel_size, stride, config)
         self.conv_b = SAME_CONV[dims](out_channels, out_channels, kernel_size, bias=True)
-        self.bn = BatchNormNoScale(out_channels, config)
+        self.bn = post_sum_norm(out_channels, config)
         self.projection = (
             ConvBN(dims, in_channels, out_channels, 1, stride, config, relu=False)
             if in_channels != out_channels
@@ -333,7 +347,7 @@ class Fusion(nn.Module):
         self.audio_conv5_1 = ConvBN(1, 4 * w, 2 * w, 3, 1, config)  # sf/conv5_1
         self.merge1 = ConvBN(3, 3 * w, 8 * w, 1, 1, config)
         self.merge2 = SameConv3d(8 * w, 2 * w, 1, bias=True)
-        self.bn = BatchNormNoScale(2 * w, config)  # im/merge_block_bn
+        self.bn = post_sum_norm(2 * w, config)  # im/merge_block_bn
 
     def forward(self, visual: Tensor, audio_features: Tensor) -> Tensor:
         """visual (B, w, T, H, W), audio_features (B, 4w, L) -> (B, 2w, T, H, W); 32 x 28 x 28 for the paper."""
