@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from avlib.data.shift import EvaluationSet
 from avlib.data.ucf101 import VideoSource, evaluation_batches
 from avlib.models.multisensory import normalize_frames
 from avlib.models.unet import mono_mix, predict
@@ -38,10 +39,10 @@ PESQ_RATE = 16_000
 BSS_FILTER_LENGTH = 512
 
 
-def _held_out_batches(held_out, batch_size: int) -> Iterator[Mapping[str, Tensor]]:
+def _held_out_batches(held_out: EvaluationSet | Mapping[str, Tensor], batch_size: int) -> Iterator[Mapping[str, Tensor]]:
     """Batches of a held-out set: an :class:`~avlib.data.shift.EvaluationSet` decodes them one at a time,
     a dict of whole tensors is sliced."""
-    if hasattr(held_out, "batches"):
+    if isinstance(held_out, EvaluationSet):
         yield from held_out.batches(batch_size)
         return
     for first in range(0, len(held_out["label"]), batch_size):
@@ -49,7 +50,7 @@ def _held_out_batches(held_out, batch_size: int) -> Iterator[Mapping[str, Tensor
 
 
 @torch.no_grad()
-def alignment_accuracy(model: nn.Module, held_out, batch_size: int = 16,
+def alignment_accuracy(model: nn.Module, held_out: EvaluationSet | Mapping[str, Tensor], batch_size: int = 16,
                        device: torch.device | str = "cpu") -> dict[str, float]:
     """Held-out accuracy of the official protocol (docs/paper.md §3): each clip is scored once, with its aligned
     audio (label 1) or its shifted audio (label 0), 50/50; correct when (logit > 0) == label.
