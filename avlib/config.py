@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from avlib.data.shift import ShiftConfig
+from avlib.data.shift import OFFICIAL_SHIFT, ShiftConfig
 from avlib.models.multisensory import MultisensoryConfig
 from avlib.models.unet import SeparationConfig
 from avlib.spectral import SpectralConfig
@@ -276,6 +276,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "paper": {
         "description": "real datasets at the paper's settings",
         "is_result": True, "synthetic": False,
+        # The official code's shift range (the text's 2.0-5.8 s is UNVERIFIED) and its batch renormalisation
+        # after every residual sum and in every U-Net layer (docs/paper.md §2.7, §3, §7.3).
+        "pretrain": {"shift": {"min_shift": OFFICIAL_SHIFT[0], "max_shift": OFFICIAL_SHIFT[1]}, "model": {"renorm": True}},
+        "separation": {"model": {"unet": {"renorm": True}, "multisensory": {"renorm": True}}},
     },
     "synth": {
         "description": "the synthetic world at toy scale, on a 2-core CPU",

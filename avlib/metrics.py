@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from avlib.data.shift import EvaluationSet
 from avlib.data.ucf101 import VideoSource, evaluation_batches
 from avlib.models.multisensory import normalize_frames
 from avlib.models.unet import mono_mix, predict
@@ -38,28 +39,39 @@ PESQ_RATE = 16_000
 BSS_FILTER_LENGTH = 512
 
 
+def _held_out_batches(held_out: EvaluationSet | Mapping[str, Tensor], batch_size: int) -> Iterator[Mapping[str, Tensor]]:
+    """Batches of a held-out set: an :class:`~avlib.data.shift.EvaluationSet` decodes them one at a time,
+    a dict of whole tensors is sliced."""
+    if isinstance(held_out, EvaluationSet):
+        yield from held_out.batches(batch_size)
+        return
+    for first in range(0, len(held_out["label"]), batch_size):
+        yield {key: value[first : first + batch_size] for key, value in held_out.items()}
+
+
 @torch.no_grad()
-def alignment_accuracy(model: nn.Module, held_out: Mapping[str, Tensor], batch_size: int = 16,
+def alignment_accuracy(model: nn.Module, held_out: EvaluationSet | Mapping[str, Tensor], batch_size: int = 16,
                        device: torch.device | str = "cpu") -> dict[str, float]:
     """Held-out accuracy of the official protocol (docs/paper.md §3): each clip is scored once, with its aligned
     audio (label 1) or its shifted audio (label 0), 50/50; correct when (logit > 0) == label.
 
     model: a :class:`~avlib.models.multisensory.MultisensoryNet` or a wrapper of it, called in its pair mode;
-    held_out: ``frames``, ``audio``, ``shifted_audio`` and ``label`` (:func:`avlib.data.shift.evaluation_set`).
+    held_out: an :class:`~avlib.data.shift.EvaluationSet` (:func:`avlib.data.shift.evaluation_set`), decoded
+    ``batch_size`` examples at a time, or a dict of ``frames``, ``audio``, ``shifted_audio`` and ``label``.
     Also the pairwise accuracy (aligned logit > shifted logit, ties counted half), a lower-variance view of
     the same skill. Returns accuracy, its 95 % Wilson interval, n, and pair_accuracy.
     """
     was_training = model.training
     model.eval()
-    aligned_logits, shifted_logits = [], []
-    for first in range(0, len(held_out["label"]), batch_size):
-        part = {key: value[first : first + batch_size].to(device) for key, value in held_out.items()}
-        aligned, shifted = model(normalize_frames(part["frames"]), part["audio"], part["shifted_audio"])
+    aligned_logits, shifted_logits, label_parts = [], [], []
+    for part in _held_out_batches(held_out, batch_size):
+        aligned, shifted = model(normalize_frames(part["frames"].to(device)), part["audio"].to(device),
+                                 part["shifted_audio"].to(device))
         aligned_logits.append(aligned.float().cpu())
         shifted_logits.append(shifted.float().cpu())
+        label_parts.append(part["label"])
     model.train(was_training)
-    aligned, shifted = torch.cat(aligned_logits), torch.cat(shifted_logits)
-    labels = held_out["label"]
+    aligned, shifted, labels = torch.cat(aligned_logits), torch.cat(shifted_logits), torch.cat(label_parts)
     scored = torch.where(labels > 0, aligned, shifted)
     correct = int(((scored > 0).float() == labels).sum())
     low, high = wilson_interval(correct, len(labels))
@@ -175,14 +187,17 @@ def summarize(scores: pd.DataFrame, by: Sequence[str] = ("system", "source"),
     return pd.DataFrame(rows)
 
 
-def score_separation(systems: Mapping[str, tuple], test_batch: Mapping[str, Tensor], test_list: pd.DataFrame,
-                     batch_size: int = 8, speech_metrics: bool | Sequence[str] = True, progress: bool = False,
-                     score_mixture: bool = True, stoi: bool = True) -> pd.DataFrame:
+def score_separation(systems: Mapping[str, tuple], test_batch: Mapping[str, Tensor] | Callable[[pd.DataFrame], Mapping[str, Tensor]],
+                     test_list: pd.DataFrame, batch_size: int = 8, speech_metrics: bool | Sequence[str] = True,
+                     progress: bool = False, score_mixture: bool = True, stoi: bool = True) -> pd.DataFrame:
     """Score each system and the mixture on every test pair: one row per (pair, system, source) (docs/paper.md §7.7).
 
     systems: name -> (model, order_free) or (model, order_free, phase) with ``phase`` as in
     :func:`avlib.models.unet.predict` (default ``"predicted"``). An order-free (PIT) model's outputs are assigned
     to on- and off-screen by the better mean SDR (an oracle assignment: it has no way to know which is on screen).
+    test_batch: the test list's pairs as one batch (:func:`avlib.data.mixtures.load_test_mixtures`), or a function
+    that loads that batch for some rows of the test list: the pairs are then decoded ``batch_size`` at a time, so
+    memory does not grow with the test list (same scores either way).
     All systems are scored on the same span: the samples every frame fully covers, leaving out the first and last
     ``frame_length - hop`` samples, where the inverse STFT tapers. References are the mono sources.
     ``speech_metrics``: PESQ and STOI for every system (True), none (False), or the named systems and the
@@ -195,32 +210,49 @@ def score_separation(systems: Mapping[str, tuple], test_batch: Mapping[str, Tens
         speech_systems = set(systems) | {"mixture"} if speech_metrics else set()
     else:
         speech_systems = set(speech_metrics) | {"mixture"}
-
-    predictions, order_free = {}, {}
-    for name, (model, free, *phase) in systems.items():
-        predictions[name] = predict(model, test_batch["frames"], test_batch["mixture"], batch_size, *phase)
-        order_free[name] = free
     spectral = next(iter(systems.values()))[0].config.spectral
+    pairs = list(test_list.itertuples())
     rows = []
-    for index, pair in enumerate(tqdm(test_list.itertuples(), total=len(test_list), disable=not progress, desc="scoring")):
-        some = next(iter(predictions.values()))
-        length = some["on_screen"].shape[1]
-        span = slice(spectral.frame_length - spectral.hop, length - (spectral.frame_length - spectral.hop))
-        on_reference = mono_mix(test_batch["on_screen"][index : index + 1])[0, :length][span].numpy()
-        off_reference = mono_mix(test_batch["off_screen"][index : index + 1])[0, :length][span].numpy()
-        mixture = some["mixture"][index][span].numpy()
-        estimates = {"mixture": (mixture, mixture)} if score_mixture else {}
-        for name, prediction in predictions.items():
-            first, second = prediction["on_screen"][index][span].numpy(), prediction["off_screen"][index][span].numpy()
-            estimates[name] = best_permutation(on_reference, off_reference, first, second) if order_free[name] else (first, second)
-        for with_speech in (True, False):
-            chosen = {name: value for name, value in estimates.items() if (name in speech_systems) == with_speech}
-            if not chosen:
-                continue
-            for row in score_pair(on_reference, off_reference, chosen, spectral.sample_rate, with_speech, stoi):
-                rows.append({"pair": pair.pair, "same_gender": pair.same_gender, "on_gender": pair.on_gender,
-                             "off_gender": pair.off_gender, "pesq": float("nan"), "stoi": float("nan"), **row})
+    bar = tqdm(total=len(pairs), disable=not progress, desc="scoring")
+    for first in range(0, len(pairs), batch_size):
+        chosen = slice(first, first + batch_size)
+        part = (test_batch(test_list.iloc[chosen]) if callable(test_batch) else
+                {key: value[chosen] for key, value in test_batch.items()})
+        predictions, order_free = {}, {}
+        for name, (model, free, *phase) in systems.items():
+            predictions[name] = predict(model, part["frames"], part["mixture"], batch_size, *phase)
+            order_free[name] = free
+        for index, pair in enumerate(pairs[chosen]):
+            rows.extend(_score_test_pair(pair, index, part, predictions, order_free, spectral, speech_systems,
+                                         score_mixture, stoi))
+            bar.update()
+    bar.close()
     return pd.DataFrame(rows)
+
+
+def _score_test_pair(pair, index: int, part: Mapping[str, Tensor], predictions: Mapping[str, Mapping[str, Tensor]],
+                     order_free: Mapping[str, bool], spectral, speech_systems: set[str], score_mixture: bool,
+                     stoi: bool) -> list[dict]:
+    """The rows of :func:`score_separation` for the test pair at position ``index`` of a decoded part."""
+    some = next(iter(predictions.values()))
+    length = some["on_screen"].shape[1]
+    span = slice(spectral.frame_length - spectral.hop, length - (spectral.frame_length - spectral.hop))
+    on_reference = mono_mix(part["on_screen"][index : index + 1])[0, :length][span].numpy()
+    off_reference = mono_mix(part["off_screen"][index : index + 1])[0, :length][span].numpy()
+    mixture = some["mixture"][index][span].numpy()
+    estimates = {"mixture": (mixture, mixture)} if score_mixture else {}
+    for name, prediction in predictions.items():
+        first, second = prediction["on_screen"][index][span].numpy(), prediction["off_screen"][index][span].numpy()
+        estimates[name] = best_permutation(on_reference, off_reference, first, second) if order_free[name] else (first, second)
+    rows = []
+    for with_speech in (True, False):
+        chosen = {name: value for name, value in estimates.items() if (name in speech_systems) == with_speech}
+        if not chosen:
+            continue
+        for row in score_pair(on_reference, off_reference, chosen, spectral.sample_rate, with_speech, stoi):
+            rows.append({"pair": pair.pair, "same_gender": pair.same_gender, "on_gender": pair.on_gender,
+                         "off_gender": pair.off_gender, "pesq": float("nan"), "stoi": float("nan"), **row})
+    return rows
 
 
 def improvement_over_mixture(scores: pd.DataFrame, metric: str = "sdr") -> pd.DataFrame:

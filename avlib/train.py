@@ -270,24 +270,30 @@ def _is_batch_norm(module: nn.Module) -> bool:
 
 @contextmanager
 def ranks_synced_batch_norm(model: nn.Module) -> Iterator[int]:
-    """Within: every batch norm inside ``model`` is a :class:`RankSyncedBatchNorm` (yields how many);
-    on exit the original modules are back, holding the trained tensors. Needs an initialised process group.
+    """Within: every batch norm inside ``model`` is a :class:`RankSyncedBatchNorm`, and every layer with a
+    ``sync_ranks`` switch (batch renorm) has it on (yields how many of both); on exit the original modules
+    are back, holding the trained tensors. Needs an initialised process group.
 
     torch's ``nn.SyncBatchNorm`` would do this for ``nn.BatchNorm*`` on GPUs only (torch 2.13 refuses CPU
     tensors), and knows nothing of batch norms without a scale such as the multisensory net's.
     """
     swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    synced = [module for module in model.modules() if getattr(module, "sync_ranks", None) is False]
+    for module in synced:  # layers that reduce their own statistics (avlib.models.norm.BatchRenorm)
+        module.sync_ranks = True
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if _is_batch_norm(child):
                 parent._modules[name] = RankSyncedBatchNorm(child)
                 swapped.append((parent, name, child))
-            elif "running_mean" in child._buffers:
+            elif "running_mean" in child._buffers and child not in synced:
                 warnings.warn(f"{type(child).__name__} looks like a batch norm but does not say so "
                               "(is_batch_norm): its statistics stay per rank", stacklevel=3)
     try:
-        yield len(swapped)
+        yield len(swapped) + len(synced)
     finally:
+        for module in synced:
+            module.sync_ranks = False
         for parent, name, child in swapped:
             child.train(parent._modules[name].training)
             parent._modules[name] = child

@@ -89,6 +89,30 @@ def test_reinitialising_a_block_renews_it_and_keeps_everything_else(block):
             assert torch.equal(tensor, before[name]), name
 
 
+@pytest.mark.parametrize("renorm", [False, True])
+def test_stage_two_reinitialises_the_four_blocks_together_and_nothing_else(renorm):
+    """The paper profile's second stage renews conv2_2 (in the video stream), conv3_2, conv4_2 and conv5_2, batch
+    renorm averages included, and keeps every other tensor."""
+    from avlib.config import resolve
+
+    stages = resolve("paper").pretrain.stages
+    assert stages[0].reinit == () and stages[1].reinit == PAPER_REINIT
+    config = MultisensoryConfig(width=4, num_frames=8, frame_size=32, num_samples=4096, renorm=renorm)
+    torch.manual_seed(0)
+    model = MultisensoryNet(config)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            tensor.add_(torch.rand_like(tensor) + 0.5)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    reinitialise_blocks(model, stages[1].reinit, seed=1)
+    changed = {name.split(".conv_", 1)[0].split(".bn", 1)[0].split(".projection", 1)[0]
+               for name, tensor in model.state_dict().items() if not torch.equal(tensor, before[name])}
+    assert changed == {"video.conv2_2", "conv3_2", "conv4_2", "conv5_2"}
+    renewed = [name for name in before if any(in_block(name, block) for block in PAPER_REINIT)]
+    assert all(not torch.equal(model.state_dict()[name], before[name]) for name in renewed)
+    assert any(name.endswith("bn.renorm_mean") for name in renewed) == renorm
+
+
 def test_block_names_match_whole_path_components():
     assert in_block("video.conv2_2.conv_a.conv.weight", "conv2_2")
     assert in_block("video.conv2_2.bn.bias", "video.conv2_2")

@@ -242,7 +242,9 @@ def test_evaluation_scores_every_pair_for_every_system(speakers, tiny_checkpoint
 
 def test_profile_settings():
     paper = resolve("paper").separation
-    assert paper.model == SeparationConfig() and paper.train.lr == 1e-4 and paper.train.lr_milestones == [120_000]
+    # the paper's model, with the official code's batch renorm in the U-Net and the multisensory net
+    renormed = SeparationConfig(unet=UNetConfig(renorm=True), multisensory=MultisensoryConfig(renorm=True))
+    assert paper.model == renormed and paper.train.lr == 1e-4 and paper.train.lr_milestones == [120_000]
     assert (paper.train.steps, paper.batch_size, paper.pit_batch_size, paper.train.grad_clip) == (160_000, 6, 12, 10.0)
     assert (paper.train.optimizer, paper.train.weight_decay_prefixes) == ("adam", ["unet."])
     assert (paper.model.output, paper.magnitude_loss) == ("direct", "log")

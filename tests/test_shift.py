@@ -8,7 +8,18 @@ import torch
 from media import decode_indices, make_video
 
 from avlib import io
-from avlib.data.shift import DecodedClips, FileClips, ShiftBatches, ShiftConfig, evaluation_set, sample_pair_starts
+from avlib.data.clips import collate
+from avlib.data.shift import (
+    DecodedClips,
+    FileClips,
+    ShiftBatches,
+    ShiftConfig,
+    evaluation_set,
+    make_example,
+    sample_pair_starts,
+)
+from avlib.metrics import alignment_accuracy
+from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet
 
 
 def test_pair_starts_respect_the_paper_range():
@@ -71,5 +82,51 @@ def test_decoded_and_file_sources_give_the_same_windows(videos):
 def test_evaluation_set_is_fixed_and_balanced(videos):
     source = DecodedClips(videos, _config())
     first, again = evaluation_set(source, _config(), per_video=20, seed=1), evaluation_set(source, _config(), per_video=20, seed=1)
-    assert torch.equal(first["label"], again["label"]) and torch.equal(first["shifted_audio"], again["shifted_audio"])
-    assert 0.3 < first["label"].mean().item() < 0.7 and len(first["label"]) == 60
+    assert torch.equal(first.labels, again.labels) and first.pairs == again.pairs
+    assert torch.equal(first.batch(7, 5)["shifted_audio"], again.batch(7, 5)["shifted_audio"])
+    assert 0.3 < first.labels.mean().item() < 0.7 and len(first) == 60
+
+
+def _eager_evaluation_set(source, config, per_video, seed):
+    """The held-out set as it was built before streaming: every example decoded into one batch."""
+    rng = np.random.default_rng([seed, 2**31 - 1])
+    examples = [make_example(source, video, rng, config, train=False) for video in range(len(source)) for _ in range(per_video)]
+    batch = collate(examples)
+    batch["label"] = torch.from_numpy(rng.integers(0, 2, size=len(examples))).float()
+    return batch
+
+
+def test_streamed_evaluation_set_equals_the_eager_one(videos):
+    """Same draws, same examples, same order: the batches concatenate to the eager set, and the held-out
+    accuracy of a network is bit-identical either way."""
+    config = _config()
+    source = DecodedClips(videos, config)
+    eager = _eager_evaluation_set(source, config, per_video=5, seed=3)
+    streamed = evaluation_set(source, config, per_video=5, seed=3)
+    parts = list(streamed.batches(4))
+    assert [len(part["label"]) for part in parts] == [4, 4, 4, 3]
+    for key, value in eager.items():
+        assert torch.equal(torch.cat([part[key] for part in parts]), value), key
+    torch.manual_seed(0)
+    net = MultisensoryNet(MultisensoryConfig(num_frames=config.num_frames, frame_size=config.crop,
+                                             num_samples=config.num_samples, width=4))
+    assert alignment_accuracy(net, streamed, batch_size=4) == alignment_accuracy(net, eager, batch_size=4)
+    with pytest.raises(IndexError, match="outside the held-out set of 15"):
+        streamed.batch(15, 4)
+
+
+def test_paper_profile_uses_the_official_code_shift_range():
+    """65-176 frames at 29.97 fps (max_intersection = 60 of 125-frame windows), both bounds reachable; the
+    synthetic profiles keep the text's 2.0-5.8 s; the paper comparison lists both."""
+    from avlib.config import resolve
+    from avlib.data.shift import OFFICIAL_SHIFT, PAPER_SHIFT
+    from avlib.report.claims import BY_KEY
+
+    config = resolve("paper").pretrain.shift
+    assert (config.min_shift, config.max_shift) == OFFICIAL_SHIFT and config.fps == 29.97 and config.num_frames == 125
+    assert (resolve("synth").pretrain.shift.min_shift, resolve("synth").pretrain.shift.max_shift) == PAPER_SHIFT
+    rng = np.random.default_rng(0)
+    offsets = np.abs(np.diff([sample_pair_starts(rng, 302, config) for _ in range(20000)], axis=1))
+    assert offsets.min() == 65 and offsets.max() == 176
+    assert BY_KEY["shift_min_code_s"].value == OFFICIAL_SHIFT[0] and BY_KEY["shift_max_code_s"].value == OFFICIAL_SHIFT[1]
+    assert (BY_KEY["shift_min_s"].value, BY_KEY["shift_max_s"].value) == PAPER_SHIFT and not BY_KEY["shift_min_s"].verified

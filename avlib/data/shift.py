@@ -2,7 +2,8 @@
 
 Every video of a batch is used twice: its frames with **their own audio** (label 1, aligned)
 and with audio from **another window of the same video** (label 0, shifted). The paper's
-windows are 4.2 s long, from 10.1 s clips, shifted by 2.0-5.8 s; at smaller scales the shift
+windows are 4.2 s long, from 10.1 s clips, shifted by 2.0-5.8 s by its text and by 2.17-5.87 s in the
+official code (the ``paper`` profile uses the code's, :data:`OFFICIAL_SHIFT`); at smaller scales the shift
 range keeps the same fraction of the window (:meth:`ShiftConfig.scaled`).
 
 Windows start on the frame grid of the network's rate, so a window is ``num_frames`` frames
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -27,9 +28,15 @@ from avlib import io
 from avlib.data.cache import decode_all
 from avlib.data.clips import ClipFormat, StepBatches, collate, crop_and_flip
 
-#: The paper's window and shift range, seconds (``src/shift_params.py``; the paper states 2.0-5.8 s).
+#: The paper's window, seconds (``src/shift_params.py``).
 PAPER_WINDOW = 4.2
+#: The shift range the paper's text states, seconds (UNVERIFIED against the PDF; docs/paper.md §3).
 PAPER_SHIFT = (2.0, 5.8)
+#: The shifts the official code allows (``src/shift_dset.py``): two 125-frame windows of a 10.1 s clip that
+#: overlap by at most ``max_intersection = 60`` frames, i.e. 65-176 frames at 29.97 fps (docs/paper.md §3).
+OFFICIAL_SHIFT_FRAMES = (65, 176)
+#: The same in seconds, 2.169-5.873 s; at 29.97 fps these give exactly 65 and 176 frames.
+OFFICIAL_SHIFT = (OFFICIAL_SHIFT_FRAMES[0] / io.PAPER_FPS, OFFICIAL_SHIFT_FRAMES[1] / io.PAPER_FPS)
 
 
 @dataclass(frozen=True)
@@ -191,15 +198,68 @@ class ShiftBatches(StepBatches):
         return collate([make_example(self.source, int(video), rng, self.config, train=True) for video in videos])
 
 
-def evaluation_set(source: ClipSource, config: ShiftConfig, per_video: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A fixed held-out set: ``per_video`` pairs per video, centre crops, and a 50/50 label per pair.
+@dataclass(frozen=True)
+class HeldOutPair:
+    """One example of the held-out set: which video, where its window and its shifted audio start."""
+
+    video: int
+    start: int  # first frame of the window (frames and aligned audio)
+    shifted_start: int  # first frame of the shifted audio
+
+
+class EvaluationSet:
+    """A fixed held-out set, decoded batch by batch: ``per_video`` pairs per video, centre crops, and a
+    50/50 label per pair (:func:`evaluation_set`).
+
+    Every random draw happens here, up front and cheaply (window starts need only each clip's length),
+    in the order of the eager set this replaces; :meth:`batches` then decodes ``batch_size`` examples at
+    a time, so memory does not grow with the number of held-out clips. ``len`` is the number of examples,
+    ``labels`` their (N,) float labels.
+    """
+
+    def __init__(self, source: ClipSource, config: ShiftConfig, per_video: int = 1, seed: int = 0):
+        if per_video < 1:
+            raise ValueError(f"per_video must be at least 1, got {per_video}")
+        self.source, self.config = source, config
+        rng = np.random.default_rng([seed, 2**31 - 1])
+        self.pairs = [HeldOutPair(video, *sample_pair_starts(rng, source.num_frames(video), config))
+                      for video in range(len(source)) for _ in range(per_video)]
+        self.labels = torch.from_numpy(rng.integers(0, 2, size=len(self.pairs))).float()
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def example(self, index: int) -> ShiftExample:
+        """Example ``index``, decoded (what :func:`make_example` gives for an evaluation pair)."""
+        pair, config = self.pairs[index], self.config
+        frames, audio = self.source.window(pair.video, pair.start, config.num_frames)
+        shifted = self.source.audio(pair.video, pair.shifted_start, config.num_frames)
+        return ShiftExample(crop_and_flip(frames, config, None), audio, shifted,
+                            (pair.shifted_start - pair.start) / config.fps)
+
+    def batch(self, first: int, size: int) -> dict[str, torch.Tensor]:
+        """Examples ``first`` .. ``first + size - 1`` as one batch with their ``label``."""
+        if not 0 <= first < len(self):
+            raise IndexError(f"example {first} is outside the held-out set of {len(self)}")
+        indices = range(first, min(first + size, len(self)))
+        batch = collate([self.example(index) for index in indices])
+        batch["label"] = self.labels[first : first + len(indices)]
+        return batch
+
+    def batches(self, batch_size: int = 16) -> Iterator[dict[str, torch.Tensor]]:
+        """The whole set in order, ``batch_size`` examples at a time (the last batch may be smaller)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        for first in range(0, len(self), batch_size):
+            yield self.batch(first, batch_size)
+
+
+def evaluation_set(source: ClipSource, config: ShiftConfig, per_video: int = 1, seed: int = 0) -> EvaluationSet:
+    """A fixed held-out set: ``per_video`` pairs per video, centre crops, and a 50/50 label per pair,
+    streamed in batches (:class:`EvaluationSet`).
 
     ``label`` 1 means the example is to be scored with its aligned audio, 0 with the shifted
     one, as the official test protocol (``do_shift``); both audios are kept so that the
     pairwise score (aligned logit > shifted logit) can be reported too.
     """
-    rng = np.random.default_rng([seed, 2**31 - 1])
-    examples = [make_example(source, video, rng, config, train=False) for video in range(len(source)) for _ in range(per_video)]
-    batch = collate(examples)
-    batch["label"] = torch.from_numpy(rng.integers(0, 2, size=len(examples))).float()
-    return batch
+    return EvaluationSet(source, config, per_video, seed)

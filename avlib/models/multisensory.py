@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, TypedDict
 
 import torch
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from avlib.models.norm import BatchRenorm
 from avlib.models.tf_pooling import fractional_max_pool_tf
 
 AUDIO_CHANNELS = 2  # stereo waveform, the 2 input channels of sf/conv1_1
@@ -54,6 +55,12 @@ class MultisensoryConfig:
         tf_pool: fuse with TF's deterministic fractional max-pool (:mod:`avlib.models.tf_pooling`) instead of
             the adaptive max-pool, as the released networks run at test time; set for imported official weights
             (:mod:`avlib.weights`).
+        renorm: the BatchNorms after a residual sum (``*_bn``, ``im/merge_block_bn``) are TF batch
+            renormalisation without clipping, as the official code trains them (:class:`avlib.models.norm.BatchRenorm`);
+            False: plain BatchNorm, a close approximation (docs/paper.md §2.7).
+        fast_conv1: compute ``im/conv1`` as the equal stride-1 conv over space-to-depth frames
+            (:func:`avlib.models.fast_conv.space_to_depth_conv3d`), faster on GPUs; same weights, same results up to
+            float rounding.
     """
 
     num_frames: int = 125
@@ -66,6 +73,8 @@ class MultisensoryConfig:
     bn_momentum: float = 3e-4
     bn_scale: bool = False
     tf_pool: bool = False
+    renorm: bool = False
+    fast_conv1: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "frame_size", "num_samples", "width"):
@@ -206,6 +215,13 @@ class BatchNormNoScale(nn.Module):
         )
 
 
+def post_sum_norm(num_channels: int, config: MultisensoryConfig) -> nn.Module:
+    """The BatchNorm after a residual sum: batch renorm with ``config.renorm`` (TF ``renorm=True``), else plain."""
+    if config.renorm:
+        return BatchRenorm(num_channels, config.bn_eps, config.bn_momentum, scale=config.bn_scale)
+    return BatchNormNoScale(num_channels, config)
+
+
 class ConvBN(nn.Module):
     """SAME conv without bias, BatchNorm without scale, then ReLU unless ``relu=False`` (slim's conv defaults)."""
 
@@ -237,7 +253,8 @@ class ResidualBlock(nn.Module):
     Unlike a standard ResNet block, conv_b has a bias and no BN, and the BN comes after the sum.
     The shortcut is the identity, subsampling by the stride (TF's 1x1 max-pool) when the channels are
     unchanged, otherwise a strided 1x1 conv + BN. (B, C_in, *S) -> (B, C_out, *ceil(S / stride)).
-    TF trains the post-sum BN with batch renormalisation; plain BN is a close approximation (docs/paper.md §2.7).
+    TF trains the post-sum BN with batch renormalisation (``config.renorm``); plain BN is a close approximation
+    (docs/paper.md §2.7).
     """
 
     def __init__(
@@ -253,7 +270,7 @@ class ResidualBlock(nn.Module):
         self.stride = (stride,) * dims if isinstance(stride, int) else tuple(stride)
         self.conv_a = ConvBN(dims, in_channels, out_channels, kernel_size, stride, config)
         self.conv_b = SAME_CONV[dims](out_channels, out_channels, kernel_size, bias=True)
-        self.bn = BatchNormNoScale(out_channels, config)
+        self.bn = post_sum_norm(out_channels, config)
         self.projection = (
             ConvBN(dims, in_channels, out_channels, 1, stride, config, relu=False)
             if in_channels != out_channels
@@ -302,10 +319,18 @@ class VideoStream(nn.Module):
         self.conv1 = ConvBN(3, FRAME_CHANNELS, w, (5, 7, 7), 2, config)
         self.conv2_1 = ResidualBlock(3, w, w, 3, 1, config)
         self.conv2_2 = ResidualBlock(3, w, w, 3, 2, config)
+        self.fast_conv1 = None
+        if config.fast_conv1:
+            from avlib.models.fast_conv import space_to_depth_conv3d  # imports this module's padding
+
+            self.fast_conv1 = space_to_depth_conv3d
 
     def forward(self, frames: Tensor) -> Tensor:
         """(B, 3, T, H, W) in [-1, 1] -> (B, w, T', H', W'); shapes for 125 x 224 x 224, w = 64."""
-        x = self.conv1(frames)  # (B, 64, 63, 112, 112)
+        if self.fast_conv1 is not None:  # the same conv, as stride 1 over 24 channels
+            x = F.relu(self.conv1.bn(self.fast_conv1(frames, self.conv1.conv.weight, stride=self.conv1.conv.stride)))
+        else:
+            x = self.conv1(frames)  # (B, 64, 63, 112, 112)
         x = pad_same(x, (1, 3, 3), (1, 2, 2), value=-math.inf)  # TF's SAME max-pool ignores the padding
         x = F.max_pool3d(x, (1, 3, 3), (1, 2, 2))  # (B, 64, 63, 56, 56)
         x = self.conv2_1(x)  # (B, 64, 63, 56, 56)
@@ -344,7 +369,7 @@ class Fusion(nn.Module):
         self.audio_conv5_1 = ConvBN(1, 4 * w, 2 * w, 3, 1, config)  # sf/conv5_1
         self.merge1 = ConvBN(3, 3 * w, 8 * w, 1, 1, config)
         self.merge2 = SameConv3d(8 * w, 2 * w, 1, bias=True)
-        self.bn = BatchNormNoScale(2 * w, config)  # im/merge_block_bn
+        self.bn = post_sum_norm(2 * w, config)  # im/merge_block_bn
 
     def forward(self, visual: Tensor, audio_features: Tensor) -> Tensor:
         """visual (B, w, T, H, W), audio_features (B, 4w, L) -> (B, 2w, T, H, W); 32 x 28 x 28 for the paper."""
@@ -532,7 +557,7 @@ def count_train_flops(config: MultisensoryConfig, batch_size: int = 1) -> int:
     so it allocates nothing. About 1.5 TFLOP per video for the paper configuration.
     """
     with torch.device("meta"):
-        model = MultisensoryNet(config)
+        model = MultisensoryNet(replace(config, fast_conv1=False))  # the network's FLOPs, not the zero taps
         frames = torch.empty(batch_size, FRAME_CHANNELS, config.num_frames, config.frame_size, config.frame_size)
         audio = torch.empty(batch_size, AUDIO_CHANNELS, config.num_samples)
     with FlopCounterMode(display=False) as counter:

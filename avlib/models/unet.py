@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, normalize_frames, pad_same, tf_same_padding
+from avlib.models.norm import BatchRenorm
 from avlib.spectral import SpectralConfig, analyze, full_band, inverse_stft, stft
 
 #: Encoder layers: (scope, channels in units of w, stride (time, frequency)).
@@ -69,12 +70,15 @@ class UNetConfig:
         width: w, channels of conv1 (64); the layers have w, 2w, 4w and 8w channels as in pix2pix.
         bn_eps: BatchNorm epsilon (1e-5).
         bn_momentum: weight of the current batch in the running averages, 1 - TF decay 0.9997. Short runs
-            need a faster one (e.g. 0.1). TF trains with batch renormalisation; plain BN approximates it.
+            need a faster one (e.g. 0.1).
+        renorm: every BatchNorm is TF batch renormalisation without clipping, as the official code trains it
+            (:class:`avlib.models.norm.BatchRenorm`); False: plain BatchNorm, which approximates it.
     """
 
     width: int = 64
     bn_eps: float = 1e-5
     bn_momentum: float = 3e-4
+    renorm: bool = False
 
     def __post_init__(self) -> None:
         if self.width < 1:
@@ -215,9 +219,16 @@ def _init_normal(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, (nn.BatchNorm2d, BatchRenorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+def unet_norm(num_channels: int, config: UNetConfig) -> nn.Module:
+    """A U-Net BatchNorm (with gamma): batch renorm with ``config.renorm`` (TF ``renorm=True``), else plain."""
+    if config.renorm:
+        return BatchRenorm(num_channels, config.bn_eps, config.bn_momentum, scale=True)
+    return nn.BatchNorm2d(num_channels, eps=config.bn_eps, momentum=config.bn_momentum)
 
 
 class EncoderLayer(nn.Module):
@@ -227,7 +238,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.stride = stride
         self.conv = nn.Conv2d(in_channels, out_channels, KERNEL, stride, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels, eps=config.bn_eps, momentum=config.bn_momentum)
+        self.bn = unet_norm(out_channels, config)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.bn(self.conv(pad_same(x, (KERNEL, KERNEL), self.stride)))
@@ -244,7 +255,7 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.stride = stride
         self.deconv = nn.ConvTranspose2d(in_channels, out_channels, KERNEL, stride, bias=head)
-        self.bn = None if head else nn.BatchNorm2d(out_channels, eps=config.bn_eps, momentum=config.bn_momentum)
+        self.bn = None if head else unet_norm(out_channels, config)
 
     def forward(self, x: Tensor) -> Tensor:
         y = transposed_conv_same(F.relu(x), self.deconv.weight, self.deconv.bias, self.stride)

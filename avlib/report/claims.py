@@ -91,6 +91,12 @@ NUMBERS: tuple[PaperNumber, ...] = (
                 direction="below pretrained with audio", expected_sign=-1),
     PaperNumber("shift_min_s", 2.0, "s", "smallest shift of the negative audio", "AudioSet", "MEM / 3P (paper section 3)", False),
     PaperNumber("shift_max_s", 5.8, "s", "largest shift of the negative audio", "AudioSet", "MEM / 3P (paper section 3)", False),
+    # The official code's range (docs/paper.md §3), which the paper profile trains with: 65 and 176 frames at 29.97 fps.
+    PaperNumber("shift_min_code_s", 65 / 29.97, "s", "smallest shift the official code allows (65 frames at 29.97 fps; "
+                "windows of 125 frames overlapping by at most max_intersection = 60)", "AudioSet",
+                "CODE src/shift_dset.py + INF docs/paper.md §3", True),
+    PaperNumber("shift_max_code_s", 176 / 29.97, "s", "largest shift the official code allows (176 frames at 29.97 fps "
+                "in a 10.1 s clip)", "AudioSet", "CODE src/shift_dset.py + INF docs/paper.md §3", True),
     PaperNumber("pretraining_videos", 750_000, "videos", "AudioSet videos used for pretraining", "AudioSet",
                 "PAPER-Q issue #35", True),
     PaperNumber("pretraining_iterations", 650_000, "iterations", "iterations of the released shift model",

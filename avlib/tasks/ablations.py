@@ -47,7 +47,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -268,12 +268,14 @@ def train_variant(model: SeparationNet, variant: Variant, train_clips, separatio
 # ------------------------------------------------------------------------------------------ scores
 
 
-def cached_scores(name: str, model: SeparationNet, checkpoint: str | Path, test_batch: Mapping[str, Tensor],
+def cached_scores(name: str, model: SeparationNet, checkpoint: str | Path,
+                  test_batch: Mapping[str, Tensor] | Callable[[pd.DataFrame], Mapping[str, Tensor]],
                   test_list: pd.DataFrame, cache_dir: str | Path, *, phase: str, order_free: bool = False,
                   batch_size: int = 8, with_mixture: bool = True, recompute: bool = False) -> pd.DataFrame:
     """Per-pair scores of one row (and, ``with_mixture``, of the mixture), read from ``cache_dir`` when the
     same checkpoint (by content), test list and phase were scored before; otherwise
-    :func:`avlib.metrics.score_separation` with PESQ (STOI, the slowest metric, is not needed), written there.
+    :func:`avlib.metrics.score_separation` with PESQ (STOI, the slowest metric, is not needed), written there;
+    ``test_batch`` is the test list's batch or a function loading some rows' (streamed, as :func:`run` does).
     The row's system is called ``name``. The mixture's scores are the same for every row: score them with one
     row only. A cached table holding more (the mixture, STOI) serves a call that asks for less."""
     from avlib.files import atomic_path
@@ -501,7 +503,10 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     titles = {variant.name: variant.title for variant in VARIANTS}
     if ablation.i3d_train is None:
         titles["i3d"] = KINETICS_I3D_TITLE
-    test_batch = load_test_mixtures(test_list, speakers.test)
+
+    def test_batch(rows: pd.DataFrame) -> dict[str, Tensor]:  # the test pairs decoded a batch at a time
+        return load_test_mixtures(rows, speakers.test)
+
     per_row = {}
     for variant in VARIANTS:
         model = models[variant.name].to(device_name)
