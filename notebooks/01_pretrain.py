@@ -150,6 +150,8 @@ out.compare("alignment_accuracy", 100 * ours["accuracy"], low=100 * ours["ci_low
             note="Wilson interval of the accuracy, in points")
 out.compare("shift_min_s", config.shift.min_shift, measure="the profile's smallest shift, s")
 out.compare("shift_max_s", config.shift.max_shift, measure="the profile's largest shift, s")
+out.compare("shift_min_code_s", config.shift.min_shift, measure="the profile's smallest shift, s, beside the official code's")
+out.compare("shift_max_code_s", config.shift.max_shift, measure="the profile's largest shift, s, beside the official code's")
 out.compare("pretraining_videos", train_count, measure="training clips of the profile")
 out.compare("pretraining_iterations", config.stages[-1].steps, measure="training steps of the profile")
 notebook_comparison(out)
