@@ -25,7 +25,8 @@
 #
 # Set-up: a conda environment made from environment.yml is used when active; otherwise a
 # virtual environment .venv is created with pip from requirements.txt (torch pinned) and
-# avlib installed editable. A second run re-uses it and starts in seconds.
+# avlib installed editable. A second run re-uses it and starts in seconds. AVLIB_PYTHON=PATH
+# uses that interpreter (an environment with requirements.txt installed) and skips the set-up.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -65,6 +66,11 @@ case $device in cpu|cuda|auto) ;; *) echo "reproduce.sh: --device must be cpu, c
   echo "reproduce.sh: --only takes notebook numbers separated by commas (e.g. 01 or 00,03), not '$only'" >&2; exit 2; }
 
 setup() {
+  # AVLIB_PYTHON: an interpreter whose environment already has requirements.txt (the tests use their own)
+  if [[ -n "${AVLIB_PYTHON:-}" ]]; then
+    PY=$AVLIB_PYTHON
+    return
+  fi
   if [[ "${CONDA_DEFAULT_ENV:-}" == "multisensory" ]] && python -c "import avlib" 2>/dev/null; then
     PY=python
     return
@@ -104,17 +110,20 @@ if [[ $mode == lab ]]; then
   # nothing in the user's home (jupyter/README.md). Notebooks run by hand write into
   # results/<profile>-interactive/, never over a recorded run (AVLIB_INTERACTIVE, avlib/report/results.py).
   state=$PWD/.jupyter-state
-  export JUPYTER_CONFIG_DIR=$PWD/jupyter/config JUPYTER_PATH=$PWD/jupyter/share${JUPYTER_PATH:+:$JUPYTER_PATH}
-  export JUPYTER_DATA_DIR=$state/data JUPYTER_RUNTIME_DIR=$state/runtime IPYTHONDIR=$state/ipython
+  export JUPYTER_CONFIG_PATH=$PWD/jupyter/config${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}
+  export JUPYTER_PATH=$PWD/jupyter/share${JUPYTER_PATH:+:$JUPYTER_PATH}
+  export JUPYTER_CONFIG_DIR=$state/config JUPYTER_DATA_DIR=$state/data JUPYTER_RUNTIME_DIR=$state/runtime
   export JUPYTERLAB_SETTINGS_DIR=$state/lab/user-settings JUPYTERLAB_WORKSPACES_DIR=$state/lab/workspaces
-  export MPLCONFIGDIR=$state/matplotlib
+  export IPYTHONDIR=$state/ipython MPLCONFIGDIR=$state/matplotlib NPM_CONFIG_CACHE=$state/npm
   export AVLIB_INTERACTIVE=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
   if ! "$PY" -c "import jupyterlab" 2>/dev/null; then
     echo "reproduce.sh: JupyterLab is not installed in $PY's environment (it is in requirements.txt: re-run the set-up)" >&2
     exit 2
   fi
   echo "== JupyterLab on the notebooks (open notebooks/NN_*.py; results of hand runs go to results/<profile>-interactive/)"
-  exec "$PY" -m jupyter lab --ServerApp.root_dir="$PWD" "${extra_args[@]}"
+  as_root=()  # containers and CI run as root, which Jupyter refuses unless told
+  [[ $(id -u) == 0 ]] && as_root=(--allow-root)
+  exec "$PY" -m jupyter lab --ServerApp.root_dir="$PWD" "${as_root[@]}" "${extra_args[@]}"
 fi
 
 args=(--profile "$profile" --device "$device" --seed "$seed")
