@@ -193,7 +193,12 @@ def products(source: Path, parameters: dict[str, Any]) -> dict[str, dict[str, st
 
 def product_problems(recorded: dict[str, dict[str, str]] | None, now: dict[str, dict[str, str]]) -> list[str]:
     """Products missing now, or changed since the recorded run (a record without products checks presence only)."""
-    problems = [f"{entry['label']} missing ({path})" for path, entry in now.items() if entry["digest"] == "missing"]
+    missing: dict[str, list[str]] = {}
+    for path, entry in now.items():
+        if entry["digest"] == "missing":
+            missing.setdefault(entry["label"], []).append(path)
+    problems = [f"{label} missing ({paths[0]}" + (f" and {len(paths) - 1} more)" if len(paths) > 1 else ")")
+                for label, paths in missing.items()]
     for path, entry in (recorded or {}).items():
         current = now.get(path, {}).get("digest")
         if current not in (None, "missing") and entry.get("digest") not in (None, "present", current):
