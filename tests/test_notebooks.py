@@ -215,3 +215,27 @@ def test_a_fresh_clone_runs_00_and_01_and_reports_what_happened(tmp_path):
     invocation = json.loads((clone / "results" / "smoke" / "runs" / "invocation.json").read_text())
     assert {name: entry["action"] for name, entry in invocation["notebooks"].items()} == {"00_data": "skipped",
                                                                                          "01_pretrain": "skipped"}
+
+
+def test_a_notebook_that_must_make_another_notebooks_input_says_why(tmp_path):
+    from avlib.config import resolve
+    from avlib.notebooks import _inputs_explained
+
+    if resolve("paper").pretrained_checkpoint().exists():
+        pytest.skip("this checkout has a paper-profile pretrained checkpoint")
+    (tmp_path / "01_make.py").write_text("run = pretrain(config)\n")
+    (tmp_path / "02_use.py").write_text("checkpoint = ensure_pretrained(experiment)\n")
+    parameters = {"profile": "paper", "seed": 0, "data_root": "", "device": "cpu"}
+    lines = []
+
+    def log(*parts, file=None, flush=False):
+        lines.append(" ".join(parts))
+
+    assert _inputs_explained(tmp_path / "02_use.py", parameters, {}, "02", tmp_path / "results", "paper", log)
+    assert lines == [f"   pretrained checkpoint missing (checkpoints/paper/pretrain/{resolve('paper').pretrain.stages[-1].name}"
+                     "/checkpoint.pt): 01_make was not run in this invocation (--only 02 left it out), so 02_use makes it "
+                     "first, as 01_make would"]
+    lines.clear()
+    assert not _inputs_explained(tmp_path / "02_use.py", parameters, {"01_make": {"action": "ran"}}, None,
+                                 tmp_path / "results", "paper", log)
+    assert lines[0].startswith("!! 01_make ran in this run but left no pretrained checkpoint")
