@@ -157,18 +157,30 @@ def _texts(page, selector: str) -> list[str]:
     return page.execute_script("return [...document.querySelectorAll(arguments[0])].map(element => element.innerText)", selector)
 
 
+#: what ./reproduce.sh lab needs of a checkout (the copy the browser test runs it in)
+LAB_FILES = ("reproduce.sh", "requirements.txt", "pyproject.toml", "jupytext.toml", "jupyter", "notebooks", "avlib")
+
+
 @pytest.fixture
 def lab(tmp_path):
-    """``./reproduce.sh lab`` on the checkout, with HOME pointed at an empty folder; yields (url, token, home)."""
+    """``./reproduce.sh lab`` on a copy of the checkout's files, with HOME pointed at an empty folder; yields
+    (url, token, home, checkout)."""
     _browser()
     home = tmp_path / "home"
     home.mkdir()
+    checkout = tmp_path / "checkout"
+    for name in LAB_FILES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__", "*.ipynb", ".ipynb_checkpoints"))
+        else:
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, checkout / name)
     port, token = _free_port(), "avlib-test-token"
     log = (tmp_path / "lab.log").open("w")
     environment = {**os.environ, "HOME": str(home), "AVLIB_PYTHON": sys.executable}
     for variable in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_PATH", "IPYTHONDIR", "JUPYTERLAB_SETTINGS_DIR"):
         environment.pop(variable, None)
-    server = subprocess.Popen([str(ROOT / "reproduce.sh"), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+    server = subprocess.Popen([str(checkout / "reproduce.sh"), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                                f"--ServerApp.port={port}", f"--IdentityProvider.token={token}"],
                               env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -182,7 +194,7 @@ def lab(tmp_path):
                 if server.poll() is not None or time.time() > deadline:
                     pytest.fail(f"./reproduce.sh lab did not start:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
                 time.sleep(1)
-        yield url, token, home
+        yield url, token, home, checkout
     finally:
         server.terminate()
         try:
@@ -202,11 +214,10 @@ def test_lab_opens_a_notebook_runs_its_first_cells_and_saves_the_py_unchanged(la
     from selenium.webdriver.support import expected_conditions as when
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, token, home = lab
+    url, token, home, checkout = lab
     chromium, driver_path = _browser()
-    source = ROOT / "notebooks" / "01_pretrain.py"
+    source = checkout / "notebooks" / "01_pretrain.py"
     paired = source.with_suffix(".ipynb")
-    had_paired = paired.exists()
     text_before = source.read_bytes()
     started = time.time()
     options = webdriver.ChromeOptions()
@@ -244,11 +255,7 @@ def test_lab_opens_a_notebook_runs_its_first_cells_and_saves_the_py_unchanged(la
         time.sleep(2)
     finally:
         browser.quit()
-    try:
-        assert source.read_bytes() == text_before, "saving from JupyterLab changed the tracked .py"
-        outputs = [cell.get("outputs") for cell in json.loads(paired.read_text())["cells"] if cell["cell_type"] == "code"]
-        assert any(outputs), "the paired .ipynb keeps the outputs"
-    finally:
-        if not had_paired:
-            paired.unlink(missing_ok=True)
+    assert source.read_bytes() == text_before, "saving from JupyterLab changed the tracked .py"
+    outputs = [cell.get("outputs") for cell in json.loads(paired.read_text())["cells"] if cell["cell_type"] == "code"]
+    assert any(outputs), "the paired .ipynb keeps the outputs"
     assert sorted(path.relative_to(home).as_posix() for path in home.rglob("*")) == [], "nothing is written to the home folder"
