@@ -24,11 +24,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from avlib.config import PROFILES as PROFILE_DATA
 from avlib.determinism import child_environment
 from avlib.files import atomic_path, write_text
-from avlib.report.results import COMPARISONS, PROFILES, RESULTS_ROOT
+from avlib.report.results import COMPARISONS, INTERACTIVE, PROFILES, RESULTS_ROOT
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 #: seconds a kernel may take to start: papermill's 60 s is too short on a busy 2-core machine
@@ -73,13 +74,18 @@ def kernel_name() -> str:
 
 
 def run_notebook(source: Path, *, profile: str, seed: int = 0, data_root: str = "", device: str = "auto",
-                 results_root: Path = RESULTS_ROOT, timeout: int | None = None, checkpoint_root: str = "") -> NotebookRun:
+                 results_root: Path = RESULTS_ROOT, timeout: int | None = None, checkpoint_root: str = "",
+                 progress: Callable[[str], None] | bool | None = None, last_cells: list[float] | None = None) -> NotebookRun:
     """Execute one jupytext notebook into ``results_root/<profile>/notebooks/<name>.ipynb``.
 
     ``checkpoint_root``, when given, is passed to the notebook (which otherwise uses the checkout's
-    ``checkpoints/``); the tests use it to keep their checkpoints apart from the checkout's."""
+    ``checkpoints/``); the tests use it to keep their checkpoints apart from the checkout's. ``progress``,
+    when given, receives the progress lines (:mod:`avlib.report.progress`), with the time left estimated from
+    ``last_cells`` (seconds per code cell of the last run), else from the executed notebook being replaced."""
     import jupytext
     import papermill
+
+    from avlib.report.progress import Progress, cell_seconds, execute
 
     name = source.stem
     out_dir = Path(results_root) / profile / "notebooks"
@@ -94,17 +100,18 @@ def run_notebook(source: Path, *, profile: str, seed: int = 0, data_root: str = 
                       results_root=os.path.relpath(Path(results_root).resolve(), source.parent.resolve()))
     if checkpoint_root:
         parameters["checkpoint_root"] = str(checkpoint_root)
+    reporter = Progress(name, last_cells or cell_seconds(output), log=None if progress is True else progress) if progress else None
     started = time.time()
     with tempfile.TemporaryDirectory(prefix=f"avlib-{name}-") as scratch:
         converted = Path(scratch) / f"{name}.ipynb"
         jupytext.write(notebook, converted)
-        with atomic_path(output) as partial, _environment(child_environment()):
+        # a recorded run writes into results/<profile>/ even when started from ./reproduce.sh lab's terminal
+        with atomic_path(output) as partial, _environment({**child_environment(), INTERACTIVE: ""}), \
+                reporter or contextlib.nullcontext():
             try:
-                papermill.execute_notebook(
-                    str(converted), str(partial), parameters=parameters, kernel_name=notebook.metadata["kernelspec"]["name"],
-                    cwd=str(source.parent), progress_bar=False, execution_timeout=timeout, report_mode=False,
-                    start_timeout=KERNEL_START_TIMEOUT,
-                )
+                execute(converted, partial, progress=reporter, parameters=parameters,
+                        kernel_name=notebook.metadata["kernelspec"]["name"], cwd=str(source.parent), progress_bar=False,
+                        execution_timeout=timeout, report_mode=False, start_timeout=KERNEL_START_TIMEOUT)
             except papermill.PapermillExecutionError as error:
                 failed.write_bytes(partial.read_bytes())
                 first_line = (error.source or "").strip().splitlines()[0][:80] if error.source else ""
@@ -190,9 +197,12 @@ def _outputs(profile_dir: Path, name: str, since: str) -> list[str]:
 
 def run_all(notebooks: list[Path], *, profile: str, seed: int = 0, data_root: str = "", device: str = "auto",
             results_root: Path = RESULTS_ROOT, force: bool = False, only: str | None = None,
-            html: bool = True, log=print) -> int:
-    """Run the notebooks that are not up to date, record each run, then rebuild the report. Returns the exit code."""
+            html: bool = True, log=print, progress: Callable[[str], None] | bool = True) -> int:
+    """Run the notebooks that are not up to date, record each run, then rebuild the report. Returns the exit code.
+
+    ``progress``: where the lines saying which cell is running go (True: the terminal, False: nowhere)."""
     from avlib.report import runs
+    from avlib.report.progress import cell_seconds
 
     results_root = Path(results_root)
     profile_dir = results_root / profile
@@ -209,20 +219,26 @@ def run_all(notebooks: list[Path], *, profile: str, seed: int = 0, data_root: st
             components = runs.fingerprint(source, parameters,
                                           inputs=runs.input_digests(source, parameters, data_digest))
             decision = runs.decide(record, components, force=force, outputs_exist=lambda outputs: [
-                output for output in outputs if not (profile_dir / output).exists()])
+                output for output in outputs if not (profile_dir / output).exists()],
+                products_now=runs.products(source, parameters))
             if not decision.run:
                 log(f"-- {source.name}: skipped, up to date (last run {record.get('started')}, "
                     f"{record.get('wall_time_s', 0):.1f} s)")
                 actions[name] = {"action": "skipped", "reason": decision.reason, "wall_time_s": 0.0}
                 continue
             log(f"-- {source.name} ({decision.reason}) ...", flush=True)
+            if not _inputs_explained(source, parameters, actions, only, results_root, profile, log):
+                actions[name] = {"action": "failed", "reason": decision.reason}
+                code = 1
+                break
             begun, begun_clock = runs.now(), time.time()
             runs.write_record(record_path, {"notebook": name, "status": "running", "started": begun,
                                             "reason": decision.reason, "fingerprint": None, "components": components})
             (profile_dir / COMPARISONS / f"{name}.json").unlink(missing_ok=True)
             try:
                 run = run_notebook(source, profile=profile, seed=seed, data_root=data_root, device=device,
-                                   results_root=results_root)
+                                   results_root=results_root, progress=progress,
+                                   last_cells=(record or {}).get("cell_seconds"))
             except NotebookFailed as failure:
                 runs.write_record(record_path, {"notebook": name, "status": "failed", "started": begun,
                                                 "reason": decision.reason, "error": str(failure.error)[:300],
@@ -248,12 +264,34 @@ def run_all(notebooks: list[Path], *, profile: str, seed: int = 0, data_root: st
             runs.write_record(record_path, {"notebook": name, "status": "ran", "started": begun,
                                             "reason": decision.reason, "wall_time_s": round(run.seconds, 1),
                                             "fingerprint": runs.digest(components), "components": components,
-                                            "outputs": sorted(outputs)})
+                                            "outputs": sorted(outputs), "products": runs.products(source, parameters),
+                                            "cell_seconds": cell_seconds(run.output)})
             actions[name] = {"action": "ran", "reason": decision.reason, "wall_time_s": round(run.seconds, 1)}
             log(f"   done in {run.seconds:.1f} s -> {run.output}")
     finally:
         _finish_report(results_root, profile, seed, device, data_root, force, only, notebooks, actions, started, clock, log)
     return code
+
+
+def _inputs_explained(source: Path, parameters: dict, actions: dict[str, dict], only: str | None, results_root: Path,
+                      profile: str, log) -> bool:
+    """Say in the log why an input the notebook reads (the pretrained checkpoint) is missing before it makes it
+    itself; False when the notebook that makes it ran in this invocation and still left none (a bug)."""
+    from avlib.report import runs
+
+    for label, path in runs.missing_inputs(source, parameters).items():
+        made_by = runs.maker(label, discover(directory=source.parent))
+        if made_by is None:
+            continue
+        if actions.get(made_by.stem, {}).get("action") == "ran":
+            log(f"!! {made_by.stem} ran in this run but left no {label} at {path}; {source.stem} is not run", file=sys.stderr)
+            return False
+        last = runs.read_record(runs.record_path(results_root, profile, made_by.stem)) or {}
+        took = f" (its last run took {last['wall_time_s']:.0f} s)" if last.get("wall_time_s") else ""
+        why = f"--only {only} left it out" if only else "it was not selected"
+        log(f"   {label} missing ({path}): {made_by.stem} was not run in this invocation ({why}), "
+            f"so {source.stem} makes it first, as {made_by.stem} would{took}")
+    return True
 
 
 def _finish_report(results_root, profile, seed, device, data_root, force, only, notebooks, actions, started, clock, log):

@@ -8,6 +8,10 @@ same facts in a line under the table, and PNG figures in their metadata, so a co
 the folder still says where it came from.
 
 A ``smoke`` run's numbers mean nothing: its tables say so in their first line.
+
+A notebook run by hand in ``./reproduce.sh lab`` (which sets ``AVLIB_INTERACTIVE=1``) writes into
+``results/<profile>-interactive/`` instead (git-ignored), so it never replaces what a recorded headless
+run made and the runner's view of what is up to date stays true.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import importlib
 import json
 import math
 import numbers
+import os
 import platform
 import sys
 import time
@@ -34,8 +39,15 @@ RESULTS_ROOT = Path(__file__).resolve().parents[2] / "results"
 PROFILES = tuple(PROFILE_DATA)
 #: where each notebook's rows beside the paper go: ``results/<profile>/comparisons/<notebook>.json``
 COMPARISONS = "comparisons"
+#: set (to 1) by ``./reproduce.sh lab``: results of notebooks run by hand go to ``<profile>-interactive/``
+INTERACTIVE = "AVLIB_INTERACTIVE"
 SMOKE_BANNER = "SMOKE RUN: these numbers only show that the code runs; they are not results."
 _VERSIONED = ("torch", "decord", "av", "numpy")
+
+
+def interactive() -> bool:
+    """Whether this process is a notebook run by hand (``./reproduce.sh lab``), not a recorded headless run."""
+    return os.environ.get(INTERACTIVE, "") not in ("", "0")
 
 
 def package_versions() -> dict[str, str]:
@@ -103,7 +115,7 @@ class ResultWriter:
 
     @property
     def directory(self) -> Path:
-        return self.root / self.profile
+        return self.root / (f"{self.profile}-interactive" if interactive() else self.profile)
 
     def provenance(self) -> dict[str, Any]:
         return {

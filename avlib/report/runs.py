@@ -13,9 +13,12 @@ A notebook's **fingerprint** is a hash of everything its results depend on:
 - the environment: ``requirements.txt`` and the Python version.
 
 After a successful run the runner writes ``results/<profile>/runs/<notebook>.json`` with the
-fingerprint, the wall time and the outputs. A notebook is skipped only when its last record says it
-finished, the fingerprint is the same and its outputs are still there; a notebook that failed, or was
-interrupted (its record still says ``running``), always runs again.
+fingerprint, the wall time, the outputs, the seconds of each code cell (for the progress estimate of the
+next run) and the **products**: what the notebook made outside ``results/`` (the synthetic world under
+``data/``, the pretrained checkpoint), which a fresh clone does not have. A notebook is skipped only when
+its last record says it finished, the fingerprint is the same, its outputs are still there and its products
+exist unchanged; a notebook that failed, or was interrupted (its record still says ``running``), always
+runs again.
 """
 
 from __future__ import annotations
@@ -148,6 +151,61 @@ INPUTS: dict[tuple[str, ...], tuple[str, Callable[[dict[str, Any]], Path]]] = {
 }
 
 
+def _world_manifests(parameters: dict[str, Any]) -> list[Path]:
+    from avlib.config import PROFILES
+    from avlib.data.world import PARTS, default_world_root
+
+    if not PROFILES[parameters["profile"]]["synthetic"]:
+        return []
+    root = default_world_root(parameters["profile"], int(parameters.get("seed", 0) or 0))
+    return [root / part / "manifest.json" for part in PARTS]
+
+
+#: products a notebook makes outside ``results/`` when its source calls one of the keys: label, how to find
+#: the files, whether their content is compared (the world is generated again identically from the code, so
+#: only its presence counts; a checkpoint written by another run, e.g. by hand, makes the notebook run again)
+PRODUCTS: dict[tuple[str, ...], tuple[str, Callable[[dict[str, Any]], list[Path]], bool]] = {
+    ("generate_world(",): ("synthetic world", _world_manifests, False),
+    ("pretrain(",): ("pretrained checkpoint", lambda parameters: [_pretrained_checkpoint(parameters)], True),
+}
+
+
+def _shown(path: Path, checkout: Path = CHECKOUT) -> str:
+    """A product's path relative to the checkout (no machine path in a record), or its last three parts."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(checkout.resolve()).as_posix()
+    except ValueError:
+        return ".../" + "/".join(path.parts[-3:])
+
+
+def products(source: Path, parameters: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """What a notebook makes outside ``results/``: ``{path: {"label": .., "digest": sha256 | "present" | "missing"}}``."""
+    text = Path(source).read_text()
+    made: dict[str, dict[str, str]] = {}
+    for keys, (label, locate, compare) in PRODUCTS.items():
+        if any(key in text for key in keys):
+            for path in locate(parameters):
+                state = (file_digest(path) if compare else "present") if path.is_file() else "missing"
+                made[_shown(path)] = {"label": label, "digest": state}
+    return made
+
+
+def product_problems(recorded: dict[str, dict[str, str]] | None, now: dict[str, dict[str, str]]) -> list[str]:
+    """Products missing now, or changed since the recorded run (a record without products checks presence only)."""
+    missing: dict[str, list[str]] = {}
+    for path, entry in now.items():
+        if entry["digest"] == "missing":
+            missing.setdefault(entry["label"], []).append(path)
+    problems = [f"{label} missing ({paths[0]}" + (f" and {len(paths) - 1} more)" if len(paths) > 1 else ")")
+                for label, paths in missing.items()]
+    for path, entry in (recorded or {}).items():
+        current = now.get(path, {}).get("digest")
+        if current not in (None, "missing") and entry.get("digest") not in (None, "present", current):
+            problems.append(f"{entry['label']} changed since that run, made by another run or by hand ({path})")
+    return problems
+
+
 def input_digests(source: Path, parameters: dict[str, Any], data_digest: Callable[[], str] | None = None) -> dict[str, str]:
     """Hashes of the files a notebook reads besides its code: the checkpoints it starts from and the data root."""
     text = Path(source).read_text()
@@ -156,6 +214,22 @@ def input_digests(source: Path, parameters: dict[str, Any], data_digest: Callabl
     if parameters.get("data_root"):
         digests["data root"] = data_digest() if data_digest else tree_digest(Path(parameters["data_root"]))
     return digests
+
+
+def missing_inputs(source: Path, parameters: dict[str, Any]) -> dict[str, str]:
+    """The inputs a notebook reads that are not there yet (the notebook then makes them itself): ``{label: path}``."""
+    text = Path(source).read_text()
+    return {label: _shown(locate(parameters)) for keys, (label, locate) in INPUTS.items()
+            if any(key in text for key in keys) and not locate(parameters).is_file()}
+
+
+def maker(label: str, notebooks: list[Path]) -> Path | None:
+    """The notebook whose source makes the product ``label`` (:data:`PRODUCTS`), None if none does."""
+    for source in notebooks:
+        text = Path(source).read_text()
+        if any(made == label and any(key in text for key in keys) for keys, (made, _, _) in PRODUCTS.items()):
+            return source
+    return None
 
 
 def environment_digest(checkout: Path = CHECKOUT) -> str:
@@ -194,10 +268,12 @@ def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def decide(record: dict[str, Any] | None, components: dict[str, Any], *, force: bool = False,
-           outputs_exist: Callable[[list[str]], list[str]] | None = None) -> Decision:
+           outputs_exist: Callable[[list[str]], list[str]] | None = None,
+           products_now: dict[str, dict[str, str]] | None = None) -> Decision:
     """Whether a notebook must run, and why, from its last run record and its fingerprint now.
 
-    ``outputs_exist`` takes the record's outputs and returns those that are missing.
+    ``outputs_exist`` takes the record's outputs and returns those that are missing; ``products_now`` is
+    :func:`products` now (the world, checkpoints: made outside ``results/``, absent from a fresh clone).
     """
     if force:
         return Decision(True, "forced (--force)")
@@ -212,6 +288,9 @@ def decide(record: dict[str, Any] | None, components: dict[str, Any], *, force: 
         missing = outputs_exist(record.get("outputs", [])) if outputs_exist else []
         if missing:
             return Decision(True, f"outputs missing: {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+        problems = product_problems(record.get("products"), products_now or {})
+        if problems:
+            return Decision(True, "products outside results/: " + "; ".join(problems))
         return Decision(False, "up to date")
     old = record.get("components", {})
     reasons = []
