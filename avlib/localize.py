@@ -54,7 +54,7 @@ from avlib.models.multisensory import cam_network, network_cam, normalize_frames
 from avlib.writer import AAC_LAYOUTS
 
 #: x264's speed preset for the overlay: "superfast" encodes about 3 times faster than "veryfast" (bench/overlay.py)
-OVERLAY_PRESET = "veryfast"
+OVERLAY_PRESET = "superfast"
 #: ``--device`` choices, as ``./reproduce.sh``'s.
 DEVICES = ("auto", "cpu", "cuda")
 
