@@ -53,8 +53,11 @@ from avlib.files import atomic_path
 from avlib.models.multisensory import cam_network, network_cam, normalize_frames
 from avlib.writer import AAC_LAYOUTS
 
-#: x264's speed preset for the overlay: "superfast" encodes about 3 times faster than "veryfast" (bench/overlay.py)
-OVERLAY_PRESET = "superfast"
+#: x264's speed preset for the overlay: with the table blend and the copied sound, 3 times the frames per CPU second of the
+#: writer before (bench/overlay.py); files about twice as large as "veryfast"'s at the same quality setting
+OVERLAY_PRESET = "ultrafast"
+#: Sound codecs the overlay copies as they are (mp4, mov and mkv hold them); others are re-encoded as AAC.
+COPIED_SOUND = ("aac", "mp3", "ac3", "eac3", "opus", "flac", "alac")
 #: ``--device`` choices, as ``./reproduce.sh``'s.
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -318,6 +321,42 @@ def heat_overlay(frame: np.ndarray, cam: np.ndarray, max_val: float, lo_fraction
     return out
 
 
+class OverlayBlend:
+    """:func:`heat_overlay` for a whole video at one ``scale``, by table: the map's level in 1/255 steps (the steps
+    jet's colour already takes) indexes a (level, pixel value) -> blended value table per colour channel, and
+    only the box around the map's cells above ``lo`` is touched (bilinear resizing never exceeds the cells it
+    mixes, so the rest has alpha 0). The same pixels as :func:`heat_overlay` but for alpha's rounding to the
+    level step: at most 1 in 255, on a few pixels (bench/overlay.py counts them).
+    """
+
+    def __init__(self, scale: float, lo_fraction: float = PAPER_LO_FRACTION, max_alpha: float = PAPER_MAX_ALPHA):
+        self.scale, self.lo, self.span = scale, lo_fraction * scale, scale + 1e-3 - lo_fraction * scale
+        steps = np.arange(256, dtype=np.float32) / np.float32(255)
+        alpha = np.minimum(steps, np.float32(max_alpha))[:, None]  # (level, 1)
+        values = np.arange(256, dtype=np.float32)[None, :]  # (1, pixel value)
+        self.tables = [((values + (colour[:, None] - values) * alpha) + np.float32(0.5)).astype(np.uint8).ravel()
+                       for colour in _jet().T]  # 3 x (256 * 256,)
+
+    def __call__(self, frame: np.ndarray, cam: np.ndarray) -> np.ndarray:
+        """Draw in place on ``frame`` (H, W, 3) uint8 the map ``cam`` (h, w) covering it; returns ``frame``."""
+        if self.scale <= 0:
+            return frame
+        hot = cam > self.lo
+        if not hot.any():
+            return frame
+        height, width = frame.shape[:2]
+        rows, cols = np.flatnonzero(hot.any(axis=1)), np.flatnonzero(hot.any(axis=0))
+        # one cell's margin: a pixel mixes the cells either side of it
+        top, bottom = max(0, int((rows[0] - 1) * height / cam.shape[0])), min(height, math.ceil((rows[-1] + 2) * height / cam.shape[0]))
+        left, right = max(0, int((cols[0] - 1) * width / cam.shape[1])), min(width, math.ceil((cols[-1] + 2) * width / cam.shape[1]))
+        level = (to_frame(cam, height, width)[top:bottom, left:right] - np.float32(self.lo)) / np.float32(self.span)
+        index = (np.clip(level, 0.0, 1.0) * np.float32(255) + np.float32(0.5)).astype(np.int32) << 8
+        box = frame[top:bottom, left:right]
+        for channel, table in enumerate(self.tables):
+            box[..., channel] = table.take(index + box[..., channel])
+        return frame
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -400,8 +439,9 @@ def output_file(path: str | Path, mkdir: bool = False) -> Path:
 def write_overlay(video: str | Path, track: MapTrack, out: str | Path, scale: float, settings: CamSettings,
                   progress: bool = False, preset: str = OVERLAY_PRESET) -> np.ndarray:
     """Decode ``video`` frame by frame, draw the map of each frame's time over it, and write ``out``
-    (H.264 + AAC: :class:`avlib.writer.VideoSink`) with the original sound re-encoded at its own rate and
-    channel count (down-mixed to stereo if AAC has no layout for it); every frame keeps its timestamp, so
+    (H.264: :class:`avlib.writer.VideoSink`) with the original sound, copied as it is when the container holds
+    its codec (:data:`COPIED_SOUND`), else re-encoded as AAC at its own rate and channel count (down-mixed to
+    stereo if AAC has no layout for it); every frame keeps its timestamp, so
     frame rate and duration are the input's. Odd frame sizes lose their last row or column (yuv420p needs
     even sizes). ``preset`` is x264's speed preset.
 
@@ -421,23 +461,28 @@ def write_overlay(video: str | Path, track: MapTrack, out: str | Path, scale: fl
         vin, ain = source.streams.video[0], source.streams.audio[0]
         vin.thread_type = "AUTO"
         height, width = info.height - info.height % 2, info.width - info.width % 2
+        copy = ain.codec_context.name in COPIED_SOUND and out.suffix.lower() in (".mp4", ".mov", ".mkv")
         channels = ain.codec_context.channels if ain.codec_context.channels in AAC_LAYOUTS else 2
         sample_rate = int(ain.codec_context.sample_rate)
         resampler = av.AudioResampler(format="fltp", layout=AAC_LAYOUTS[channels], rate=sample_rate)
         scaler = VideoReformatter()  # one RGB converter for the whole video
+        blend = OverlayBlend(scale, settings.lo_fraction, settings.max_alpha)
         bar = tqdm(total=info.num_frames, desc="overlay", disable=not progress, leave=False)
         try:
-            with VideoSink(out, width, height, info.fps, sample_rate=sample_rate, channels=channels, preset=preset) as sink:
+            with VideoSink(out, width, height, info.fps, sample_rate=sample_rate, channels=channels, preset=preset,
+                           sound_from=ain if copy else None) as sink:
                 for packet in source.demux(vin, ain):
+                    if packet.stream.type == "audio" and copy:
+                        if packet.size and packet.pts is not None:
+                            sink.sound_packet(packet, shift=info.video_start)
+                        continue
                     for frame in packet.decode():
                         if frame.time is None:
                             continue
                         time = frame.time - info.video_start
                         if packet.stream.type == "video":
                             image = scaler.reformat(frame, format="rgb24").to_ndarray()[:height, :width]
-                            drawn = heat_overlay(image, to_frame(track.at(time), height, width), scale,
-                                                 settings.lo_fraction, settings.max_alpha)
-                            if sink.picture(drawn, time):  # a repeated timestamp cannot be muxed
+                            if sink.picture(blend(image, track.at(time)), time):  # a repeated timestamp cannot be muxed
                                 times.append(time)
                                 bar.update()
                         else:
@@ -445,8 +490,9 @@ def write_overlay(video: str | Path, track: MapTrack, out: str | Path, scale: fl
                             frame.pts = None
                             for chunk in resampler.resample(frame):
                                 sink.sound(chunk.to_ndarray(), start=max(0.0, time))
-                for chunk in resampler.resample(None):
-                    sink.sound(chunk.to_ndarray())
+                if not copy:
+                    for chunk in resampler.resample(None):
+                        sink.sound(chunk.to_ndarray())
         except av.error.FFmpegError as error:
             raise io.CorruptFileError(video, f"decoding for the overlay failed ({error})") from error
         finally:

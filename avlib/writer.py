@@ -144,11 +144,13 @@ class VideoSink:
     Use as a context manager: the file appears under ``path`` only when the block ends without an error
     (:func:`avlib.files.atomic_path`). ``path`` ends in ``.mp4``, ``.mkv`` or ``.mov``; ``width`` and ``height``
     must be even (yuv420p). ``fps`` is only a hint for the encoder's rate control. With ``sample_rate``, a
-    sound track of ``channels`` channels (1, 2, 6 or 8) is written from :meth:`sound`.
+    sound track of ``channels`` channels (1, 2, 6 or 8) is encoded from :meth:`sound`; with ``sound_from`` (an
+    input's audio stream) that stream's packets are copied instead (:meth:`sound_packet`), not re-encoded.
+    ``preset`` is x264's speed preset.
     """
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float, *, sample_rate: int | None = None,
-                 channels: int = 2, crf: int = 20, preset: str = "veryfast"):
+                 channels: int = 2, crf: int = 20, preset: str = "veryfast", sound_from: av.audio.stream.AudioStream | None = None):
         self.path = Path(path)
         if self.path.suffix.lower() not in (".mp4", ".mkv", ".mov"):
             raise ValueError(f"{self.path}: the video is H.264 + AAC; name an .mp4, .mkv or .mov file")
@@ -157,7 +159,7 @@ class VideoSink:
         if sample_rate is not None and channels not in AAC_LAYOUTS:
             raise ValueError(f"{self.path}: sound of {channels} channels; AAC takes {sorted(AAC_LAYOUTS)}")
         self.width, self.height, self.fps, self.crf, self.preset = width, height, fps, crf, preset
-        self.sample_rate, self.channels = sample_rate, channels
+        self.sample_rate, self.channels, self.sound_from = sample_rate, channels, sound_from
         self.pictures, self.samples = 0, 0
         self._last_pts = -1
         self._sound_next: int | None = None
@@ -176,7 +178,9 @@ class VideoSink:
             self._video.time_base = self._video.codec_context.time_base = self._time_base
             self._video.codec_context.options = {"crf": str(self.crf), "preset": self.preset}
             self._audio = None
-            if self.sample_rate is not None:
+            if self.sound_from is not None:
+                self._copied = self._container.add_stream_from_template(self.sound_from)
+            elif self.sample_rate is not None:
                 self._audio = self._container.add_stream("aac", rate=self.sample_rate, layout=AAC_LAYOUTS[self.channels])
                 self._frame_size = self._audio.codec_context.frame_size or 1024
         except BaseException as error:
@@ -210,6 +214,16 @@ class VideoSink:
             self._sound_next = max(0, int(round((start or 0.0) * self.sample_rate)))
         self._pending = np.concatenate([self._pending, np.clip(samples, -1.0, 1.0)], axis=1)
         self._encode_sound(final=False)
+
+    def sound_packet(self, packet: av.Packet, shift: float = 0.0) -> None:
+        """Copy one packet of the ``sound_from`` stream, ``shift`` seconds earlier (e.g. the input's video start)."""
+        ticks = int(round(shift / packet.time_base))
+        if packet.pts is not None:
+            packet.pts -= ticks
+        if packet.dts is not None:
+            packet.dts -= ticks
+        packet.stream = self._copied
+        self._container.mux(packet)
 
     def _encode_sound(self, final: bool) -> None:
         size = self._frame_size

@@ -18,6 +18,7 @@ from avlib.config import CamSettings
 from avlib.data.shift import ShiftConfig
 from avlib.localize import (
     MapTrack,
+    OverlayBlend,
     TiledCam,
     heat_overlay,
     localize,
@@ -196,6 +197,24 @@ def test_a_constant_map_through_the_tiles_gives_a_constant_overlay(tmp_path):
             assert np.ptp(cam) < 1e-5 * np.abs(cam).max(), (height, width, time)
             drawn = heat_overlay(frames[0], cam, scale)
             assert (drawn == drawn[0, 0]).all(), (height, width, time)
+            written = OverlayBlend(scale)(frames[0].copy(), track.at(time))  # the overlay writer's blend
+            assert (written == written[0, 0]).all(), (height, width, time)
+
+
+def test_the_writers_table_blend_is_the_official_one_to_a_level_step():
+    rng = np.random.default_rng(3)
+    for height, width, cells in ((360, 640, (45, 80)), (97, 131, (13, 17))):
+        frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        cam = np.zeros(cells, dtype=np.float32)
+        cam[2:6, 3:9] = rng.random((4, 6)) * 4  # a hot patch: the rest of the frame must stay untouched
+        scale = float(cam.max())
+        official = heat_overlay(frame, to_frame(cam, height, width), scale)
+        written = OverlayBlend(scale)(frame.copy(), cam)
+        difference = np.abs(written.astype(int) - official)
+        assert difference.max() <= 1 and (difference > 0).mean() < 0.01
+        assert (official != frame).any(axis=-1).mean() > 0.01  # the patch is drawn
+        cold = np.full(cells, 0.1 * scale, dtype=np.float32)  # below lo everywhere: nothing drawn
+        assert np.array_equal(OverlayBlend(scale)(frame.copy(), cold), frame)
 
 
 def test_video_without_sound_is_a_clear_error(tmp_path, capsys):
