@@ -206,13 +206,14 @@ def test_the_writers_table_blend_is_the_official_one_to_a_level_step():
     for height, width, cells in ((360, 640, (45, 80)), (97, 131, (13, 17))):
         frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         cam = np.zeros(cells, dtype=np.float32)
-        cam[2:6, 3:9] = rng.random((4, 6)) * 4  # a hot patch: the rest of the frame must stay untouched
+        cam[2:10, 3:12] = rng.random((8, 9)) * 4  # a hot patch: the rest of the frame must stay untouched
         scale = float(cam.max())
         official = heat_overlay(frame, to_frame(cam, height, width), scale)
         written = OverlayBlend(scale)(frame.copy(), cam)
         difference = np.abs(written.astype(int) - official)
-        assert difference.max() <= 1 and (difference > 0).mean() < 0.01
-        assert (official != frame).any(axis=-1).mean() > 0.01  # the patch is drawn
+        drawn = official != frame
+        assert drawn.mean() > 0.01  # the patch is drawn
+        assert difference.max() <= 1 and (difference > 0).sum() < 0.05 * drawn.sum()
         cold = np.full(cells, 0.1 * scale, dtype=np.float32)  # below lo everywhere: nothing drawn
         assert np.array_equal(OverlayBlend(scale)(frame.copy(), cold), frame)
 
