@@ -212,8 +212,8 @@ def test_the_writers_table_blend_is_the_official_one_to_a_level_step():
         written = OverlayBlend(scale)(frame.copy(), cam)
         difference = np.abs(written.astype(int) - official)
         drawn = official != frame
-        assert drawn.mean() > 0.01  # the patch is drawn
-        assert difference.max() <= 1 and (difference > 0).sum() < 0.05 * drawn.sum()
+        assert drawn.sum() > 1000  # the patch is drawn
+        assert difference.max() <= 1 and (difference > 0).sum() < 0.25 * drawn.sum()  # alpha rounded to a level step
         cold = np.full(cells, 0.1 * scale, dtype=np.float32)  # below lo everywhere: nothing drawn
         assert np.array_equal(OverlayBlend(scale)(frame.copy(), cold), frame)
 
