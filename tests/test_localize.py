@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from media import make_video, onsets
+from media import click_track, make_video, onsets
 
 from avlib import io
 from avlib.checkpoint import save_checkpoint
@@ -239,3 +239,30 @@ def test_device_choices_mean_what_reproduce_sh_means(tmp_path, capsys):
                      str(tmp_path / "o.mp4"), "--device", "cuda"])
         lines = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and "CUDA" in lines[0] and not (tmp_path / "o.mp4").exists()
+
+
+def test_overlay_re_encodes_a_sound_it_does_not_copy(tmp_path):
+    """PCM sound (not in COPIED_SOUND) goes through the AAC encoder, at its own rate and channels, clicks in place."""
+    import av
+
+    source, fps, rate = tmp_path / "pcm.mkv", 25, 16000
+    clicks = click_track(2 * rate, rate, [0.4, 1.4])
+    with av.open(str(source), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = container.add_stream("pcm_s16le", rate=rate, layout="stereo")
+        for index in range(2 * fps):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 100, dtype=np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(video.encode(frame))
+            chunk = av.AudioFrame.from_ndarray((clicks[:, index * 640 : (index + 1) * 640] * 32767).astype(np.int16).reshape(1, -1),
+                                               format="s16", layout="stereo")
+            chunk.sample_rate, chunk.pts = rate, index * 640
+            container.mux(sound.encode(chunk))
+        container.mux(video.encode())
+        container.mux(sound.encode())
+    localize(source, tiny_checkpoint(tmp_path / "net.pt"), tmp_path / "out.mp4")
+    written = io.probe(tmp_path / "out.mp4")
+    assert (written.audio_codec, written.channels, written.sample_rate) == ("aac", 2, rate)
+    heard = onsets(io.read_audio(tmp_path / "out.mp4", 0.0, int(1.8 * 8000), sample_rate=8000), 8000)
+    np.testing.assert_allclose(heard, [0.4, 1.4], atol=0.005)
