@@ -200,7 +200,7 @@ def main() -> None:
                 lambda out: old_write_overlay(video, track, out, scale, settings),
             f"now (write_overlay, x264 {OVERLAY_PRESET})": lambda out: len(write_overlay(video, track, out, scale, settings)),
             "now, x264 veryfast": lambda out: len(write_overlay(video, track, out, scale, settings, preset="veryfast")),
-            "now, x264 ultrafast": lambda out: len(write_overlay(video, track, out, scale, settings, preset="ultrafast")),
+            "now, x264 superfast": lambda out: len(write_overlay(video, track, out, scale, settings, preset="superfast")),
         }
         best = {name: (np.inf, np.inf) for name in writers}
         sizes, counts = {}, {}
