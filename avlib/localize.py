@@ -53,8 +53,8 @@ from avlib.files import atomic_path
 from avlib.models.multisensory import cam_network, network_cam, normalize_frames
 from avlib.writer import AAC_LAYOUTS
 
-#: x264's speed preset for the overlay: with the table blend and the copied sound, 3 times the frames per CPU second of the
-#: writer before (bench/overlay.py); files about twice as large as "veryfast"'s at the same quality setting
+#: x264's speed preset for the overlay: with the table blend and the copied sound, 2.8 to 3.3 times the frames per CPU second
+#: of the writer before (bench/overlay.py); files about twice as large as "veryfast"'s at the same quality setting
 OVERLAY_PRESET = "ultrafast"
 #: Sound codecs the overlay copies as they are (mp4, mov and mkv hold them); others are re-encoded as AAC.
 COPIED_SOUND = ("aac", "mp3", "ac3", "eac3", "opus", "flac", "alac")
