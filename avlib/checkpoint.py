@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import pickle
+import re
 import struct
 import zipfile
 from collections.abc import Mapping
@@ -100,16 +101,21 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not a checkpoint of ours
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt, or not a PyTorch checkpoint: it is not the zip archive "
+                              "torch.save writes")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "weights_only" in str(error) or "Weights only" in str(error):
+            # torch's own message advises loading without weights_only: unsafe for a file of unknown origin, so only its cause is kept
+            cause = re.search(r"Unsupported global: GLOBAL [\w.]+|Unsupported [^.\n]*", str(error))
             raise CheckpointError(
-                f"checkpoint {path} holds objects that weights_only loading refuses "
-                f"(a checkpoint may hold only tensors and plain values): {error}"
-            ) from error
+                f"checkpoint {path} holds objects other than tensors and plain values, which an avlib checkpoint "
+                f"never does; it was not loaded ({cause.group(0) if cause else 'refused by weights_only loading'})"
+            ) from None
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {error}") from error
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, struct.error) as error:
+    except (RuntimeError, EOFError, ValueError, KeyError, zipfile.BadZipFile, OSError, struct.error) as error:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {error}") from error
 
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in _REQUIRED_KEYS):

@@ -37,7 +37,6 @@ import argparse
 import math
 import sys
 from dataclasses import dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -52,7 +51,15 @@ from avlib.config import PAPER_LO_FRACTION, PAPER_MAX_ALPHA, PAPER_PERCENTILE, P
 from avlib.data.shift import ShiftConfig
 from avlib.files import atomic_path
 from avlib.models.multisensory import cam_network, network_cam, normalize_frames
-from avlib.writer import fps_fraction
+from avlib.writer import AAC_LAYOUTS
+
+#: x264's speed preset for the overlay: with the table blend and the copied sound, 2.8 to 3.3 times the frames per CPU second
+#: of the writer before (bench/overlay.py); files about twice as large as "veryfast"'s at the same quality setting
+OVERLAY_PRESET = "ultrafast"
+#: Sound codecs the overlay copies as they are (mp4, mov and mkv hold them); others are re-encoded as AAC.
+COPIED_SOUND = ("aac", "mp3", "ac3", "eac3", "opus", "flac", "alac")
+#: ``--device`` choices, as ``./reproduce.sh``'s.
+DEVICES = ("auto", "cpu", "cuda")
 
 # ----------------------------------------------------------------------------- geometry
 
@@ -267,16 +274,16 @@ def overlay_scale(values: np.ndarray, percentile: float = PAPER_PERCENTILE) -> f
     return float(np.percentile(values, percentile))
 
 
-_JET: Tensor | None = None
+_JET: np.ndarray | None = None
 
 
-def _jet() -> Tensor:
+def _jet() -> np.ndarray:
     """matplotlib's jet as a (256, 3) float32 table of 0..255 colours."""
     global _JET
     if _JET is None:
         from matplotlib import colormaps
 
-        _JET = torch.from_numpy((colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32))
+        _JET = (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
     return _JET
 
 
@@ -285,19 +292,69 @@ def heat_overlay(frame: np.ndarray, cam: np.ndarray, max_val: float, lo_fraction
     """The official ``heatmap()`` for one frame: frame (H, W, 3) uint8, cam (H, W) -> (H, W, 3) uint8.
 
     lo = lo_fraction * max_val, hi = max_val + 0.001; colour = jet((cam - lo) / (hi - lo)) and
-    alpha = clip((cam - lo) / (hi - lo), 0, max_alpha); out = frame (1 - alpha) + colour alpha.
-    A scale <= 0 (see :func:`overlay_scale`) leaves the frame as it is.
+    alpha = clip((cam - lo) / (hi - lo), 0, max_alpha); out = frame (1 - alpha) + colour alpha, rounded.
+    A scale <= 0 (see :func:`overlay_scale`) leaves the frame as it is. Computed in float32 one colour plane
+    at a time, over the rows that hold a pixel above ``lo`` only (alpha is 0 elsewhere).
     """
     if frame.shape[:2] != cam.shape:
         raise ValueError(f"frame {frame.shape} and map {cam.shape} differ in size")
+    out = np.array(frame, dtype=np.uint8, copy=True)
     if max_val <= 0:
-        return frame.copy()
+        return out
     lo, hi = lo_fraction * max_val, max_val + 1e-3
-    level = ((torch.as_tensor(np.asarray(cam, dtype=np.float32)) - lo) / (hi - lo)).clamp_(0.0, 1.0)
-    colour = _jet()[(level * 255 + 0.5).long()]  # (H, W, 3)
-    alpha = level.clamp(max=max_alpha).unsqueeze(-1)
-    image = torch.from_numpy(np.ascontiguousarray(frame)).float()
-    return image.add_(colour.sub_(image).mul_(alpha)).add_(0.5).to(torch.uint8).numpy()
+    level = (np.asarray(cam, dtype=np.float32) - np.float32(lo)) / np.float32(hi - lo)
+    rows = np.flatnonzero((level > 0).any(axis=1))
+    if rows.size == 0:
+        return out
+    band = slice(int(rows[0]), int(rows[-1]) + 1)  # rows outside it have alpha 0 everywhere
+    level = np.clip(level[band], np.float32(0.0), np.float32(1.0))
+    index = (level * np.float32(255) + np.float32(0.5)).astype(np.intp)
+    alpha = np.minimum(level, np.float32(max_alpha))
+    for channel, table in enumerate(_jet().T):  # one colour plane at a time: contiguous float32 arithmetic
+        image = out[band, :, channel].astype(np.float32)
+        colour = table.take(index)
+        colour -= image
+        colour *= alpha
+        image += colour
+        image += np.float32(0.5)
+        out[band, :, channel] = image.astype(np.uint8)
+    return out
+
+
+class OverlayBlend:
+    """:func:`heat_overlay` for a whole video at one ``scale``, by table: the map's level in 1/255 steps (the steps
+    jet's colour already takes) indexes a (level, pixel value) -> blended value table per colour channel, and
+    only the box around the map's cells above ``lo`` is touched (bilinear resizing never exceeds the cells it
+    mixes, so the rest has alpha 0). The same pixels as :func:`heat_overlay` but for alpha's rounding to the
+    level step: at most 1 in 255, on a few pixels (bench/overlay.py counts them).
+    """
+
+    def __init__(self, scale: float, lo_fraction: float = PAPER_LO_FRACTION, max_alpha: float = PAPER_MAX_ALPHA):
+        self.scale, self.lo, self.span = scale, lo_fraction * scale, scale + 1e-3 - lo_fraction * scale
+        steps = np.arange(256, dtype=np.float32) / np.float32(255)
+        alpha = np.minimum(steps, np.float32(max_alpha))[:, None]  # (level, 1)
+        values = np.arange(256, dtype=np.float32)[None, :]  # (1, pixel value)
+        self.tables = [((values + (colour[:, None] - values) * alpha) + np.float32(0.5)).astype(np.uint8).ravel()
+                       for colour in _jet().T]  # 3 x (256 * 256,)
+
+    def __call__(self, frame: np.ndarray, cam: np.ndarray) -> np.ndarray:
+        """Draw in place on ``frame`` (H, W, 3) uint8 the map ``cam`` (h, w) covering it; returns ``frame``."""
+        if self.scale <= 0:
+            return frame
+        hot = cam > self.lo
+        if not hot.any():
+            return frame
+        height, width = frame.shape[:2]
+        rows, cols = np.flatnonzero(hot.any(axis=1)), np.flatnonzero(hot.any(axis=0))
+        # one cell's margin: a pixel mixes the cells either side of it
+        top, bottom = max(0, int((rows[0] - 1) * height / cam.shape[0])), min(height, math.ceil((rows[-1] + 2) * height / cam.shape[0]))
+        left, right = max(0, int((cols[0] - 1) * width / cam.shape[1])), min(width, math.ceil((cols[-1] + 2) * width / cam.shape[1]))
+        level = (to_frame(cam, height, width)[top:bottom, left:right] - np.float32(self.lo)) / np.float32(self.span)
+        index = (np.clip(level, 0.0, 1.0) * np.float32(255) + np.float32(0.5)).astype(np.int32) << 8
+        box = frame[top:bottom, left:right]
+        for channel, table in enumerate(self.tables):
+            box[..., channel] = table.take(index + box[..., channel])
+        return frame
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -326,12 +383,13 @@ def cam_settings_of(run: dict) -> CamSettings:
 class Localization:
     """What :func:`localize` returns.
 
-    ``maps`` (T, h, w) float32: the CAM (|CAM| if ``absolute``) at each of the video's T frames, on a
-    grid covering the frame (:func:`to_frame` resizes one to (H, W)); ``times`` (T,) the frames'
-    presentation times from the first frame; ``scale`` the overlay's ``max_val``; ``out`` the overlay video.
+    ``track`` the maps of every window (small: one map per CAM step); ``times`` (T,) the presentation times
+    of the video's T frames from the first; ``maps`` (T, h, w) float32, computed from them when asked: the
+    CAM (|CAM| if ``absolute``) at each frame, on a grid covering the frame (:func:`to_frame` resizes one
+    to (H, W)); ``scale`` the overlay's ``max_val``; ``out`` the overlay video.
     """
 
-    maps: np.ndarray
+    track: MapTrack
     times: np.ndarray
     frame_size: tuple[int, int]
     fps: float
@@ -339,96 +397,111 @@ class Localization:
     absolute: bool
     out: Path | None
 
+    @property
+    def maps(self) -> np.ndarray:
+        """(T, h, w) float32 maps at every frame (T x h x w x 4 bytes: for long videos use :meth:`frame_map`)."""
+        return self.track.at_times(self.times)
+
     def frame_map(self, index: int) -> np.ndarray:
         """(H, W) map of frame ``index`` at the video's resolution."""
-        return to_frame(self.maps[index], *self.frame_size)
+        return to_frame(self.track.at(float(self.times[index])), *self.frame_size)
+
+    def save_maps(self, path: str | Path, chunk: int = 512) -> Path:
+        """Write ``maps``, ``times`` and ``scale`` as an uncompressed .npz, ``chunk`` frames at a time (memory stays
+        bounded by the chunk, however long the video)."""
+        import zipfile
+
+        path = Path(path)
+        height, width = self.track.maps[0].shape[1:]
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                  "shape": (len(self.times), height, width)}
+        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            with archive.open("maps.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_2_0(member, header)
+                for first in range(0, len(self.times), chunk):
+                    member.write(np.ascontiguousarray(self.track.at_times(self.times[first : first + chunk])).tobytes())
+            for name, value in (("times", np.asarray(self.times, dtype=np.float64)), ("scale", np.asarray(self.scale))):
+                with archive.open(f"{name}.npy", "w") as member:
+                    np.lib.format.write_array(member, value)
+        return path
 
 
-#: Output layouts the AAC encoder takes, by channel count; others are down-mixed to stereo.
-_AAC_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}
+def output_file(path: str | Path, mkdir: bool = False) -> Path:
+    """``path`` as an output file: its folder must exist, or is created with ``mkdir``."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        if not mkdir:
+            raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist; create it or pass --mkdir")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def write_overlay(video: str | Path, track: MapTrack, out: str | Path, scale: float, settings: CamSettings,
-                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  progress: bool = False, preset: str = OVERLAY_PRESET) -> np.ndarray:
     """Decode ``video`` frame by frame, draw the map of each frame's time over it, and write ``out``
-    (H.264 + AAC mp4, or any container :mod:`avlib.writer` knows) with the original sound re-encoded
-    at its own rate and channel count; frame timestamps are kept, so frame rate and duration are the
-    input's. Odd frame sizes lose their last row or column (yuv420p needs even sizes).
+    (H.264: :class:`avlib.writer.VideoSink`) with the original sound, copied as it is when the container holds
+    its codec (:data:`COPIED_SOUND`), else re-encoded as AAC at its own rate and channel count (down-mixed to
+    stereo if AAC has no layout for it); every frame keeps its timestamp, so
+    frame rate and duration are the input's. Odd frame sizes lose their last row or column (yuv420p needs
+    even sizes). ``preset`` is x264's speed preset.
 
-    Returns the maps at every frame (T, h, w) and the frames' times (T,). Memory stays bounded by one
-    frame, so videos of any length work.
+    Returns the frames' times (T,). Memory stays bounded by one frame, so videos of any length work.
     """
+    from av.video.reformatter import VideoReformatter
     from tqdm.auto import tqdm
+
+    from avlib.writer import VideoSink
 
     video, out = Path(video), Path(out)
     _check_overlay_path(out)
-    maps, times = [], []
     info = io.probe(video)
     require_audio(info)
+    times = []
     with av.open(str(video), metadata_errors="ignore") as source:
         vin, ain = source.streams.video[0], source.streams.audio[0]
         vin.thread_type = "AUTO"
         height, width = info.height - info.height % 2, info.width - info.width % 2
-        rate = fps_fraction(info.fps)  # a hint for the encoder: every frame keeps its own timestamp
-        layout = _AAC_LAYOUTS.get(ain.codec_context.channels, "stereo")
+        copy = ain.codec_context.name in COPIED_SOUND and out.suffix.lower() in (".mp4", ".mov", ".mkv")
+        channels = ain.codec_context.channels if ain.codec_context.channels in AAC_LAYOUTS else 2
         sample_rate = int(ain.codec_context.sample_rate)
-        time_base = Fraction(1, 90_000)
-        with atomic_path(out) as tmp:
-            with av.open(str(tmp), mode="w", format={".mkv": "matroska"}.get(out.suffix.lower())) as sink:
-                vout = sink.add_stream("libx264", rate=rate)
-                vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
-                vout.time_base = time_base
-                vout.codec_context.time_base = time_base
-                vout.codec_context.options = {"crf": "20", "preset": "veryfast"}
-                aout = sink.add_stream("aac", rate=sample_rate, layout=layout)
-                resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate,
-                                              frame_size=aout.codec_context.frame_size or 1024)
-                audio_next: int | None = None
-                last_pts = -1
-                bar = tqdm(total=info.num_frames, desc="overlay", disable=not progress, leave=False)
-                try:
-                    for packet in source.demux(vin, ain):
-                        for frame in packet.decode():
-                            if frame.time is None:
-                                continue
-                            time = frame.time - info.video_start
-                            if packet.stream.type == "video":
-                                pts = int(round(time / time_base))
-                                if pts <= last_pts:  # a repeated timestamp cannot be muxed
-                                    continue
-                                last_pts = pts
-                                value = track.at(time)
-                                maps.append(value)
+        resampler = av.AudioResampler(format="fltp", layout=AAC_LAYOUTS[channels], rate=sample_rate)
+        scaler = VideoReformatter()  # one RGB converter for the whole video
+        blend = OverlayBlend(scale, settings.lo_fraction, settings.max_alpha)
+        bar = tqdm(total=info.num_frames, desc="overlay", disable=not progress, leave=False)
+        try:
+            with VideoSink(out, width, height, info.fps, sample_rate=sample_rate, channels=channels, preset=preset,
+                           sound_from=ain if copy else None) as sink:
+                for packet in source.demux(vin, ain):
+                    if packet.stream.type == "audio" and copy:
+                        if packet.size and packet.pts is not None:
+                            sink.sound_packet(packet, shift=info.video_start)
+                        continue
+                    for frame in packet.decode():
+                        if frame.time is None:
+                            continue
+                        time = frame.time - info.video_start
+                        if packet.stream.type == "video":
+                            # upright as displayed (VideoInfo.rotation), written with no rotation tag
+                            image = np.ascontiguousarray(io.upright(scaler.reformat(frame, format="rgb24").to_ndarray(),
+                                                                    info.rotation)[:height, :width])
+                            if sink.picture(blend(image, track.at(time)), time):  # a repeated timestamp cannot be muxed
                                 times.append(time)
-                                image = frame.to_ndarray(format="rgb24")[:height, :width]
-                                drawn = heat_overlay(image, to_frame(value, height, width), scale, settings.lo_fraction,
-                                                     settings.max_alpha)
-                                picture = av.VideoFrame.from_ndarray(drawn, format="rgb24")
-                                picture.pts, picture.time_base = pts, time_base
-                                sink.mux(vout.encode(picture))
                                 bar.update()
-                            else:
-                                if audio_next is None:  # audio before the first picture is dropped
-                                    audio_next = max(0, int(round(time * sample_rate)))
-                                # stamped by sample count below; the input's own stamps could make the resampler pad gaps
-                                frame.pts = None
-                                for chunk in resampler.resample(frame):
-                                    chunk.pts, chunk.time_base = audio_next, Fraction(1, sample_rate)
-                                    audio_next += chunk.samples
-                                    sink.mux(aout.encode(chunk))
+                        else:
+                            # stamped by sample count from the first sound; the input's own stamps could make the resampler pad gaps
+                            frame.pts = None
+                            for chunk in resampler.resample(frame):
+                                sink.sound(chunk.to_ndarray(), start=max(0.0, time))
+                if not copy:
                     for chunk in resampler.resample(None):
-                        chunk.pts, chunk.time_base = audio_next, Fraction(1, sample_rate)
-                        audio_next += chunk.samples
-                        sink.mux(aout.encode(chunk))
-                    sink.mux(vout.encode())
-                    sink.mux(aout.encode())
-                except av.error.FFmpegError as error:
-                    raise io.CorruptFileError(video, f"decoding for the overlay failed ({error})") from error
-                finally:
-                    bar.close()
-    if not maps:
+                        sink.sound(chunk.to_ndarray())
+        except av.error.FFmpegError as error:
+            raise io.CorruptFileError(video, f"decoding for the overlay failed ({error})") from error
+        finally:
+            bar.close()
+    if not times:
         raise io.CorruptFileError(video, "holds no decodable frames")
-    return np.stack(maps), np.asarray(times)
+    return np.asarray(times)
 
 
 def _check_overlay_path(out: Path) -> None:
@@ -438,21 +511,25 @@ def _check_overlay_path(out: Path) -> None:
 
 def localize(video: str | Path, checkpoint: str | Path, out: str | Path | None = None, *,
              shift: ShiftConfig | None = None, settings: CamSettings | None = None, device: str = "cpu",
-             progress: bool = False) -> Localization:
+             progress: bool = False, mkdir: bool = False) -> Localization:
     """Sound-source maps of a video: the CAM of ``checkpoint``'s network (loaded with ``cam=True``) over
     sliding windows and tiles, at every frame of the video; with ``out``, also an overlay video with the
-    original sound, frame rate and duration.
+    original sound and every frame at its own time.
+
+    Streams: frames are read window by window at the network's size for the maps, then decoded, drawn and
+    written one at a time for the overlay, so memory is bounded by a window, not by the video (the maps of
+    every frame are computed from the windows' maps when asked: :attr:`Localization.maps`).
 
     ``shift`` (the network's input: window, fps, sample rate, size, crop) defaults to the one stored in
     the checkpoint by pretraining; ``settings`` to those stored with the checkpoint (:func:`cam_settings_of`).
-    Raises :class:`avlib.io.NoAudioError` for a video without sound and other :class:`avlib.io.MediaError`
-    subclasses for unreadable files, naming the file.
+    ``out``'s folder must exist unless ``mkdir``. Raises :class:`avlib.io.NoAudioError` for a video without
+    sound and other :class:`avlib.io.MediaError` subclasses for unreadable files, naming the file.
     """
     from avlib.checkpoint import load_checkpoint
 
     video = Path(video)
     if out is not None:
-        _check_overlay_path(Path(out))
+        _check_overlay_path(output_file(out, mkdir))
     require_audio(io.probe(video))
     run = load_checkpoint(checkpoint)["config"].get("run", {})
     shift = shift or shift_config_of(checkpoint)
@@ -469,10 +546,9 @@ def localize(video: str | Path, checkpoint: str | Path, out: str | Path | None =
     info = io.probe(video)
     if out is None:
         frame_times = _frame_times(video, info)
-        maps = track.at_times(frame_times)
     else:
-        maps, frame_times = write_overlay(video, track, out, scale, settings, progress)
-    return Localization(maps=maps, times=np.asarray(frame_times), frame_size=(info.height, info.width), fps=info.fps,
+        frame_times = write_overlay(video, track, out, scale, settings, progress)
+    return Localization(track=track, times=np.asarray(frame_times), frame_size=(info.height, info.width), fps=info.fps,
                         scale=scale, absolute=settings.absolute, out=Path(out) if out is not None else None)
 
 
@@ -484,41 +560,73 @@ def _frame_times(video: Path, info: io.VideoInfo) -> np.ndarray:
     return np.asarray(stamps) - info.video_start
 
 
+def pick_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a CUDA device, else ``cpu`` (as ``./reproduce.sh``); ``cuda`` without
+    one raises ValueError."""
+    if name not in DEVICES:
+        raise ValueError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but this torch sees no CUDA device (a CPU-only build, or no GPU); use --device cpu")
+    return name
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device auto|cpu|cuda``, the same choices and meaning as ``./reproduce.sh``."""
+    parser.add_argument("--device", default="auto", choices=DEVICES,
+                        help="where the network runs: auto (CUDA when torch sees a GPU, else the CPU; the default), cpu or cuda")
+
+
 # ----------------------------------------------------------------------------- command line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from avlib.checkpoint import CheckpointError, load_checkpoint
+
     parser = argparse.ArgumentParser(
         prog="python -m avlib.localize",
-        description="Draw where the multisensory network hears the sound (its class activation map) over a video.")
+        description="Draw where the multisensory network hears the sound (its class activation map) over a video, "
+                    "and/or save the map of every frame.")
     parser.add_argument("video", help="any video with sound (any size, frame rate, length; mono, stereo or 5.1)")
-    parser.add_argument("--checkpoint", required=True, help="a pretraining or CAM checkpoint (.pt)")
-    parser.add_argument("--out", required=True, help="overlay video to write (.mp4, .mkv)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a pretraining or CAM checkpoint (.pt): checkpoints/<profile>/cam/... from the cam task, "
+                             "or the imported official network")
+    parser.add_argument("--out", default=None, help="overlay video to write (.mp4, .mkv, .mov)")
+    parser.add_argument("--maps", default=None, help="save the map of every frame, their times and the overlay scale "
+                                                     "to this .npz (with or without --out)")
+    parser.add_argument("--mkdir", action="store_true", help="create the folders of --out and --maps if missing")
     parser.add_argument("--profile", default=None, choices=sorted(PROFILES),
                         help="take the input settings from this profile instead of the checkpoint")
     parser.add_argument("--signed", action="store_true", help="overlay the signed CAM instead of |CAM|")
-    parser.add_argument("--maps", default=None, help="also save the per-frame maps to this .npz")
-    parser.add_argument("--device", default="cpu")
+    add_device_argument(parser)
     args = parser.parse_args(argv)
-    shift, settings = None, None
-    if args.profile:
-        experiment = resolve(args.profile)
-        shift, settings = experiment.pretrain.shift, experiment.cam
-    if args.signed:
-        from avlib.checkpoint import load_checkpoint
-
-        settings = replace(settings or cam_settings_of(load_checkpoint(args.checkpoint)["config"].get("run", {})),
-                           absolute=False)
+    if args.out is None and args.maps is None:
+        parser.error("nothing to write: give --out (the overlay video), --maps (the maps), or both")
     try:
-        result = localize(args.video, args.checkpoint, args.out, shift=shift, settings=settings, device=args.device,
-                          progress=True)
-    except (io.MediaError, ValueError, FileNotFoundError) as error:  # bad input: one line, not a traceback
+        device = pick_device(args.device)
+        if args.maps:
+            maps_path = output_file(args.maps, args.mkdir)
+            if maps_path.suffix != ".npz":
+                raise ValueError(f"{maps_path}: the maps are saved as .npz; name an .npz file")
+        shift, settings = None, None
+        if args.profile:
+            experiment = resolve(args.profile)
+            shift, settings = experiment.pretrain.shift, experiment.cam
+        if args.signed:
+            settings = replace(settings or cam_settings_of(load_checkpoint(args.checkpoint)["config"].get("run", {})),
+                               absolute=False)
+        result = localize(args.video, args.checkpoint, args.out, shift=shift, settings=settings, device=device,
+                          progress=True, mkdir=args.mkdir)
+        if args.maps:
+            result.save_maps(maps_path)
+    except (io.MediaError, ValueError, FileNotFoundError, CheckpointError) as error:  # bad input: one line, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.maps:
-        np.savez_compressed(args.maps, maps=result.maps, times=result.times, scale=result.scale)
-    print(f"wrote {result.out}: {len(result.times)} frames, maps {result.maps.shape[1]}x{result.maps.shape[2]} "
-          f"per frame, overlay scale {result.scale:.3g}")
+    height, width = result.track.maps[0].shape[1:]
+    written = [str(path) for path in (result.out, args.maps) if path]
+    print(f"wrote {', '.join(written)}: {len(result.times)} frames, maps {height}x{width} per frame, "
+          f"overlay scale {result.scale:.3g}")
     return 0
 
 

@@ -140,3 +140,120 @@ def _audio_frames(astream, audio: np.ndarray, sample_rate: int):
         frame.pts = offset
         frame.time_base = Fraction(1, sample_rate)
         yield frame
+
+
+#: Sound layouts the AAC encoder takes, by channel count.
+AAC_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}
+
+
+class VideoSink:
+    """An H.264 + AAC video written picture by picture, each picture at its own time, so that every input
+    frame and its timestamp can be kept; memory stays bounded by one picture.
+
+    Use as a context manager: the file appears under ``path`` only when the block ends without an error
+    (:func:`avlib.files.atomic_path`). ``path`` ends in ``.mp4``, ``.mkv`` or ``.mov``; ``width`` and ``height``
+    must be even (yuv420p). ``fps`` is only a hint for the encoder's rate control. With ``sample_rate``, a
+    sound track of ``channels`` channels (1, 2, 6 or 8) is encoded from :meth:`sound`; with ``sound_from`` (an
+    input's audio stream) that stream's packets are copied instead (:meth:`sound_packet`), not re-encoded.
+    ``preset`` is x264's speed preset.
+    """
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float, *, sample_rate: int | None = None,
+                 channels: int = 2, crf: int = 20, preset: str = "veryfast", sound_from: av.audio.stream.AudioStream | None = None):
+        self.path = Path(path)
+        if self.path.suffix.lower() not in (".mp4", ".mkv", ".mov"):
+            raise ValueError(f"{self.path}: the video is H.264 + AAC; name an .mp4, .mkv or .mov file")
+        if width % 2 or height % 2:
+            raise ValueError(f"{self.path}: yuv420p needs even frame sizes, got {width}x{height}")
+        if sample_rate is not None and channels not in AAC_LAYOUTS:
+            raise ValueError(f"{self.path}: sound of {channels} channels; AAC takes {sorted(AAC_LAYOUTS)}")
+        self.width, self.height, self.fps, self.crf, self.preset = width, height, fps, crf, preset
+        self.sample_rate, self.channels, self.sound_from = sample_rate, channels, sound_from
+        self.pictures, self.samples = 0, 0
+        self._last_pts = -1
+        self._sound_next: int | None = None
+        self._pending = np.zeros((channels, 0), dtype=np.float32)
+
+    def __enter__(self) -> "VideoSink":
+        from avlib.files import atomic_path
+
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        try:
+            self._container = av.open(str(tmp), mode="w", format={".mkv": "matroska"}.get(self.path.suffix.lower()))
+            self._time_base = Fraction(1, 90_000)
+            self._video = self._container.add_stream("libx264", rate=fps_fraction(self.fps))
+            self._video.width, self._video.height, self._video.pix_fmt = self.width, self.height, "yuv420p"
+            self._video.time_base = self._video.codec_context.time_base = self._time_base
+            self._video.codec_context.options = {"crf": str(self.crf), "preset": self.preset}
+            self._audio = None
+            if self.sound_from is not None:
+                self._copied = self._container.add_stream_from_template(self.sound_from)
+            elif self.sample_rate is not None:
+                self._audio = self._container.add_stream("aac", rate=self.sample_rate, layout=AAC_LAYOUTS[self.channels])
+                self._frame_size = self._audio.codec_context.frame_size or 1024
+        except BaseException as error:
+            self._atomic.__exit__(type(error), error, error.__traceback__)
+            raise
+        return self
+
+    def picture(self, image: np.ndarray | av.VideoFrame, time: float) -> bool:
+        """Encode one picture (H x W x 3 uint8 RGB, or a decoded frame of the sink's size) shown from ``time``
+        seconds; a time that does not come after the previous picture's cannot be muxed: it is skipped
+        and False returned."""
+        pts = int(round(time / self._time_base))
+        if pts <= self._last_pts:
+            return False
+        self._last_pts = pts
+        frame = image if isinstance(image, av.VideoFrame) else av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame.pts, frame.time_base = pts, self._time_base
+        self._container.mux(self._video.encode(frame))
+        self.pictures += 1
+        return True
+
+    def sound(self, samples: np.ndarray, start: float | None = None) -> None:
+        """Append ``samples`` (channels x N float in [-1, 1]); the first call's ``start`` (seconds, default 0)
+        places the track, later calls continue where the previous one ended."""
+        if self._audio is None:
+            raise ValueError(f"{self.path}: this sink was opened without sound")
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 2 or samples.shape[0] != self.channels:
+            raise ValueError(f"{self.path}: expected sound of shape ({self.channels}, N), got {samples.shape}")
+        if self._sound_next is None:
+            self._sound_next = max(0, int(round((start or 0.0) * self.sample_rate)))
+        self._pending = np.concatenate([self._pending, np.clip(samples, -1.0, 1.0)], axis=1)
+        self._encode_sound(final=False)
+
+    def sound_packet(self, packet: av.Packet, shift: float = 0.0) -> None:
+        """Copy one packet of the ``sound_from`` stream, ``shift`` seconds earlier (e.g. the input's video start)."""
+        ticks = int(round(shift / packet.time_base))
+        if packet.pts is not None:
+            packet.pts -= ticks
+        if packet.dts is not None:
+            packet.dts -= ticks
+        packet.stream = self._copied
+        self._container.mux(packet)
+
+    def _encode_sound(self, final: bool) -> None:
+        size = self._frame_size
+        usable = self._pending.shape[1] if final else self._pending.shape[1] // size * size
+        for offset in range(0, usable, size):
+            chunk = np.ascontiguousarray(self._pending[:, offset : offset + size])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=AAC_LAYOUTS[self.channels])
+            frame.sample_rate, frame.pts, frame.time_base = self.sample_rate, self._sound_next, Fraction(1, self.sample_rate)
+            self._sound_next += chunk.shape[1]
+            self.samples += chunk.shape[1]
+            self._container.mux(self._audio.encode(frame))
+        self._pending = self._pending[:, usable:]
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            if error is None:
+                self._container.mux(self._video.encode())
+                if self._audio is not None:
+                    if self._sound_next is not None:
+                        self._encode_sound(final=True)
+                    self._container.mux(self._audio.encode())
+        finally:
+            self._container.close()
+            self._atomic.__exit__(kind, error, trace)

@@ -38,7 +38,6 @@ resume = True
 overrides = {}  # config keys to change, e.g. {"separation.test_pairs": 8} (avlib.config)
 
 # %%
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -275,7 +274,7 @@ for row, index in enumerate(shown):
 
 # %%
 checkpoint = result.full_checkpoint
-work = Path(tempfile.mkdtemp(prefix="avlib-separate-"))
+work = Path(results_root).parent / "data" / profile / "04_separation"  # ignored by git, kept between runs
 first = test_list.iloc[0]
 on_path, off_path = result.data.root / first.on_path, result.data.root / first.off_path
 info = io.probe(on_path)

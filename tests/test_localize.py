@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from media import make_video, onsets
+from media import click_track, make_video, onsets
 
 from avlib import io
 from avlib.checkpoint import save_checkpoint
@@ -18,19 +18,22 @@ from avlib.config import CamSettings
 from avlib.data.shift import ShiftConfig
 from avlib.localize import (
     MapTrack,
+    OverlayBlend,
     TiledCam,
     heat_overlay,
     localize,
     main,
     map_video,
     overlay_scale,
+    pick_device,
     step_times,
     tile_offsets,
     to_frame,
     window_starts,
+    write_overlay,
 )
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet
-from avlib.writer import write_video
+from avlib.writer import VideoSink, write_video
 
 #: A small network input: 1.0 s windows at 10 fps, frames resized to a 40-pixel short side, 32-pixel tiles.
 SHIFT = ShiftConfig(window=1.0, fps=10.0, sample_rate=8000, min_shift=0.4, max_shift=0.9, size=40, crop=32)
@@ -125,11 +128,21 @@ def test_localize_writes_overlay_with_duration_and_sound(tmp_path, height, width
     np.testing.assert_allclose(heard, [5 / fps, 20 / fps], atol=0.005)
 
 
+def frame_stamps(path: Path) -> np.ndarray:
+    """Presentation times of every frame of a video, in seconds from its first."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stamps = sorted(float(packet.pts * packet.time_base) for packet in container.demux(stream) if packet.size)
+    return np.asarray(stamps) - stamps[0]
+
+
 def test_short_clip_and_command_line(tmp_path, capsys):
     source = make_video(tmp_path / "short.mp4", num_frames=8, fps=25.0, height=48, width=64, channels=2,
                         sample_rate=16000)  # 0.32 s: shorter than one 1 s window
     code = main([str(source), "--checkpoint", str(tiny_checkpoint(tmp_path / "net.pt")), "--out",
-                 str(tmp_path / "short_cam.mp4"), "--maps", str(tmp_path / "maps.npz")])
+                 str(tmp_path / "short_cam.mp4"), "--maps", str(tmp_path / "maps.npz"), "--device", "cpu"])
     assert code == 0 and "wrote" in capsys.readouterr().out
     assert abs(io.probe(tmp_path / "short_cam.mp4").duration - io.probe(source).duration) <= 1 / 25
     with np.load(tmp_path / "maps.npz") as saved:
@@ -137,6 +150,73 @@ def test_short_clip_and_command_line(tmp_path, capsys):
         without_video = localize(source, tmp_path / "net.pt")  # maps only, at every frame's time
         np.testing.assert_allclose(without_video.maps, saved["maps"], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(without_video.times, np.arange(8) / 25, atol=1e-6)
+    # the maps alone, without paying for the video; a missing folder is named, and made only with --mkdir
+    maps_only = tmp_path / "new" / "maps.npz"
+    assert main([str(source), "--checkpoint", str(tmp_path / "net.pt"), "--maps", str(maps_only)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and str(tmp_path / "new") in error[0] and "--mkdir" in error[0]
+    assert main([str(source), "--checkpoint", str(tmp_path / "net.pt"), "--maps", str(maps_only), "--mkdir"]) == 0
+    assert sorted(path.name for path in (tmp_path / "new").iterdir()) == ["maps.npz"]
+    with np.load(maps_only) as saved:
+        np.testing.assert_array_equal(saved["maps"], without_video.maps)
+    with pytest.raises(SystemExit):  # nothing to write
+        main([str(source), "--checkpoint", str(tmp_path / "net.pt")])
+
+
+def test_overlay_keeps_every_frame_and_its_time(tmp_path):
+    # 29.97 fps with frame 20 dropped: every frame keeps its own timestamp, so the gap stays
+    times = np.delete(np.arange(40), 20) * 1001 / 30000
+    source = tmp_path / "in.mp4"
+    with VideoSink(source, 64, 48, 30000 / 1001, sample_rate=16000) as sink:
+        sink.sound(0.1 * np.random.default_rng(1).standard_normal((2, 16000 * 2)).astype(np.float32))
+        for time in times:
+            sink.picture(np.full((48, 64, 3), 90, dtype=np.uint8), time)
+    np.testing.assert_allclose(frame_stamps(source), times, atol=1e-4)
+    result = localize(source, tiny_checkpoint(tmp_path / "net.pt"), tmp_path / "out.mp4")
+    np.testing.assert_allclose(frame_stamps(tmp_path / "out.mp4"), times, atol=1e-4)
+    np.testing.assert_allclose(result.times, times, atol=1e-4)
+
+
+def test_a_constant_map_through_the_tiles_gives_a_constant_overlay(tmp_path):
+    """Tiling, overlap averaging, resizing and the blend add no pattern of their own (no band at a tile seam)."""
+
+    def flat_cam(frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        # the same value everywhere in a step, rising over time (so the overlay's scale is not 0)
+        steps = max(1, frames.shape[2] // 4)
+        level = torch.arange(steps, dtype=torch.float32) + 1.0 + audio.abs().mean()
+        return level[None, :, None, None].expand(frames.shape[0], steps, 5, 5)
+
+    for height, width in ((96, 240), (240, 96), (60, 130)):  # 2 to 7 tiles across, uneven overlaps
+        frames = np.full((30, height, width, 3), 110, dtype=np.uint8)
+        audio = 0.1 * np.random.default_rng(0).standard_normal((2, 24000)).astype(np.float32)
+        video = write_video(tmp_path / f"flat{height}.mp4", frames, 10.0, audio, 8000)
+        track = map_video(video, [TiledCam(flat_cam, SHIFT.crop, "flat", tile_batch=3)], SHIFT, SETTINGS)["flat"]
+        scale = overlay_scale(track.values())
+        assert scale > 0
+        for time in (0.0, 1.2, 2.9):
+            cam = to_frame(track.at(time), height, width)
+            assert np.ptp(cam) < 1e-5 * np.abs(cam).max(), (height, width, time)
+            drawn = heat_overlay(frames[0], cam, scale)
+            assert (drawn == drawn[0, 0]).all(), (height, width, time)
+            written = OverlayBlend(scale)(frames[0].copy(), track.at(time))  # the overlay writer's blend
+            assert (written == written[0, 0]).all(), (height, width, time)
+
+
+def test_the_writers_table_blend_is_the_official_one_to_a_level_step():
+    rng = np.random.default_rng(3)
+    for height, width, cells in ((360, 640, (45, 80)), (97, 131, (13, 17))):
+        frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        cam = np.zeros(cells, dtype=np.float32)
+        cam[2:10, 3:12] = rng.random((8, 9)) * 4  # a hot patch: the rest of the frame must stay untouched
+        scale = float(cam.max())
+        official = heat_overlay(frame, to_frame(cam, height, width), scale)
+        written = OverlayBlend(scale)(frame.copy(), cam)
+        difference = np.abs(written.astype(int) - official)
+        drawn = official != frame
+        assert drawn.sum() > 1000  # the patch is drawn
+        assert difference.max() <= 1 and (difference > 0).sum() < 0.25 * drawn.sum()  # alpha rounded to a level step
+        cold = np.full(cells, 0.1 * scale, dtype=np.float32)  # below lo everywhere: nothing drawn
+        assert np.array_equal(OverlayBlend(scale)(frame.copy(), cold), frame)
 
 
 def test_video_without_sound_is_a_clear_error(tmp_path, capsys):
@@ -146,3 +226,67 @@ def test_video_without_sound_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "out.mp4").exists()
     assert main([str(silent), "--checkpoint", str(tmp_path / "net.pt"), "--out", str(tmp_path / "o.mp4")]) == 2
     assert "no audio track" in capsys.readouterr().err
+
+
+def test_device_choices_mean_what_reproduce_sh_means(tmp_path, capsys):
+    assert pick_device("cpu") == "cpu"
+    assert pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(SystemExit):
+        main(["video.mp4", "--checkpoint", "net.pt", "--out", "o.mp4", "--device", "gpu"])
+    assert "invalid choice" in capsys.readouterr().err
+    if not torch.cuda.is_available():  # the CPU build: one line, exit 2, no traceback
+        source = make_video(tmp_path / "in.mp4", num_frames=10, fps=25.0, height=48, width=64, sample_rate=16000)
+        code = main([str(source), "--checkpoint", str(tiny_checkpoint(tmp_path / "net.pt")), "--out",
+                     str(tmp_path / "o.mp4"), "--device", "cuda"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "CUDA" in lines[0] and not (tmp_path / "o.mp4").exists()
+
+
+def test_overlay_re_encodes_a_sound_it_does_not_copy(tmp_path):
+    """PCM sound (not in COPIED_SOUND) goes through the AAC encoder, at its own rate and channels, clicks in place."""
+    import av
+
+    source, fps, rate = tmp_path / "pcm.mkv", 25, 16000
+    clicks = click_track(2 * rate, rate, [0.4, 1.4])
+    with av.open(str(source), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = container.add_stream("pcm_s16le", rate=rate, layout="stereo")
+        for index in range(2 * fps):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 100, dtype=np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(video.encode(frame))
+            chunk = av.AudioFrame.from_ndarray((clicks[:, index * 640 : (index + 1) * 640] * 32767).astype(np.int16).reshape(1, -1),
+                                               format="s16", layout="stereo")
+            chunk.sample_rate, chunk.pts = rate, index * 640
+            container.mux(sound.encode(chunk))
+        container.mux(video.encode())
+        container.mux(sound.encode())
+    localize(source, tiny_checkpoint(tmp_path / "net.pt"), tmp_path / "out.mp4")
+    written = io.probe(tmp_path / "out.mp4")
+    assert (written.audio_codec, written.channels, written.sample_rate) == ("aac", 2, rate)
+    heard = onsets(io.read_audio(tmp_path / "out.mp4", 0.0, int(1.8 * 8000), sample_rate=8000), 8000)
+    np.testing.assert_allclose(heard, [0.4, 1.4], atol=0.005)
+
+
+def test_a_rotated_phone_video_gives_upright_maps_and_an_upright_overlay(tmp_path):
+    """A portrait phone video stores landscape frames and a display matrix: maps and overlay are of the picture
+    as displayed (portrait, the red square where the person filming saw it), written upright."""
+    height, width = 96, 64  # as displayed
+    upright = np.full((20, height, width, 3), 110, dtype=np.uint8)
+    upright[:, 8:32, 6:30] = (230, 20, 20)  # a red square at the top left of the displayed picture
+    stored = np.ascontiguousarray(np.rot90(upright, 1, axes=(1, 2)))  # the sensor's landscape frames
+    audio = 0.1 * np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32)
+    video = write_video(tmp_path / "phone.mp4", stored, 10.0, audio, 8000, rotation=270)
+    assert (io.probe(video).width, io.probe(video).height) == (width, height)
+    track = map_video(video, [TiledCam(red_cam, SHIFT.crop, "tiles")], SHIFT, SETTINGS)["tiles"]
+    score_map = to_frame(track.at(0.95), height, width)
+    y, x = np.unravel_index(np.argmax(score_map), score_map.shape)
+    assert 8 <= y < 32 and 6 <= x < 30
+    out = tmp_path / "overlay.mp4"
+    write_overlay(video, track, out, overlay_scale(np.concatenate([m.ravel() for m in track.maps])), SETTINGS)
+    written = io.probe(out)
+    assert (written.rotation, written.width, written.height) == (0, width, height)
+    frames = io.read_clip(out, 0.5, 0.5, fps=10.0).frames.astype(int)
+    redness = frames[..., 0] - frames[..., 1:].mean(-1)
+    assert redness[:, 8:32, 6:30].mean() > redness[:, 50:, 30:].mean() + 60  # the square stayed at the top left
