@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -159,3 +161,27 @@ def test_batches_equal_examples_cropped_one_by_one_and_stacked(videos, from_file
             replay.integers(config.size - config.crop + 1), replay.integers(config.size - config.crop + 1)
             flips += replay.random() < 0.5
     assert 0 < flips < 12  # both the flipped and the plain copy ran
+
+
+class _WindowsInWorkers(torch.utils.data.Dataset):
+    """Window ``index`` of a file source as a DataLoader worker reads it, with the decoder threads it used."""
+
+    def __init__(self, source: FileClips):
+        self.source = source
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int):
+        frames, audio = self.source.window(index % len(self.source), 3 * index, self.source.config.num_frames)
+        return io.decoder_threads(), frames, audio
+
+
+def test_dataloader_workers_decode_with_their_share_of_the_cores_and_the_same_frames(videos):
+    source = FileClips([io.probe(path) for path in videos], _config())
+    assert io.decoder_threads() == 0  # outside a worker: FFmpeg's automatic count
+    loader = torch.utils.data.DataLoader(_WindowsInWorkers(source), batch_size=None, num_workers=2)
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    for index, (threads, frames, audio) in enumerate(loader):
+        alone, alone_audio = source.window(index % len(source), 3 * index, source.config.num_frames)
+        assert threads == share and np.array_equal(frames.numpy(), alone) and np.array_equal(audio.numpy(), alone_audio)
