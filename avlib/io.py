@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -406,6 +407,18 @@ def _check_window(path: Path, targets: np.ndarray, video_end: float, period: flo
         raise WindowError(path, f"window needs frames up to {targets[-1]:.3f} s but the video ends at {video_end:.3f} s")
 
 
+def decoder_threads() -> int:
+    """FFmpeg's video decoding threads for this process: in a torch DataLoader worker, its share of the
+    cores the process may run on (at least 1), since FFmpeg's automatic count starts a thread per core in
+    every worker; elsewhere 0, FFmpeg's automatic count. The decoded frames are the same either way."""
+    data = sys.modules.get("torch.utils.data")  # loaded in any DataLoader worker; not imported here for others
+    worker = data.get_worker_info() if data is not None else None
+    if worker is None:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // worker.num_workers)
+
+
 def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, size, resize: ResizeMode, threads: int = 1):
     """Decode from the keyframe before the window, converting only the frames that are shown.
 
@@ -417,6 +430,7 @@ def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, si
     vstream = container.streams.video[0]
     if not vstream.codec_context.is_open:  # open already when the rotation was read first (decord's fallback)
         vstream.thread_type = "AUTO"
+        vstream.codec_context.thread_count = decoder_threads()
     _demux_only(container, vstream)
     period = 1.0 / info.fps
     _check_window(path, targets, info.duration, period)

@@ -45,20 +45,39 @@ def test_task_formats_share_the_clip_fields_and_keep_their_keywords():
         ActionClipFormat(window=1.0, sample_rate=8000, size=40, crop=32)  # pretraining's rates must be given
 
 
+@pytest.mark.parametrize("kind", ["plain", "read-only", "mirrored"])  # torch's copy, then numpy's for what torch refuses
+@pytest.mark.parametrize("seed", [5, 6])
 @pytest.mark.parametrize("flip", [True, False])
-def test_crop_and_flip_draws_top_left_then_flip(flip):
+def test_crop_and_flip_draws_top_left_then_flip(flip, seed, kind):
     frames = np.random.default_rng(0).integers(0, 255, (3, 40, 50, 3), dtype=np.uint8)
+    if kind == "read-only":
+        frames.flags.writeable = False
+    elif kind == "mirrored":
+        frames = frames[:, :, ::-1]
     fmt = ClipFormat(size=40, crop=32, flip=flip)
-    rng, replay = np.random.default_rng(5), np.random.default_rng(5)
-    out = crop_and_flip(frames, fmt, rng)
-    top, left = int(replay.integers(9)), int(replay.integers(19))
-    expected = frames[:, top : top + 32, left : left + 32]
-    if flip and replay.random() < 0.5:
-        expected = expected[:, :, ::-1]
-    assert np.array_equal(out, expected) and out.flags.c_contiguous
-    assert rng.random() == replay.random()  # no draw more or fewer than that
+    flips = []
+    for into in (None, np.full((3, 32, 32, 3), 7, np.uint8)):
+        rng, replay = np.random.default_rng(seed), np.random.default_rng(seed)
+        out = crop_and_flip(frames, fmt, rng, into)
+        top, left = int(replay.integers(9)), int(replay.integers(19))
+        expected = frames[:, top : top + 32, left : left + 32]
+        flips.append(flip and replay.random() < 0.5)
+        if flips[-1]:
+            expected = expected[:, :, ::-1]
+        assert np.array_equal(out, expected) and out.flags.c_contiguous
+        assert into is None or out is into
+        assert rng.random() == replay.random()  # no draw more or fewer than that
+    assert flips[0] == (flip and seed == 6)  # seed 6 draws a flip, seed 5 does not: both paths run
     centre = crop_and_flip(frames, fmt, None)
     assert np.array_equal(centre, frames[:, 4:36, 9:41])
+
+
+def test_crop_and_flip_refuses_an_out_of_another_shape():
+    frames = np.zeros((3, 40, 40, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"out of shape \(3, 32, 32, 3\), got uint8 \(3, 32, 31, 3\)"):
+        crop_and_flip(frames, ClipFormat(size=40, crop=32), None, np.zeros((3, 32, 31, 3), np.uint8))
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        crop_and_flip(frames, ClipFormat(size=40, crop=32), None, np.zeros((3, 32, 64, 3), np.uint8)[:, :, ::2])
 
 
 def test_crop_and_flip_flips_about_half_the_clips():
@@ -84,6 +103,17 @@ def test_collate_stacks_arrays_and_types_scalars():
     assert from_dataclasses["shift"].dtype == torch.float32 and from_dataclasses["shift"].tolist() == [-0.5, 1.0]
     with pytest.raises(TypeError, match="str"):
         collate([{"name": "a"}])
+
+
+def test_collate_takes_stacked_fields_as_they_are_and_checks_them():
+    frames = np.arange(2 * 3 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 4, 3)
+    batch = collate([{"frames": frames[0], "label": 1}, {"frames": frames[1], "label": 2}], stacked={"frames": frames})
+    assert batch["frames"].data_ptr() == frames.ctypes.data and torch.equal(batch["frames"], torch.from_numpy(frames))
+    assert batch["label"].tolist() == [1, 2]
+    with pytest.raises(ValueError, match="stacked 'frames' is not the examples' frames row by row"):
+        collate([{"frames": frames[0].copy()}, {"frames": frames[1]}], stacked={"frames": frames})
+    with pytest.raises(ValueError, match="row by row"):
+        collate([{"frames": frames[1]}, {"frames": frames[0]}], stacked={"frames": frames})
 
 
 class _Counter(StepBatches):

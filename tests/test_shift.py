@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +132,56 @@ def test_paper_profile_uses_the_official_code_shift_range():
     assert offsets.min() == 65 and offsets.max() == 176
     assert BY_KEY["shift_min_code_s"].value == OFFICIAL_SHIFT[0] and BY_KEY["shift_max_code_s"].value == OFFICIAL_SHIFT[1]
     assert (BY_KEY["shift_min_s"].value, BY_KEY["shift_max_s"].value) == PAPER_SHIFT and not BY_KEY["shift_min_s"].verified
+
+
+@pytest.mark.parametrize("from_files", [False, True])
+def test_batches_equal_examples_cropped_one_by_one_and_stacked(videos, from_files):
+    """ShiftBatches crops straight into one batch array; its batches are byte-equal to stacking the examples
+    that make_example gives alone (a new array each), with the same draws, flipped or not."""
+    config = _config()
+    source = FileClips([io.probe(path) for path in videos], config) if from_files else DecodedClips(videos, config)
+    batches = ShiftBatches(source, config, batch_size=4, seed=2)
+    flips = 0
+    for step in range(3):
+        rng = batches.generator(step)
+        chosen = rng.integers(len(source), size=4)
+        alone = [make_example(source, int(video), rng, config, train=True) for video in chosen]
+        expected = {"frames": torch.from_numpy(np.stack([example.frames for example in alone])),
+                    "audio": torch.from_numpy(np.stack([example.audio for example in alone])),
+                    "shifted_audio": torch.from_numpy(np.stack([example.shifted_audio for example in alone])),
+                    "shift": torch.tensor([example.shift for example in alone], dtype=torch.float32)}
+        batch = batches(step)
+        assert batch.keys() == expected.keys()
+        for key, value in expected.items():
+            assert batch[key].dtype == value.dtype and torch.equal(batch[key], value), key
+        assert batch["frames"].is_contiguous()
+        replay = batches.generator(step)  # the same draws again, to count the flips among them
+        for video in replay.integers(len(source), size=4):
+            sample_pair_starts(replay, source.num_frames(int(video)), config)
+            replay.integers(config.size - config.crop + 1), replay.integers(config.size - config.crop + 1)
+            flips += replay.random() < 0.5
+    assert 0 < flips < 12  # both the flipped and the plain copy ran
+
+
+class _WindowsInWorkers(torch.utils.data.Dataset):
+    """Window ``index`` of a file source as a DataLoader worker reads it, with the decoder threads it used."""
+
+    def __init__(self, source: FileClips):
+        self.source = source
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int):
+        frames, audio = self.source.window(index % len(self.source), 3 * index, self.source.config.num_frames)
+        return io.decoder_threads(), frames, audio
+
+
+def test_dataloader_workers_decode_with_their_share_of_the_cores_and_the_same_frames(videos):
+    source = FileClips([io.probe(path) for path in videos], _config())
+    assert io.decoder_threads() == 0  # outside a worker: FFmpeg's automatic count
+    loader = torch.utils.data.DataLoader(_WindowsInWorkers(source), batch_size=None, num_workers=2)
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    for index, (threads, frames, audio) in enumerate(loader):
+        alone, alone_audio = source.window(index % len(source), 3 * index, source.config.num_frames)
+        assert threads == share and np.array_equal(frames.numpy(), alone) and np.array_equal(audio.numpy(), alone_audio)

@@ -173,12 +173,20 @@ class ShiftExample:
     shift: float  # seconds; negative = earlier audio
 
 
-def make_example(source: ClipSource, video: int, rng: np.random.Generator, config: ShiftConfig, train: bool) -> ShiftExample:
+def make_example(source: ClipSource, video: int, rng: np.random.Generator, config: ShiftConfig, train: bool,
+                 out: np.ndarray | None = None) -> ShiftExample:
+    """One alignment example of ``video``; its cropped frames are written into ``out`` if given (a row of
+    :func:`batch_frames`), else into a new array."""
     start, shifted_start = sample_pair_starts(rng, source.num_frames(video), config)
     frames, audio = source.window(video, start, config.num_frames)
     shifted = source.audio(video, shifted_start, config.num_frames)
-    frames = crop_and_flip(frames, config, rng if train else None)
+    frames = crop_and_flip(frames, config, rng if train else None, out)
     return ShiftExample(frames, audio, shifted, (shifted_start - start) / config.fps)
+
+
+def batch_frames(batch_size: int, config: ShiftConfig) -> np.ndarray:
+    """An empty (B, T, crop, crop, 3) uint8 batch for :func:`make_example` to crop into, row by row."""
+    return np.empty((batch_size, config.num_frames, config.crop, config.crop, 3), dtype=np.uint8)
 
 
 class ShiftBatches(StepBatches):
@@ -195,7 +203,10 @@ class ShiftBatches(StepBatches):
 
     def make(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         videos = rng.integers(len(self.source), size=self.batch_size)
-        return collate([make_example(self.source, int(video), rng, self.config, train=True) for video in videos])
+        frames = batch_frames(self.batch_size, self.config)  # cropped straight into the batch: one copy per clip
+        examples = [make_example(self.source, int(video), rng, self.config, train=True, out=frames[index])
+                    for index, video in enumerate(videos)]
+        return collate(examples, stacked={"frames": frames})
 
 
 @dataclass(frozen=True)
@@ -229,12 +240,13 @@ class EvaluationSet:
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def example(self, index: int) -> ShiftExample:
-        """Example ``index``, decoded (what :func:`make_example` gives for an evaluation pair)."""
+    def example(self, index: int, out: np.ndarray | None = None) -> ShiftExample:
+        """Example ``index``, decoded (what :func:`make_example` gives for an evaluation pair); its centre crop
+        written into ``out`` if given."""
         pair, config = self.pairs[index], self.config
         frames, audio = self.source.window(pair.video, pair.start, config.num_frames)
         shifted = self.source.audio(pair.video, pair.shifted_start, config.num_frames)
-        return ShiftExample(crop_and_flip(frames, config, None), audio, shifted,
+        return ShiftExample(crop_and_flip(frames, config, None, out), audio, shifted,
                             (pair.shifted_start - pair.start) / config.fps)
 
     def batch(self, first: int, size: int) -> dict[str, torch.Tensor]:
@@ -242,7 +254,8 @@ class EvaluationSet:
         if not 0 <= first < len(self):
             raise IndexError(f"example {first} is outside the held-out set of {len(self)}")
         indices = range(first, min(first + size, len(self)))
-        batch = collate([self.example(index) for index in indices])
+        frames = batch_frames(len(indices), self.config)
+        batch = collate([self.example(index, frames[row]) for row, index in enumerate(indices)], stacked={"frames": frames})
         batch["label"] = self.labels[first : first + len(indices)]
         return batch
 
