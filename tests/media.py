@@ -124,3 +124,13 @@ def overwrite(path: Path, out: Path, offset: int, length: int, seed: int = 0) ->
     data[offset : offset + length] = np.random.default_rng(seed).integers(0, 256, length, dtype=np.uint8).tobytes()
     out.write_bytes(bytes(data))
     return out
+
+
+def frame_stamps(path: Path) -> np.ndarray:
+    """Presentation times of every frame of a video, in seconds from its first."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stamps = sorted(float(packet.pts * packet.time_base) for packet in container.demux(stream) if packet.size)
+    return np.asarray(stamps) - stamps[0]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from media import click_track, make_video, onsets
+from media import click_track, frame_stamps, make_video, onsets
 
 from avlib import io
 from avlib.checkpoint import save_checkpoint
@@ -126,16 +126,6 @@ def test_localize_writes_overlay_with_duration_and_sound(tmp_path, height, width
     # the clicks are where they were
     heard = onsets(io.read_audio(tmp_path / "out.mp4", 0.0, int(0.9 * num_frames / fps * 8000), sample_rate=8000), 8000)
     np.testing.assert_allclose(heard, [5 / fps, 20 / fps], atol=0.005)
-
-
-def frame_stamps(path: Path) -> np.ndarray:
-    """Presentation times of every frame of a video, in seconds from its first."""
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stamps = sorted(float(packet.pts * packet.time_base) for packet in container.demux(stream) if packet.size)
-    return np.asarray(stamps) - stamps[0]
 
 
 def test_short_clip_and_command_line(tmp_path, capsys):

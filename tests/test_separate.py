@@ -21,7 +21,7 @@ from avlib.models.unet import SeparationNet, from_checkpoint, mono_mix
 from avlib.separate import main, read_sound, separate, separate_waveform
 from avlib.spectral import analyze
 from avlib.writer import write_video
-from tests.media import decode_indices, make_video
+from tests.media import decode_indices, frame_stamps, make_video
 from tests.test_separation import speech, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,16 +85,6 @@ def test_separate_a_video_without_a_speaker_and_refuse_one_without_sound(tiny_ch
     silent = make_video(tmp_path / "silent.mp4", num_frames=30, fps=30.0, height=48, width=64, channels=None)
     with pytest.raises(io.NoAudioError, match="silent.mp4"):
         separate(silent, tiny_checkpoint, tmp_path / "out2")
-
-
-def frame_stamps(path: Path) -> np.ndarray:
-    """Presentation times of every frame of a video, in seconds from its first."""
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stamps = sorted(float(packet.pts * packet.time_base) for packet in container.demux(stream) if packet.size)
-    return np.asarray(stamps) - stamps[0]
 
 
 def test_streaming_equals_the_whole_video_in_memory_and_videos_keep_every_frame(tiny_checkpoint, tmp_path):
