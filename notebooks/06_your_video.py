@@ -39,7 +39,6 @@ video = ""  # path of your video; empty: a held-out clip (see above)
 weights = ""  # folder with imported official networks (cam.pt or shift.pt, sep-full.pt); default: the checkout's weights/
 
 # %%
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +57,8 @@ experiment = resolve(profile, overrides)
 device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
 out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="06_your_video", root=results_root,
                    config=experiment.to_dict())
-work = Path(tempfile.mkdtemp(prefix="avlib-your-video-"))
+work = Path(results_root).parent / "data" / profile / "06_your_video"  # ignored by git, kept between runs
+work.mkdir(parents=True, exist_ok=True)
 weights_dir = Path(weights) if weights else Path(results_root).resolve().parent / "weights"
 
 # %% [markdown]

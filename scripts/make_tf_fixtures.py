@@ -435,15 +435,16 @@ def official_tables() -> dict:
     return tables
 
 
-def write_official_checkpoints(out: Path) -> None:
+def write_official_checkpoints(out: Path, width: int = SMALL_WIDTH, unet_width: int = SMALL_UNET_WIDTH) -> None:
     """``official/<network>/net.tf-<step>``: TF-written checkpoints with every official variable name at width 2 (and
-    U-Net width 1), random values; ``values.npz`` the values of the mapped and renorm variables."""
+    U-Net width 1; ``--full-size``: the official 64), random values; ``values.npz`` the values of the mapped and renorm
+    variables."""
     steps = {"shift": 650000, "cam": 675000, "sep-full": 160000, "unet-pit": 160000}
     for index, network in enumerate(NETWORKS):
         folder = out / "official" / network
         folder.mkdir(parents=True)
         rng = np.random.default_rng([SEED, 100 + index])
-        graph, values = build_network_graph(network, SMALL_WIDTH, SMALL_UNET_WIDTH, rng)
+        graph, values = build_network_graph(network, width, unet_width, rng)
         with graph.as_default(), tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.global_variables_initializer())
             step = [v for v in tf.compat.v1.global_variables() if v.op.name == "global_step"][0]
@@ -621,7 +622,14 @@ def extra_op_fixtures(rng: np.random.Generator) -> dict[str, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "tf")
+    parser.add_argument("--full-size", type=Path, metavar="DIR",
+                        help="instead: write the four official checkpoints at the official widths (144-455 MB each) under "
+                             "DIR/official/, for tests/test_weights.py with AVLIB_TF_FULL=DIR; never committed")
     args = parser.parse_args()
+    if args.full_size:
+        write_official_checkpoints(args.full_size, width=64, unet_width=64)
+        print(f"wrote full-size official checkpoints under {args.full_size / 'official'}")
+        return
     if args.out.exists():
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)

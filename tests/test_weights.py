@@ -394,6 +394,31 @@ def test_import_of_a_tf_written_checkpoint_gives_the_tf_arrays(network):
     assert not result.model.training
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("network", ["shift", "cam", "sep-full", "unet-pit"])
+def test_import_of_a_full_size_tf_written_checkpoint_gives_the_tf_arrays(network):
+    """The same at the official shapes, on checkpoints of 144-455 MB that TF wrote with
+    ``scripts/make_tf_fixtures.py --full-size DIR`` (too large to commit): runs where AVLIB_TF_FULL=DIR is set."""
+    import os
+
+    from avlib.weights import import_official, official_names
+
+    root = os.environ.get("AVLIB_TF_FULL")
+    if not root:
+        pytest.skip("set AVLIB_TF_FULL to a folder written by scripts/make_tf_fixtures.py --full-size")
+    folder = Path(root) / "official" / network
+    [index] = folder.glob("net.tf-*.index")
+    with np.load(folder / "values.npz") as data:
+        values = {key: data[key] for key in data.files}
+    result = import_official(index.with_suffix(""), network)
+    state = result.model.state_dict()
+    names = official_names(network, result.model)
+    for name, target in names.targets.items():
+        np.testing.assert_array_equal(state[target.key].numpy(), tf_to_torch(values[name], state[target.key]), err_msg=name)
+    assert {key for key in state if not key.endswith("num_batches_tracked")} == {t.key for t in names.targets.values()}
+    assert set(result.training_state) == set(TFCheckpoint(index.with_suffix("")).keys()) - set(names.targets)
+
+
 def test_the_imported_networks_run_as_the_release_does():
     from avlib.weights import import_official
 
