@@ -11,6 +11,7 @@
 #   --device cpu|cuda|auto        where to train (default: auto)
 #   --seed N                      seed of every notebook (default: 0)
 #   --force                       re-run notebooks that are up to date
+#   --set "key=value ..."         config overrides for every notebook (avlib.config keys, e.g. cam.eval_clips=2)
 #   --setup-only                  create/refresh the environment and stop
 #
 # A notebook whose source, avlib code, parameters and inputs are unchanged since its last
@@ -27,7 +28,7 @@ mode=run
 if [[ "${1:-}" == "test" ]]; then mode=test; shift; fi
 
 profile=synth only="" data_root="" device=auto seed=0 setup_only=0 force=0
-pytest_args=()
+pytest_args=() sets=()
 while [[ $# -gt 0 ]]; do
   if [[ $mode == test ]]; then pytest_args+=("$1"); shift; continue; fi
   case "$1" in
@@ -38,7 +39,8 @@ while [[ $# -gt 0 ]]; do
     --seed) seed="$2"; shift 2 ;;
     --setup-only) setup_only=1; shift ;;
     --force) force=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --set) sets+=(--set "$2"); shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -82,4 +84,5 @@ args=(--profile "$profile" --device "$device" --seed "$seed")
 [[ -n $only ]] && args+=(--only "$only")
 [[ -n $data_root ]] && args+=(--data-root "$data_root")
 [[ $force == 1 ]] && args+=(--force)
+args+=("${sets[@]}")
 exec "$PY" -m avlib.notebooks "${args[@]}"
