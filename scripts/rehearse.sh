@@ -24,6 +24,8 @@ dir=${1:-data/rehearsal}
 device=${REHEARSAL_DEVICE:-cpu}
 only=${REHEARSAL_ONLY:-}
 if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python; fi
+# this checkout's avlib, also in the notebook kernels (which start in notebooks/)
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONHASHSEED=0 AVLIB_THREADS=${AVLIB_THREADS:-2}
 export OMP_NUM_THREADS=$AVLIB_THREADS MKL_NUM_THREADS=$AVLIB_THREADS
 
@@ -51,12 +53,14 @@ dir=$(mkdir -p "$dir" && cd "$dir" && pwd)  # absolute: the notebooks run in not
 root="$dir/root" checkpoints="$dir/checkpoints"
 echo "== rehearsal data root: $root"
 "$PY" -m avlib.data.rehearsal "$root"
+echo "   ${SECONDS} s"
 
 if [[ -z $only || $only =~ (01|02|03|04|05) ]]; then
   echo "== pretraining under torchrun, 2 processes (one thread each)"
   AVLIB_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" -m torch.distributed.run --standalone --nproc_per_node 2 \
     -m avlib.tasks.pretrain --profile paper --data-root "$root" --checkpoints "$checkpoints" --out "$dir/runs/pretrain" \
     --device "$device" "${OVERRIDES[@]}"
+  echo "   ${SECONDS} s"
 fi
 
 echo "== notebooks, paper profile, into $dir/results/paper/"

@@ -54,7 +54,9 @@ def is_rehearsal_root(data_root: str | Path) -> bool:
 
 
 def _settings(seed: int) -> dict:
-    return {"version": VERSION, "seed": seed, "world": WORLD, "train_scenes": TRAIN_SCENES, "test_scenes": TEST_SCENES}
+    """What the root is made from, as its JSON record reads back (tuples as lists)."""
+    return json.loads(json.dumps({"version": VERSION, "seed": seed, "world": WORLD, "train_scenes": TRAIN_SCENES,
+                                  "test_scenes": TEST_SCENES}))
 
 
 def i3d_arrays(seed: int = 0) -> dict[str, np.ndarray]:
