@@ -14,6 +14,7 @@
 #   --device cpu|cuda|auto        where to train (default: auto)
 #   --seed N                      seed of every notebook (default: 0)
 #   --force                       re-run notebooks that are up to date
+#   --set "key=value ..."         config overrides for every notebook (avlib.config keys, e.g. cam.eval_clips=2)
 #   --setup-only                  create/refresh the environment and stop
 #
 # A notebook whose source, avlib code, parameters and inputs are unchanged since its last
@@ -45,6 +46,7 @@ value() {
 
 profile=synth only="" data_root="" device=auto seed=0 setup_only=0 force=0
 extra_args=()  # what follows test or lab, for pytest or jupyter lab
+sets=()
 while [[ $# -gt 0 ]]; do
   if [[ $mode != run ]]; then extra_args+=("$1"); shift; continue; fi
   case "$1" in
@@ -55,6 +57,7 @@ while [[ $# -gt 0 ]]; do
     --seed) value "$@"; seed="$2"; shift 2 ;;
     --setup-only) setup_only=1; shift ;;
     --force) force=1; shift ;;
+    --set) value "$@"; sets+=(--set "$2"); shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -130,4 +133,5 @@ args=(--profile "$profile" --device "$device" --seed "$seed")
 [[ -n $only ]] && args+=(--only "$only")
 [[ -n $data_root ]] && args+=(--data-root "$data_root")
 [[ $force == 1 ]] && args+=(--force)
+args+=("${sets[@]}")
 exec "$PY" -m avlib.notebooks "${args[@]}"

@@ -2,7 +2,7 @@
 
 ``python -m avlib.notebooks --profile synth`` (what ``./reproduce.sh`` calls) converts each
 ``notebooks/NN_*.py``, executes it with its parameters (``profile``, ``seed``, ``data_root``,
-``device``, ``results_root``) and writes the executed notebook to
+``device``, ``results_root``, and ``overrides``: config keys from ``--set "key=value ..."``) and writes the executed notebook to
 ``results/<profile>/notebooks/NN_*.ipynb``, never over the source. The first failure stops the
 run, names the notebook and the cell, and leaves every finished notebook's results in place.
 
@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Callable
 
 from avlib.config import PROFILES as PROFILE_DATA
+from avlib.config import parse_assignments, resolve
 from avlib.determinism import child_environment
 from avlib.files import atomic_path, write_text
-from avlib.report.results import COMPARISONS, INTERACTIVE, PROFILES, RESULTS_ROOT
+from avlib.report.results import COMPARISONS, INTERACTIVE, PROFILES, REHEARSAL_ENV, RESULTS_ROOT
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 #: seconds a kernel may take to start: papermill's 60 s is too short on a busy 2-core machine
@@ -75,13 +76,17 @@ def kernel_name() -> str:
 
 def run_notebook(source: Path, *, profile: str, seed: int = 0, data_root: str = "", device: str = "auto",
                  results_root: Path = RESULTS_ROOT, timeout: int | None = None, checkpoint_root: str = "",
-                 progress: Callable[[str], None] | bool | None = None, last_cells: list[float] | None = None) -> NotebookRun:
+                 progress: Callable[[str], None] | bool | None = None, last_cells: list[float] | None = None,
+                 overrides: dict[str, str] | None = None) -> NotebookRun:
     """Execute one jupytext notebook into ``results_root/<profile>/notebooks/<name>.ipynb``.
 
     ``checkpoint_root``, when given, is passed to the notebook (which otherwise uses the checkout's
     ``checkpoints/``); the tests use it to keep their checkpoints apart from the checkout's. ``progress``,
     when given, receives the progress lines (:mod:`avlib.report.progress`), with the time left estimated from
-    ``last_cells`` (seconds per code cell of the last run), else from the executed notebook being replaced."""
+    ``last_cells`` (seconds per code cell of the last run), else from the executed notebook being replaced.
+    ``overrides`` (dotted config keys -> literal strings, :func:`avlib.config.parse_assignments`) become the
+    notebook's ``overrides`` parameter. On a rehearsal data root (:mod:`avlib.data.rehearsal`) the kernel runs
+    with ``AVLIB_REHEARSAL=1``, so that its tables and figures are marked as a rehearsal's."""
     import jupytext
     import papermill
 
@@ -100,13 +105,16 @@ def run_notebook(source: Path, *, profile: str, seed: int = 0, data_root: str = 
                       results_root=os.path.relpath(Path(results_root).resolve(), source.parent.resolve()))
     if checkpoint_root:
         parameters["checkpoint_root"] = str(checkpoint_root)
+    if overrides:
+        parameters["overrides"] = dict(overrides)
     reporter = Progress(name, last_cells or cell_seconds(output), log=None if progress is True else progress) if progress else None
     started = time.time()
     with tempfile.TemporaryDirectory(prefix=f"avlib-{name}-") as scratch:
         converted = Path(scratch) / f"{name}.ipynb"
         jupytext.write(notebook, converted)
         # a recorded run writes into results/<profile>/ even when started from ./reproduce.sh lab's terminal
-        with atomic_path(output) as partial, _environment({**child_environment(), INTERACTIVE: ""}), \
+        with atomic_path(output) as partial, \
+                _environment({**child_environment(), **rehearsal_environment(data_root), INTERACTIVE: ""}), \
                 reporter or contextlib.nullcontext():
             try:
                 execute(converted, partial, progress=reporter, parameters=parameters,
@@ -138,6 +146,13 @@ def _environment(variables: dict[str, str]):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def rehearsal_environment(data_root: str) -> dict[str, str]:
+    """``{AVLIB_REHEARSAL: "1"}`` for a rehearsal data root (:func:`avlib.data.rehearsal.is_rehearsal_root`), else nothing."""
+    from avlib.data.rehearsal import is_rehearsal_root
+
+    return {REHEARSAL_ENV: "1"} if is_rehearsal_root(data_root) else {}
 
 
 def _scrub_paths(output: Path, name: str) -> None:
@@ -197,16 +212,28 @@ def _outputs(profile_dir: Path, name: str, since: str) -> list[str]:
 
 def run_all(notebooks: list[Path], *, profile: str, seed: int = 0, data_root: str = "", device: str = "auto",
             results_root: Path = RESULTS_ROOT, force: bool = False, only: str | None = None,
-            html: bool = True, log=print, progress: Callable[[str], None] | bool = True) -> int:
+            html: bool = True, log=print, progress: Callable[[str], None] | bool = True,
+            overrides: dict[str, str] | None = None, checkpoint_root: str = "") -> int:
     """Run the notebooks that are not up to date, record each run, then rebuild the report. Returns the exit code.
 
-    ``progress``: where the lines saying which cell is running go (True: the terminal, False: nowhere)."""
+    ``progress``: where the lines saying which cell is running go (True: the terminal, False: nowhere).
+    ``overrides`` (config keys -> literal strings) go to every notebook and into its fingerprint;
+    ``checkpoint_root`` (default: the checkout's ``checkpoints/``) to every notebook."""
+    with _environment(rehearsal_environment(data_root)):  # the report's tables too are marked as a rehearsal's
+        return _run_all(notebooks, profile=profile, seed=seed, data_root=data_root, device=device, results_root=results_root,
+                        force=force, only=only, html=html, log=log, progress=progress,
+                        overrides=dict(sorted((overrides or {}).items())), checkpoint_root=checkpoint_root)
+
+
+def _run_all(notebooks, *, profile, seed, data_root, device, results_root, force, only, html, log, progress, overrides,
+             checkpoint_root):
     from avlib.report import runs
     from avlib.report.progress import cell_seconds
 
     results_root = Path(results_root)
     profile_dir = results_root / profile
-    parameters = dict(profile=profile, seed=seed, data_root=data_root, device=device)
+    parameters = dict(profile=profile, seed=seed, data_root=data_root, device=device, overrides=overrides,
+                      checkpoint_root=checkpoint_root)
     started, clock = runs.now(), time.time()
     data_digest = functools.cache(lambda: runs.tree_digest(Path(data_root)))  # walked once per invocation
     actions: dict[str, dict] = {}
@@ -238,7 +265,8 @@ def run_all(notebooks: list[Path], *, profile: str, seed: int = 0, data_root: st
             try:
                 run = run_notebook(source, profile=profile, seed=seed, data_root=data_root, device=device,
                                    results_root=results_root, progress=progress,
-                                   last_cells=(record or {}).get("cell_seconds"))
+                                   last_cells=(record or {}).get("cell_seconds"), overrides=overrides,
+                                   checkpoint_root=checkpoint_root)
             except NotebookFailed as failure:
                 runs.write_record(record_path, {"notebook": name, "status": "failed", "started": begun,
                                                 "reason": decision.reason, "error": str(failure.error)[:300],
@@ -269,7 +297,8 @@ def run_all(notebooks: list[Path], *, profile: str, seed: int = 0, data_root: st
             actions[name] = {"action": "ran", "reason": decision.reason, "wall_time_s": round(run.seconds, 1)}
             log(f"   done in {run.seconds:.1f} s -> {run.output}")
     finally:
-        _finish_report(results_root, profile, seed, device, data_root, force, only, notebooks, actions, started, clock, log)
+        _finish_report(results_root, profile, seed, device, data_root, force, only, notebooks, actions, started, clock, log,
+                       overrides)
     return code
 
 
@@ -294,7 +323,8 @@ def _inputs_explained(source: Path, parameters: dict, actions: dict[str, dict], 
     return True
 
 
-def _finish_report(results_root, profile, seed, device, data_root, force, only, notebooks, actions, started, clock, log):
+def _finish_report(results_root, profile, seed, device, data_root, force, only, notebooks, actions, started, clock, log,
+                   overrides=None):
     from avlib.provenance import git_commit
     from avlib.report import index, runs
 
@@ -309,7 +339,8 @@ def _finish_report(results_root, profile, seed, device, data_root, force, only, 
     invocation = {"started": started, "wall_time_s": round(time.time() - clock, 1), "machine": runs.machine(),
                   "commit": git_commit(), "counts": counts, "notebooks": actions,
                   "arguments": {"profile": profile, "seed": seed, "device": device, "data_root": bool(data_root),
-                                "force": force, "only": only or ""}}
+                                "force": force, "only": only or "",
+                                **({"overrides": " ".join(f"{key}={value}" for key, value in overrides.items())} if overrides else {})}}
     try:
         index.write_comparison(results_root, profile, seed)
     except index.UnknownComparison as error:
@@ -334,8 +365,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results-root", type=Path, default=RESULTS_ROOT)
     parser.add_argument("--force", action="store_true", help="re-run notebooks even if up to date")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar='"key=value ..."',
+                        help="config overrides for every notebook, e.g. --set \"pretrain.eval_every=1 cam.eval_clips=2\" (avlib.config)")
+    parser.add_argument("--checkpoint-root", default="", help="checkpoint root (default: the checkout's checkpoints/)")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML export of the executed notebooks")
     args = parser.parse_args(argv)
+    try:
+        overrides = parse_assignments([item for text in args.overrides for item in text.split()])
+        resolve(args.profile, overrides)  # an unknown key or a bad value stops here, before any notebook
+    except ValueError as error:
+        parser.error(f"--set: {error}")
 
     notebooks = discover(args.only)
     if not PROFILE_DATA[args.profile]["synthetic"]:
@@ -350,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== {len(notebooks)} notebook(s), profile {args.profile}, seed {args.seed}, device {args.device}")
     return run_all(notebooks, profile=args.profile, seed=args.seed, data_root=args.data_root, device=args.device,
                    results_root=args.results_root, force=args.force, only=args.only, html=not args.no_html,
-                   log=_log)
+                   log=_log, overrides=overrides, checkpoint_root=args.checkpoint_root)
 
 
 def _log(*parts, file=None, flush=False) -> None:

@@ -7,7 +7,9 @@ the date and the wall time since the run began. Markdown tables carry the
 same facts in a line under the table, and PNG figures in their metadata, so a copy that leaves
 the folder still says where it came from.
 
-A ``smoke`` run's numbers mean nothing: its tables say so in their first line.
+A ``smoke`` run's numbers mean nothing: its tables say so in their first line. Nor do a dress rehearsal's
+(the ``paper`` profile on the miniature data root of :mod:`avlib.data.rehearsal`, for a few steps): the runner
+sets ``AVLIB_REHEARSAL=1`` for it, and its tables and figures say so the same way.
 
 A notebook run by hand in ``./reproduce.sh lab`` (which sets ``AVLIB_INTERACTIVE=1``) writes into
 ``results/<profile>-interactive/`` instead (git-ignored), so it never replaces what a recorded headless
@@ -42,6 +44,10 @@ COMPARISONS = "comparisons"
 #: set (to 1) by ``./reproduce.sh lab``: results of notebooks run by hand go to ``<profile>-interactive/``
 INTERACTIVE = "AVLIB_INTERACTIVE"
 SMOKE_BANNER = "SMOKE RUN: these numbers only show that the code runs; they are not results."
+REHEARSAL_BANNER = ("DRESS REHEARSAL: the paper profile on a miniature synthetic data root for a few steps; "
+                    "these numbers only show that the paper's code path runs; they are not results.")
+#: set to 1 by the notebook runner for a run on a rehearsal data root (avlib.data.rehearsal)
+REHEARSAL_ENV = "AVLIB_REHEARSAL"
 _VERSIONED = ("torch", "decord", "av", "numpy")
 
 
@@ -88,6 +94,11 @@ def is_result(profile: str) -> bool:
     return bool(PROFILE_DATA[profile]["is_result"])
 
 
+def rehearsal_run() -> bool:
+    """Whether this process writes a dress rehearsal's results (``AVLIB_REHEARSAL=1``)."""
+    return os.environ.get(REHEARSAL_ENV) == "1"
+
+
 @dataclass
 class ResultWriter:
     """Writes one notebook's tables, figures and media for one profile, with provenance.
@@ -107,6 +118,7 @@ class ResultWriter:
     config: dict[str, Any] = field(default_factory=dict)  # the resolved experiment (avlib.config), stored verbatim
     extra: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    rehearsal: bool = field(default_factory=rehearsal_run)  # a dress rehearsal's: marked like smoke's
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -130,6 +142,7 @@ class ResultWriter:
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": round(time.time() - self.started, 1),
             "config": self.config,
+            **({"rehearsal": True} if self.rehearsal else {}),
             **self.extra,
         }
 
@@ -154,7 +167,9 @@ class ResultWriter:
             frame.to_csv(tmp, index=False, float_format=float_format)
         record = self._sidecar(csv_path, "table", caption)
         lines = []
-        if not is_result(self.profile):
+        if self.rehearsal:
+            lines += [f"> **{REHEARSAL_BANNER}**", ""]
+        elif not is_result(self.profile):
             lines += [f"> **{SMOKE_BANNER}**", ""]
         if caption:
             lines += [caption, ""]
@@ -176,7 +191,8 @@ class ResultWriter:
             warnings.warn(f"figure {name!r}: its smallest text is {text_px} px at {PAGE_WIDTH_PX} px wide, under the "
                           f"page's {BODY_TEXT_PX} px body text (avlib.plots.use_page_style)", stacklevel=2)
         record = self._sidecar(path, "figure", caption, text_px_on_page=text_px)
-        title = f"{self.profile} profile" + (" (SMOKE: not a result)" if not is_result(self.profile) else "")
+        title = f"{self.profile} profile" + (" (REHEARSAL: not a result)" if self.rehearsal
+                                             else " (SMOKE: not a result)" if not is_result(self.profile) else "")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight",
                         metadata={"Title": title, "Description": self.provenance_line(record), "Software": "avlib"})

@@ -5,7 +5,7 @@ A notebook's **fingerprint** is a hash of everything its results depend on:
 - its source (``notebooks/NN_*.py``);
 - the ``avlib`` modules it imports, transitively (found by reading the ``import`` statements, so a
   change to ``avlib/tasks/ucf101.py`` re-runs the notebooks that import it and no other);
-- its parameters (profile, seed, data root, device);
+- its parameters (profile, seed, data root, device, and config overrides when there are any);
 - its inputs: the pretrained checkpoint for a notebook that calls ``ensure_pretrained`` (notebooks
   02 onwards start from it), and, in the ``paper`` profile, the files under ``--data-root`` (names,
   sizes, modification times). The synthetic world needs no entry: it is generated from the hashed
@@ -43,7 +43,9 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 CHECKOUT = PACKAGE_DIR.parent
 RUNS = "runs"
 #: parameters of the runner that change what a notebook computes
-PARAMETERS = ("profile", "seed", "data_root", "device")
+PARAMETERS = ("profile", "seed", "data_root", "device", "overrides")
+#: parameters left out of the fingerprint when empty (so that runs recorded before they existed stay up to date)
+OPTIONAL = ("overrides",)
 
 
 def _sha256(data: bytes) -> str:
@@ -141,7 +143,8 @@ def avlib_closure(source: Path, package_dir: Path = PACKAGE_DIR) -> dict[str, Pa
 def _pretrained_checkpoint(parameters: dict[str, Any]) -> Path:
     from avlib.config import resolve
 
-    return resolve(parameters["profile"]).pretrained_checkpoint()
+    return resolve(parameters["profile"], parameters.get("overrides") or None).pretrained_checkpoint(
+        parameters.get("checkpoint_root") or None)
 
 
 #: inputs a notebook reads when its source names one of the keys: how to find the file
@@ -247,7 +250,8 @@ def fingerprint(source: Path, parameters: dict[str, Any], *, inputs: dict[str, s
         "source": file_digest(source),
         "modules": {module: file_digest(path) for module, path in modules.items()},
         "parameters": {name: str(parameters.get(name, "")) if name != "data_root"
-                       else _sha256(str(parameters.get(name, "")).encode()) for name in PARAMETERS},
+                       else _sha256(str(parameters.get(name, "")).encode()) for name in PARAMETERS
+                       if name not in OPTIONAL or parameters.get(name)},
         "inputs": dict(inputs if inputs is not None else input_digests(source, parameters)),
         "environment": environment_digest(package_dir.parent),
     }
