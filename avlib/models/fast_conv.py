@@ -22,7 +22,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor
 
-from avlib.models.multisensory import tf_same_padding
+from avlib.models.same import tf_same_padding
 
 
 def space_to_depth_conv3d(x: Tensor, weight: Tensor, bias: Tensor | None = None,

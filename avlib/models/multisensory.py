@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from avlib.models.norm import BatchRenorm
+from avlib.models.same import tf_same_padding
 from avlib.models.tf_pooling import fractional_max_pool_tf
 
 AUDIO_CHANNELS = 2  # stereo waveform, the 2 input channels of sf/conv1_1
@@ -116,13 +117,6 @@ def compress_audio(audio: Tensor) -> Tensor:
     return torch.sign(audio) * torch.log1p(MU_LAW_MU * audio.abs()) / math.log1p(MU_LAW_MU)
 
 
-def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """Padding (before, after) of TF "SAME" on one axis: output ceil(size / stride), the odd pixel at the end."""
-    out_size = -(-size // stride)
-    total = max((out_size - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 def pad_same(x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], value: float = 0.0) -> Tensor:
     """Pads the trailing ``len(kernel)`` axes of (B, C, ...) ``x`` as TF "SAME" would."""
     pads: list[int] = []
@@ -204,7 +198,8 @@ class BatchNormNoScale(nn.Module):
         self.eps = config.bn_eps
         self.momentum = config.bn_momentum
         self.bias = nn.Parameter(torch.zeros(num_channels))
-        self.weight = nn.Parameter(torch.ones(num_channels)) if config.bn_scale else None  # slim's gamma, scale=True
+        # slim's gamma (scale=True); configs without the switch (I3D's) have none
+        self.weight = nn.Parameter(torch.ones(num_channels)) if getattr(config, "bn_scale", False) else None
         self.register_buffer("running_mean", torch.zeros(num_channels))
         self.register_buffer("running_var", torch.ones(num_channels))
 
@@ -321,7 +316,7 @@ class VideoStream(nn.Module):
         self.conv2_2 = ResidualBlock(3, w, w, 3, 2, config)
         self.fast_conv1 = None
         if config.fast_conv1:
-            from avlib.models.fast_conv import space_to_depth_conv3d  # imports this module's padding
+            from avlib.models.fast_conv import space_to_depth_conv3d
 
             self.fast_conv1 = space_to_depth_conv3d
 
