@@ -2,7 +2,7 @@
 
 Each app runs as its own process from the command line a user types, on videos generated here (moving colour
 bars with stereo noise at 44.1 kHz, H.264 + AAC, 29.97 fps): 640 x 360 of 1, 5 and 30 minutes and 1080p of one
-minute (``--grid small``: 1 and 5 minutes of 640 x 360 only; ``--grid long``: 30 minutes; ``--grid 720p``: a minute of 1280 x 720, the
+minute (``--grid small``: 1 and 5 minutes of 640 x 360 only; ``--grid long``: 30 minutes; ``--grid 1080p``: a minute of 1080p; ``--grid 720p``: a minute of 1280 x 720, the
 README's timing). The networks are the synth profile's shapes with
 random weights (what ``./reproduce.sh`` trains: the memory and time do not depend on the weights):
 
@@ -43,7 +43,7 @@ from avlib.provenance import cpu_model, git_commit, git_dirty  # noqa: E402
 from avlib.writer import VideoSink  # noqa: E402
 
 GRIDS = {"full": [(640, 360, 1), (640, 360, 5), (1920, 1080, 1), (640, 360, 30)],
-         "small": [(640, 360, 1), (640, 360, 5)], "720p": [(1280, 720, 1)], "long": [(640, 360, 30)]}
+         "small": [(640, 360, 1), (640, 360, 5)], "720p": [(1280, 720, 1)], "long": [(640, 360, 30)], "1080p": [(1920, 1080, 1)]}
 FPS = 30000 / 1001
 
 #: Runs the app and prints its peak resident set (KiB on Linux) and wall time: a fresh process per measurement.
