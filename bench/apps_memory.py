@@ -2,7 +2,8 @@
 
 Each app runs as its own process from the command line a user types, on videos generated here (moving colour
 bars with stereo noise at 44.1 kHz, H.264 + AAC, 29.97 fps): 640 x 360 of 1, 5 and 30 minutes and 1080p of one
-minute (``--grid small``: 1 and 5 minutes of 640 x 360 only; ``--grid long``: 30 minutes; ``--grid 1080p``: a minute of 1080p; ``--grid 720p``: a minute of 1280 x 720, the
+minute (``--grid small``: 1 and 5 minutes of 640 x 360 only; ``--grid long``: 30 minutes;
+``--grid 1080p``: a minute of 1080p; ``--grid 720p``: a minute of 1280 x 720, the
 README's timing). The networks are the synth profile's shapes with
 random weights (what ``./reproduce.sh`` trains: the memory and time do not depend on the weights):
 
