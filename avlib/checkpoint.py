@@ -204,17 +204,22 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
+def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "", *,
+                       added_off_ok: bool = False) -> list[str]:
     """Dotted keys whose values differ between two nested dicts (a key on one side only differs);
-    lists and tuples compare alike, as JSON stores tuples as lists."""
+    lists and tuples compare alike, as JSON stores tuples as lists. ``added_off_ok``: a key only in ``current``
+    that holds an off value (False or None: every new switch defaults to off) is no difference, as a setting
+    added after ``stored`` was written computes what it did."""
     keys = []
     for name in sorted(set(stored) | set(current), key=str):
         key = f"{prefix}.{name}" if prefix else str(name)
         left, right = stored.get(name, _MISSING), current.get(name, _MISSING)
         if isinstance(left, Mapping) and isinstance(right, Mapping):
-            keys += config_differences(left, right, key)
+            keys += config_differences(left, right, key, added_off_ok=added_off_ok)
         elif _is_list(left) and _is_list(right) and len(left) == len(right):
-            keys += config_differences(dict(enumerate(left)), dict(enumerate(right)), key)
+            keys += config_differences(dict(enumerate(left)), dict(enumerate(right)), key, added_off_ok=added_off_ok)
+        elif added_off_ok and left is _MISSING and (right is False or right is None):
+            continue
         elif _as_lists(left) != _as_lists(right):
             keys.append(key)
     return keys

@@ -730,31 +730,14 @@ RESUMABLE_CHANGES = ("train.steps", "train.out_dir", "train.device", "train.work
 def refuse_changed_config(path: Path, stored: Mapping[str, Any], current: Mapping[str, Any]) -> None:
     """Raise :class:`CheckpointError` naming every key of the training settings or of the run's config
     (the resolved experiment) that differs between the checkpoint and this run."""
-    stored, current = _plain(stored), _plain(current)
-    changed = [key for key in config_differences(stored, current)
-               if key not in RESUMABLE_CHANGES and not _added_switch_off(stored, current, key)]
+    # a setting added after the checkpoint was written, at its off value, computes what the checkpoint did
+    changed = [key for key in config_differences(_plain(stored), _plain(current), added_off_ok=True)
+               if key not in RESUMABLE_CHANGES]
     if changed:
         raise CheckpointError(
             f"checkpoint {path} was written with another config; differing keys: {', '.join(changed)}. "
             "Resume with the same config, or start over (resume=False, or another folder)"
         )
-
-
-def _added_switch_off(stored: Mapping[str, Any], current: Mapping[str, Any], key: str) -> bool:
-    """Whether ``key`` is a setting added after the checkpoint was written and holds its off value
-    (False or None: every new switch defaults to off), so the checkpoint computes what this run would."""
-    node: Any = stored
-    for part in key.split("."):
-        if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, Mapping) and part in node:
-            node = node[part]
-        else:
-            value: Any = current
-            for name in key.split("."):
-                value = value[int(name)] if isinstance(value, (list, tuple)) else value[name]
-            return value is False or value is None
-    return False
 
 
 def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
