@@ -130,6 +130,18 @@ def play_labelled(title: str, sounds: Mapping[str, np.ndarray], rate: int, norma
     display(HTML(listening_html(title, sounds, rate, normalize)))
 
 
+def player(path: str | Path, label: str, kind: str = "video"):
+    """A labelled HTML5 ``video`` or ``audio`` player with the file embedded, so the notebook stays self-contained."""
+    import base64
+
+    from IPython.display import HTML
+
+    mime = {"video": "video/mp4", "audio": "audio/wav"}[kind]
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return HTML(f'<figure style="display:inline-block;margin:4px"><figcaption><b>{label}</b></figcaption>'
+                f'<{kind} controls src="data:{mime};base64,{data}" style="max-width:420px"></{kind}></figure>')
+
+
 def scene_browser(saved: SceneEvaluation, method: str, lo_fraction: float = PAPER_LO_FRACTION,
                   max_alpha: float = PAPER_MAX_ALPHA) -> ipywidgets.Widget:
     """Clip, map and frame pickers over saved maps, the chosen frame under its overlay, and the clip's

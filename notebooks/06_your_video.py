@@ -43,11 +43,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import HTML, Audio, display
+from IPython.display import Audio, display
 
 from avlib import io
 from avlib.config import resolve
 from avlib.localize import localize
+from avlib.plots import player
 from avlib.report.results import ResultWriter
 from avlib.separate import separate
 from avlib.weights import REGISTRY, find_imported
@@ -136,16 +137,6 @@ if uploaded:  # ipywidgets 8: a tuple of dicts; 7: a dict by file name
 info = io.probe(video_path)
 print(f"{video_path.name}: {info.width} x {info.height}, {info.fps:.2f} fps, {info.usable_duration:.2f} s, "
       f"sound: {'yes' if info.has_audio else 'no'}")
-
-
-def player(path: Path, label: str, kind: str = "video") -> HTML:
-    """A labelled HTML5 player with the file embedded (the notebook stays self-contained)."""
-    import base64
-
-    mime = {"video": "video/mp4", "audio": "audio/wav"}[kind]
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return HTML(f'<figure style="display:inline-block;margin:4px"><figcaption><b>{label}</b></figcaption>'
-                f'<{kind} controls src="data:{mime};base64,{data}" style="max-width:420px"></{kind}></figure>')
 
 
 display(player(video_path, f"input: {video_path.name}"))

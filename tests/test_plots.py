@@ -157,3 +157,18 @@ def test_listening_html_labels_every_player_and_normalises_each_sound():
         listening_html("pair", {"broken": np.zeros((1, 2, 3))}, 8000)
     with pytest.raises(ValueError, match="no sounds"):
         listening_html("pair", {}, 8000)
+
+
+def test_player_embeds_the_file_under_its_label(tmp_path):
+    import base64
+
+    from avlib.plots import player
+
+    path = tmp_path / "clip.wav"
+    path.write_bytes(b"RIFF-not-really-a-wav")
+    html = player(path, "on-screen <b>", kind="audio").data
+    assert "<figcaption><b>on-screen <b></b></figcaption>" in html
+    assert f'src="data:audio/wav;base64,{base64.b64encode(path.read_bytes()).decode()}"' in html
+    assert html.count("<audio controls") == 1
+    with pytest.raises(KeyError):
+        player(path, "x", kind="image")
