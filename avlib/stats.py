@@ -1,5 +1,5 @@
 """95 % intervals used across the project: of a proportion, of a mean, of a paired or unpaired difference,
-and of a ratio resampled by clusters.
+of a ratio resampled by clusters, and of a difference over training seeds and test examples together.
 
 Every verdict on a claim of the paper (docs/paper.md §4-§7, §12) reads one of these intervals
 (:func:`avlib.report.claims.verdict`); each interval has one implementation here, so two notebooks never
@@ -80,3 +80,48 @@ def cluster_bootstrap_ratio(values: Sequence[float], counts: Sequence[float], re
     totals = values[draws].sum(axis=1) / np.maximum(counts[draws].sum(axis=1), 1)
     low, high = np.percentile(totals, [2.5, 97.5])
     return float(low), float(high)
+
+
+def seed_interval(differences, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of a paired difference measured by several training seeds on the same examples.
+
+    ``differences`` is an (S, N) array: for training seed s and test example i, ours minus the reference
+    (another training regime trained with the same S seeds, a baseline, or chance). The interval counts both
+    sources of doubt: which seeds were trained (the variance of the S per-seed means, over S) and which
+    examples were tested (the variance over examples of the seed-averaged differences, over N), added as
+    independent terms; degrees of freedom by Welch-Satterthwaite, so with training noise dominant it is a
+    t interval on S - 1 degrees of freedom and without it the paired interval over examples. The
+    seed-by-example term enters both estimates, so the interval errs wide. NaN bounds with fewer than 2 seeds
+    (seed variance unknown) or fewer than 2 examples: a verdict read from them is 'not resolved'.
+    """
+    from scipy import stats
+
+    array = np.asarray(differences, dtype=np.float64)
+    if array.ndim != 2:
+        raise ValueError(f"seed_interval needs an (S seeds, N examples) array, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("seed_interval: differences hold NaN or inf; drop the example for every seed first")
+    seeds, examples = array.shape
+    if seeds == 0 or examples == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(array.mean())
+    if seeds < 2 or examples < 2:
+        return mean, float("nan"), float("nan")
+    between = float(array.mean(axis=1).var(ddof=1)) / seeds
+    within = float(array.mean(axis=0).var(ddof=1)) / examples
+    error = math.sqrt(between + within)
+    if error == 0:
+        return mean, mean, mean
+    terms = [(between, seeds - 1), (within, examples - 1)]
+    dof = (between + within) ** 2 / sum(term**2 / df for term, df in terms if term > 0)
+    half = float(stats.t.ppf(0.5 + level / 2, dof) * error)
+    return mean, mean - half, mean + half
+
+
+def seed_spread(scores) -> dict[str, float]:
+    """A row's score over its training seeds: mean, sample standard deviation (NaN for one seed), min and max."""
+    array = np.asarray(scores, dtype=np.float64).ravel()
+    if array.size == 0:
+        raise ValueError("seed_spread needs at least one seed's score")
+    return {"mean": float(array.mean()), "sd": float(array.std(ddof=1)) if array.size > 1 else float("nan"),
+            "min": float(array.min()), "max": float(array.max())}

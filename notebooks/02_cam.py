@@ -171,7 +171,7 @@ if table is not None:
                 against={baseline: (low, high) for baseline, low, high in
                          zip(against["baseline"], against["95 % low"], against["95 % high"])},
                 measure=f"pointing accuracy % of the CAM on {cam_row['clips']} held-out synthetic scenes (non-speech)",
-                note="differences in points on the same frames, intervals from resampling clips")
+                note="differences in points on the same frames, intervals from resampling clips", seeds=[seed])
 out.compare("cam_over_time", "figure cam_over_time: the map over the sounding object, the silent objects and the "
             "background of one clip, frame by frame", measure="shown, not scored")
 notebook_comparison(out)

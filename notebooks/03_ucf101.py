@@ -277,5 +277,6 @@ for variant in variants:
     out.compare(variant.paper_key, 100 * scored.video_accuracy, low=100 * low, high=100 * high, n=len(scored.labels),
                 against={VARIANT_BY_NAME[reference].title: (100 * difference_low, 100 * difference_high)},
                 measure=f"video accuracy %, {variant.title}, split {settings.split}, {settings.test_clips} clips per video",
-                note="video accuracy on the same test videos, differences in points")
+                note="video accuracy on the same test videos, differences in points", seeds=[seed],
+                seed_scores=[100 * scored.video_accuracy])
 notebook_comparison(out)

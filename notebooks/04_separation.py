@@ -193,7 +193,8 @@ if len(same) and len(different):
     out.compare("same_gender", mean, low=low, high=high, n=len(same),
                 against={"different-gender pairs": (difference_low, difference_high)},
                 measure=f"{names[headline['full']]}: on-screen SDR gain over the mixture, same-gender pairs, dB",
-                note=f"different-gender pairs gain {different.mean():+.2f} dB ({len(different)} pairs); Welch interval")
+                note=f"different-gender pairs gain {different.mean():+.2f} dB ({len(different)} pairs); Welch interval",
+                seeds=[seed])
 full_gain, pit_gain = on_screen_gains(gains, headline["full"]), on_screen_gains(gains, headline["unet_pit"])
 mean, low, high = confidence_interval(pit_gain)
 out.compare("audio_only_pit", mean, low=low, high=high, n=len(pit_gain),

@@ -219,7 +219,7 @@ for _, record in directions.iterrows():
 # each row's claim goes to the paper comparison too (the gender claim is notebook 04's row)
 for row in result.comparisons:
     out.compare(row.claim.key, row.mean, low=row.low, high=row.high, n=row.pairs, against={"full": (row.low, row.high)},
-                measure=f"on-screen SDR of '{titles[row.name]}' minus full, per test pair (dB, {phase} phase)")
+                measure=f"on-screen SDR of '{titles[row.name]}' minus full, per test pair (dB, {phase} phase)", seeds=[seed])
 directions
 
 # %%

@@ -66,7 +66,7 @@ def test_compare_never_writes_holds_unless_the_verdict_holds(tmp_path, key):
         if low > high:
             continue
         row = writer.compare(key, 40.0, n=90, against={"the reference": (low, high)}, measure="video accuracy %",
-                             note="context")
+                             note="context", seeds=[0, 1, 2])
         expected = verdict(low, high, sign)
         assert row["verdict"] == expected
         assert row["note"].startswith(f"{expected}: ") and row["note"].endswith("; context")
@@ -81,20 +81,20 @@ def test_compare_never_writes_holds_unless_the_verdict_holds(tmp_path, key):
 def test_compare_combines_several_references(tmp_path):
     writer = ResultWriter(profile="synth", seed=0, notebook="02_cam", root=tmp_path)
     against = {"random": (1.0, 3.0), "centre": (0.5, 2.0)}
-    assert writer.compare("cam_non_speech", 60.0, against=against, measure="pointing %")["verdict"] == HOLDS
-    row = writer.compare("cam_non_speech", 60.0, against={**against, "motion": (-1.0, 2.0)}, measure="pointing %")
+    assert writer.compare("cam_non_speech", 60.0, against=against, measure="pointing %", seeds=[0, 1, 2])["verdict"] == HOLDS
+    row = writer.compare("cam_non_speech", 60.0, against={**against, "motion": (-1.0, 2.0)}, measure="pointing %", seeds=[0, 1, 2])
     assert row["verdict"] == NOT_RESOLVED and "to motion -1 to +2" in row["note"]
     assert writer.compare("cam_non_speech", 60.0, against={**against, "motion": (-3.0, -1.0)},
-                          measure="pointing %")["verdict"] == OPPOSITE
+                          measure="pointing %", seeds=[0, 1, 2])["verdict"] == OPPOSITE
 
 
 def test_compare_computes_the_verdict_itself(tmp_path):
     writer = _writer(tmp_path)
     with pytest.raises(ValueError, match="states a verdict"):
         writer.compare("ucf101_multisensory", 40.0, against={"random init": (-1.0, 1.0)}, measure="%",
-                       note="holds: above random initialisation")
+                       note="holds: above random initialisation", seeds=[0, 1, 2])
     with pytest.raises(ValueError, match="no direction"):
-        writer.compare("audio_only_pit", 1.0, against={"full": (1.0, 2.0)}, measure="dB")
+        writer.compare("audio_only_pit", 1.0, against={"full": (1.0, 2.0)}, measure="dB", seeds=[0, 1, 2])
     with pytest.raises(TypeError):
         writer.compare("ucf101_multisensory", 40.0, holds=True, measure="%")
     untested = writer.compare("audio_only_pit", 1.0, measure="dB", note="baselines not run")
@@ -108,3 +108,36 @@ def test_no_notebook_decides_a_verdict_itself():
         text = path.read_text()
         assert not re.search(r"\bholds\s*=", text), f"{path.name} passes its own `holds`"
         assert not re.search(r"note\s*=\s*f?[\"'](holds|held)", text), f"{path.name} writes a verdict into a note"
+
+
+def test_a_verdict_between_training_regimes_needs_three_seeds_in_a_result_profile(tmp_path):
+    holding = {"random init": (2.0, 9.0)}
+    with pytest.raises(ValueError, match="seeds"):
+        _writer(tmp_path).compare("ucf101_multisensory", 40.0, against=holding, measure="%")
+    two = _writer(tmp_path).compare("ucf101_multisensory", 40.0, against=holding, measure="%", seeds=[0, 1])
+    assert two["verdict"] == NOT_RESOLVED and "only 2 training seed(s)" in two["note"]
+    three = _writer(tmp_path).compare("ucf101_multisensory", 40.0, against=holding, measure="%", seeds=[0, 1, 2],
+                                      seed_scores=[38.0, 40.0, 42.0])
+    assert three["verdict"] == HOLDS and three["seeds"] == [0, 1, 2]
+    line = pd.read_csv(index.write_comparison(tmp_path, "synth")["csv"], keep_default_na=False, dtype=str).set_index("row")
+    assert line.loc["ucf101_multisensory", "seeds"] == "0, 1, 2"
+    assert line.loc["ucf101_multisensory", "seed spread"] == "38 to 42 (sd 2)"
+    # a smoke run proves the code path; one seed there is not forced to 'not resolved'
+    smoke = ResultWriter(profile="smoke", seed=0, notebook="03_ucf101", root=tmp_path)
+    assert smoke.compare("ucf101_multisensory", 40.0, against=holding, measure="%", seeds=[0])["verdict"] == HOLDS
+    # one model against chance is not a comparison of training regimes
+    alignment = ResultWriter(profile="synth", seed=0, notebook="01_pretrain", root=tmp_path)
+    assert alignment.compare("alignment_accuracy", 80.0, against={"chance": (20.0, 40.0)}, measure="%",
+                             seeds=[0], seed_scores=[80.0])["verdict"] == HOLDS
+    with pytest.raises(ValueError, match="one score per seed"):
+        _writer(tmp_path).compare("ucf101_multisensory", 40.0, against=holding, measure="%", seeds=[0, 1, 2],
+                                  seed_scores=[1.0])
+    with pytest.raises(ValueError, match="repeat"):
+        _writer(tmp_path).compare("ucf101_multisensory", 40.0, against=holding, measure="%", seeds=[0, 0, 1])
+
+
+def test_every_direction_that_compares_training_regimes_is_marked_so():
+    regimes = {entry.key for entry in (*claims.NUMBERS, *claims.CLAIMS) if entry.expected_sign and entry.across_seeds}
+    assert {"ucf101_multisensory", "ucf101_no_audio", "ucf101_random_init", "cam_non_speech", "i3d_features",
+            "no_audio_stream", "single_frame", "no_pretraining", "unet_pit_vs_full", "same_gender"} <= regimes
+    assert "alignment_accuracy" not in regimes

@@ -102,9 +102,9 @@ def _results(root: Path, profile: str) -> None:
         writer.figure(fig, f"{notebook}_figure", caption="a figure")
         plt.close(fig)
         writer.compare(key, 1.5, low=0.5, high=2.5, n=60, against={"random weights |CAM|": difference},
-                       measure="pointing accuracy | %", note="a note\nover two lines")
+                       measure="pointing accuracy | %", note="a note\nover two lines", seeds=[0, 1, 2])
     writer.compare("alignment_accuracy", 86.25, low=81.3, high=90.0, n=160, against={"chance (50 %)": (31.3, 40.0)},
-                   measure="held-out alignment accuracy %")
+                   measure="held-out alignment accuracy %", seeds=[0, 1, 2])
 
 
 @pytest.mark.parametrize("profile", ["synth", "smoke"])
@@ -123,7 +123,7 @@ def test_every_table_the_report_writes_parses_with_its_columns(tmp_path, profile
     assert ["tag", "where the number or claim comes from"] in headers
     comparison = next(table for table in tables if table["header"] == list(index.READER_COLUMNS))
     by_what = {row[0]: row for row in comparison["rows"]}
-    assert by_what["CAM on non-speech videos"][2:5] == ["1.5", "0.5 to 2.5", "holds"]
+    assert by_what["CAM on non-speech videos"][2:7] == ["1.5", "0.5 to 2.5", "0, 1, 2", "", "holds"]
     assert len(pd.read_csv(paths["csv"]).columns) > len(index.READER_COLUMNS)  # the CSV keeps every column
 
 

@@ -1,4 +1,5 @@
-"""Intervals: Wilson, Student-t of a mean and of a paired difference, Welch, and the cluster bootstrap."""
+"""Intervals: Wilson, Student-t of a mean and of a paired difference, Welch, the cluster bootstrap, and the
+interval over training seeds and examples."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from avlib.stats import cluster_bootstrap_ratio, confidence_interval, paired_interval, welch_interval, wilson_interval
+from avlib.stats import (
+    cluster_bootstrap_ratio,
+    confidence_interval,
+    paired_interval,
+    seed_interval,
+    seed_spread,
+    welch_interval,
+    wilson_interval,
+)
 
 
 def test_wilson_interval():
@@ -68,3 +77,39 @@ def test_cluster_bootstrap_resamples_clusters():
     even_low, even_high = cluster_bootstrap_ratio(np.full(6, 5), np.full(6, 10), 2000, seed=0)
     assert even_low == even_high == 0.5 and high - low > 0.1
     assert all(math.isnan(bound) for bound in cluster_bootstrap_ratio(hits[:1], frames[:1], 100, seed=0))
+
+
+def test_seed_interval_without_seed_variance_is_the_paired_interval_over_examples():
+    rng = np.random.default_rng(0)
+    per_example = rng.normal(1.0, 2.0, size=50)
+    mean, low, high = seed_interval(np.tile(per_example, (3, 1)))  # three seeds, identical models
+    expected = confidence_interval(per_example)
+    assert mean == pytest.approx(expected[0]) and (low, high) == pytest.approx(expected[1:])
+
+
+def test_seed_interval_widens_with_seed_variance_and_is_a_t_interval_over_seeds_when_it_dominates():
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0.0, 0.01, size=(3, 400))
+    offsets = np.array([[0.2], [1.0], [1.8]])  # training seeds disagree far more than examples do
+    mean, low, high = seed_interval(offsets + noise)
+    seed_means = (offsets + noise).mean(axis=1)
+    over_seeds = confidence_interval(seed_means)
+    assert mean == pytest.approx(1.0, abs=0.01)
+    assert high - low == pytest.approx(over_seeds[2] - over_seeds[1], rel=0.02)  # 2 degrees of freedom
+    assert low < 0 < high  # each seed alone is far above 0; three seeds this spread do not resolve the sign
+    _, paired_low, paired_high = confidence_interval((offsets + noise).mean(axis=0))
+    assert paired_low > 0.9  # the interval over examples alone would have called it
+
+
+def test_seed_interval_needs_two_seeds_and_rejects_bad_shapes():
+    mean, low, high = seed_interval(np.ones((1, 20)))
+    assert mean == 1.0 and math.isnan(low) and math.isnan(high)
+    with pytest.raises(ValueError, match="S seeds, N examples"):
+        seed_interval(np.ones(20))
+    with pytest.raises(ValueError, match="NaN"):
+        seed_interval(np.array([[1.0, np.nan], [1.0, 2.0]]))
+
+
+def test_seed_spread():
+    assert seed_spread([1.0, 3.0, 2.0]) == {"mean": 2.0, "sd": 1.0, "min": 1.0, "max": 3.0}
+    assert math.isnan(seed_spread([4.0])["sd"])

@@ -42,7 +42,7 @@ INLINE_ROWS = 40  # longer tables are linked, not inlined
 FOLDED_ROWS = 12  # longer inlined tables are folded (a click opens them), to keep the page short
 SHOWN_MODULES = 3  # a run's reason names this many changed avlib modules, then counts the rest
 #: the columns of ``tables/paper_comparison.md`` (the CSV keeps every column of :func:`comparison_frame`)
-READER_COLUMNS = ("what", "paper", "ours", "ours 95 % CI", "holds here", "source")
+READER_COLUMNS = ("what", "paper", "ours", "ours 95 % CI", "seeds", "seed spread", "holds here", "source")
 
 #: the source tags of :mod:`avlib.report.claims` (those of docs/paper.md, "How to read the tags"), as the page explains them
 SOURCE_TAGS = {
@@ -98,6 +98,23 @@ def _holds(row: dict[str, Any] | None, entry) -> str:
     return row.get("verdict") or "not tested"
 
 
+def _seeds(row: dict[str, Any] | None) -> str:
+    """'0, 1, 2': the training seeds a row was measured over ('' where the row names none)."""
+    return "" if row is None or not row.get("seeds") else ", ".join(str(seed) for seed in row["seeds"])
+
+
+def _seed_spread(row: dict[str, Any] | None) -> str:
+    """'min to max (sd x)' of a row's per-seed scores; 'one seed' for a single run; '' where none were recorded."""
+    if row is None or not row.get("seed_scores"):
+        return ""
+    from avlib.stats import seed_spread
+
+    spread = seed_spread(row["seed_scores"])
+    if len(row["seed_scores"]) == 1:
+        return "one seed"
+    return f"{_format(spread['min'])} to {_format(spread['max'])} (sd {_format(spread['sd'])})"
+
+
 def comparison_frame(profile_dir: Path, profile: str) -> pd.DataFrame:
     """One row per number and claim of :mod:`avlib.report.claims` (more where several notebooks measured it)."""
     by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -120,6 +137,7 @@ def comparison_frame(profile_dir: Path, profile: str) -> pd.DataFrame:
                 "paper": paper, "paper's data": entry.dataset if is_number else "",
                 "source": entry.source, "status": entry.status,
                 "ours": ours, "ours 95 % CI": interval, "n": "" if row is None or row["n"] is None else str(row["n"]),
+                "seeds": _seeds(row), "seed spread": _seed_spread(row),
                 "measured as": "" if row is None else row["measure"],
                 "profile": profile if row is not None else "", "notebook": "" if row is None else row["notebook"],
                 "paper's direction": direction,

@@ -30,7 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from avlib.config import PROFILES as PROFILE_DATA
 from avlib.files import atomic_path, write_text
@@ -208,7 +208,8 @@ class ResultWriter:
 
     def compare(self, key: str, ours: float | str | None, *, measure: str, low: float | None = None,
                 high: float | None = None, n: int | None = None,
-                against: Mapping[str, tuple[float, float]] | None = None, note: str = "") -> dict[str, Any]:
+                against: Mapping[str, tuple[float, float]] | None = None, note: str = "",
+                seeds: Sequence[int] | None = None, seed_scores: Sequence[float] | None = None) -> dict[str, Any]:
         """Record our measurement beside the paper's number or claim ``key`` (a key of :mod:`avlib.report.claims`).
 
         ``ours`` is a number (with its 95 % interval ``low``-``high`` over ``n`` examples) or, for a claim
@@ -217,28 +218,48 @@ class ResultWriter:
         interval of the paired difference ours minus it; the verdict is :func:`~avlib.report.claims.verdict`
         of each interval in the claim's direction (its ``expected_sign``), combined over the references, and
         the row's note starts with it. Without ``against`` nothing is tested. ``note`` adds context and may not
-        state a verdict itself. The rows go to ``comparisons/<notebook>.json``, one per key (recording a key
-        again replaces it), from which the report builds ``tables/paper_comparison``. An unknown key raises
-        ``KeyError``.
+        state a verdict itself. ``seeds`` names the training seeds behind ``ours`` (required with ``against``) and
+        ``seed_scores`` each seed's score, in the same order, for the table's seed spread. Where the claim compares
+        training regimes (its ``across_seeds``), the intervals in ``against`` must come from
+        :func:`avlib.stats.seed_interval`, and in a result profile a row with fewer than
+        :data:`~avlib.report.claims.MIN_SEEDS` seeds is 'not resolved' whatever its intervals say. The rows go to
+        ``comparisons/<notebook>.json``, one per key (recording a key again replaces it), from which the report
+        builds ``tables/paper_comparison``. An unknown key raises ``KeyError``.
         """
-        from avlib.report.claims import VERDICTS, combined_verdict, paper_entry, verdict
+        from avlib.report.claims import MIN_SEEDS, NOT_RESOLVED, VERDICTS, combined_verdict, paper_entry, verdict
 
         entry = paper_entry(key)  # raises on a row the paper does not have
         if not self.notebook:
             raise ValueError("ResultWriter.compare needs the notebook's name (ResultWriter(notebook=...))")
         if note.lstrip().lower().startswith((*VERDICTS, "held")):
             raise ValueError(f"the note of {key!r} states a verdict ({note!r}); compare computes it from `against`")
+        seeds = None if seeds is None else [int(seed) for seed in seeds]
+        if seeds is not None and len(set(seeds)) != len(seeds):
+            raise ValueError(f"{key!r}: the seeds {seeds} repeat a seed")
+        if seed_scores is not None:
+            seed_scores = [float(score) for score in seed_scores]
+            if seeds is None or len(seed_scores) != len(seeds):
+                raise ValueError(f"{key!r}: seed_scores needs one score per seed in `seeds`, got {len(seed_scores)} "
+                                 f"for {seeds}")
         found = None
         if against:
             if entry.expected_sign == 0:
                 raise ValueError(f"{key!r} has no direction to test (expected_sign 0); record it without `against`")
+            if not seeds:
+                raise ValueError(f"{key!r}: a verdict names the training seeds it was measured over (seeds=[...])")
             intervals = {name: (float(bounds[0]), float(bounds[1])) for name, bounds in against.items()}
             found = combined_verdict(verdict(lower, upper, entry.expected_sign) for lower, upper in intervals.values())
-            note = _verdict_note(found, entry.expected_sign, intervals) + (f"; {note}" if note else "")
+            too_few = entry.across_seeds and is_result(self.profile) and len(seeds) < MIN_SEEDS
+            if too_few:
+                found = NOT_RESOLVED
+            note = _verdict_note(found, entry.expected_sign, intervals) + (
+                f" (only {len(seeds)} training seed(s); a verdict between training regimes needs {MIN_SEEDS})"
+                if too_few else "") + (f"; {note}" if note else "")
         number = isinstance(ours, numbers.Real) and not isinstance(ours, bool)
         row = {"key": key, "notebook": self.notebook, "profile": self.profile, "seed": self.seed,
                "ours": float(ours) if number else ours, "low": _number(low), "high": _number(high),
-               "n": None if n is None else int(n), "measure": measure, "verdict": found, "note": note}
+               "n": None if n is None else int(n), "measure": measure, "verdict": found, "note": note,
+               "seeds": seeds, "seed_scores": seed_scores}
         path = self.directory / COMPARISONS / f"{self.notebook}.json"
         rows = [kept for kept in read_comparisons(path) if kept["key"] != key] + [row]
         write_text(path, json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
