@@ -141,6 +141,7 @@ def test_page_opens_with_one_line_per_claim_then_contents_whose_links_resolve(tm
     line = next(line for line in top if "alignment (shift) task accuracy" in line)
     assert line.startswith("- **holds**:") and "59.9 %" in line and "Ours 86.25 (95 % CI 81.3 to 90)" in line
     assert "difference to chance (50 %) +31.3 to +40" in line and "(PAPER-Q, verified)" in line
+    assert "; seeds 0, 1, 2." in line
     assert "- **not measured**: CAM on speech videos." in text
     seen: dict[str, int] = {}
     anchors = {index.github_anchor(heading, seen) for heading in re.findall(r"^#{1,6} (.+)$", text, flags=re.M)}

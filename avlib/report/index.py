@@ -201,7 +201,10 @@ def claim_lines(table: Path) -> list[str]:
             ours = "Not measured here."
         elif number:
             ours = f"Ours {row['ours']}" + (f" (95 % CI {row['ours 95 % CI']})" if row["ours 95 % CI"] else "")
-            ours += f", {row['measured as']}." if row["measured as"] else "."
+            ours += f", {row['measured as']}" if row["measured as"] else ""
+            seeds = row.get("seeds", "")
+            ours += (f"; seeds {seeds}" + (f", spread {row['seed spread']}" if row.get("seed spread") else "") + "."
+                     if seeds else ".")
         else:
             ours = f"Ours: {row['ours']}" + (f" ({row['measured as']})." if row["measured as"] else ".")
         decided = ""
@@ -406,7 +409,9 @@ and the rule that says whether a claim holds).
 
 VERDICT_LEGEND = ("*holds*: the 95 % interval of the paired difference (ours minus the baseline or chance the claim "
                   "names) lies wholly on the paper's side of 0; *opposite*: wholly on the other side; *not resolved*: it "
-                  "touches 0; *not tested*: shown, not scored; *not measured*: no notebook measures it. Sources: see "
+                  "touches 0; *not tested*: shown, not scored; *not measured*: no notebook measures it. Where a claim "
+                  "compares training regimes, each row is trained with several seeds and the interval counts the seeds' "
+                  "spread as well as the test examples' (fewer than 3 seeds: not resolved). Sources: see "
                   "[where the paper's side comes from](#where-the-papers-side-comes-from).")
 
 
