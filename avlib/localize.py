@@ -53,8 +53,8 @@ from avlib.files import atomic_path
 from avlib.models.multisensory import cam_network, network_cam, normalize_frames
 from avlib.writer import AAC_LAYOUTS
 
-#: x264's speed preset for the overlay: with the table blend and the copied sound, 2.8 to 3.3 times the frames per CPU second
-#: of the writer before (bench/overlay.py); files about twice as large as "veryfast"'s at the same quality setting
+#: x264's speed preset for the overlay (at crf 20, as before): the fastest; files about twice as large as "veryfast"'s
+#: (results/bench/overlay.md gives the frames per second and sizes of both)
 OVERLAY_PRESET = "ultrafast"
 #: Sound codecs the overlay copies as they are (mp4, mov and mkv hold them); others are re-encoded as AAC.
 COPIED_SOUND = ("aac", "mp3", "ac3", "eac3", "opus", "flac", "alac")
@@ -403,14 +403,14 @@ class PlaneBlend:
         index = box.astype(np.uint16)
         index <<= 8
         pixels = y[top:bottom, left:right]
-        pixels[...] = self.tables[0].take(index | pixels)
+        pixels[...] = self.tables[0].take(index | pixels, mode="clip")  # "clip": cheaper than the bounds check; the index is < 65536
         # Cb and Cr: the mean of what the block's four pixels would each get (as averaging the drawn frame's chroma would)
         blocks = [index[row::2, col::2] for row in (0, 1) for col in (0, 1)]
         for plane, table in zip((u, v), self.tables[1:]):
             pixels = plane[top // 2 : bottom // 2, left // 2 : right // 2]
             total = np.full(pixels.shape, 2, dtype=np.uint16)  # 2: to round the mean of four
             for block in blocks:
-                total += table.take(block | pixels)
+                total += table.take(block | pixels, mode="clip")
             total >>= 2
             pixels[...] = total
 
@@ -516,6 +516,10 @@ def write_overlay(video: str | Path, track: MapTrack, out: str | Path, scale: fl
     stereo if AAC has no layout for it); every frame keeps its timestamp, so
     frame rate and duration are the input's. Odd frame sizes lose their last row or column (yuv420p needs
     even sizes). ``preset`` is x264's speed preset.
+
+    The map is drawn on the decoded yuv420p planes (:class:`PlaneBlend`), which go to x264 as they are: no conversion
+    to RGB and back (frames in another pixel format or colour matrix are first converted to BT.601 yuv420p, as the
+    conversion through RGB did).
 
     Returns the frames' times (T,). Memory stays bounded by one frame, so videos of any length work.
     """
