@@ -350,8 +350,13 @@ class PlaneBlend:
 
     The map's level in 1/255 steps (the steps jet's colour takes) indexes a (level, plane value) -> blended value table
     per plane; the map is resized to each plane's size by the bilinear weights of :func:`to_frame`, over the box of
-    pixels that mix a cell above ``lo`` only (the rest has alpha 0 and is left as it is). Against :func:`heat_overlay`
-    on the RGB frame converted to yuv420p, tests/test_localize.py bounds the difference; bench/overlay.py measures it.
+    pixels that mix a cell above ``lo`` only (the rest has alpha 0 and is left as it is); Cb and Cr are the mean of what
+    the 2 x 2 pixels they cover would get.
+
+    Tolerance (tests/test_localize.py asserts it, bench/overlay.py measures it): the change drawn is within 1.5 in 255 of
+    :func:`heat_overlay`'s exactly (BT.601, 2 x 2 chroma means); against heat_overlay's frame converted to yuv420p by
+    swscale (what the writer before handed x264), within 2 for Y' and, on maps with sharp steps, up to 10 for Cb and Cr
+    (swscale's chroma filter is wider than 2 x 2), beside what that round trip through RGB alone changed.
     """
 
     def __init__(self, scale: float, lo_fraction: float = PAPER_LO_FRACTION, max_alpha: float = PAPER_MAX_ALPHA):
@@ -557,7 +562,7 @@ def write_overlay(video: str | Path, track: MapTrack, out: str | Path, scale: fl
                             continue
                         time = frame.time - info.video_start
                         if packet.stream.type == "video":
-                            drawn = av.VideoFrame(width, height, "yuv420p")  # x264 copies it: a new one each time
+                            drawn = av.VideoFrame(width, height, "yuv420p")  # filled and drawn on in place, then encoded
                             planes = plane_arrays(drawn)
                             for plane, stored in zip(planes, yuv_planes(frame, scaler)):
                                 # upright as displayed (VideoInfo.rotation), written with no rotation tag
