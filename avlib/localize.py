@@ -53,8 +53,8 @@ from avlib.files import atomic_path
 from avlib.models.multisensory import cam_network, network_cam, normalize_frames
 from avlib.writer import AAC_LAYOUTS
 
-#: x264's speed preset for the overlay: with the table blend and the copied sound, 2.8 to 3.3 times the frames per CPU second
-#: of the writer before (bench/overlay.py); files about twice as large as "veryfast"'s at the same quality setting
+#: x264's speed preset for the overlay (at crf 20, as before): the fastest; files about twice as large as "veryfast"'s
+#: (results/bench/overlay.md gives the frames per second and sizes of both)
 OVERLAY_PRESET = "ultrafast"
 #: Sound codecs the overlay copies as they are (mp4, mov and mkv hold them); others are re-encoded as AAC.
 COPIED_SOUND = ("aac", "mp3", "ac3", "eac3", "opus", "flac", "alac")
@@ -321,40 +321,117 @@ def heat_overlay(frame: np.ndarray, cam: np.ndarray, max_val: float, lo_fraction
     return out
 
 
-class OverlayBlend:
-    """:func:`heat_overlay` for a whole video at one ``scale``, by table: the map's level in 1/255 steps (the steps
-    jet's colour already takes) indexes a (level, pixel value) -> blended value table per colour channel, and
-    only the box around the map's cells above ``lo`` is touched (bilinear resizing never exceeds the cells it
-    mixes, so the rest has alpha 0). The same pixels as :func:`heat_overlay` but for alpha's rounding to the
-    level step: at most 1 in 255, on a few pixels (bench/overlay.py counts them).
+#: BT.601 studio-swing R'G'B' (0..255) -> Y'CbCr, as swscale converts untagged video: rows Y, Cb, Cr
+_BT601 = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0
+_BT601_OFFSET = np.array([16.0, 128.0, 128.0])
+#: frame colour spaces (AVColorSpace) that swscale converts with the BT.601 matrix: unspecified, BT470BG, SMPTE170M
+_BT601_SPACES = (2, 5, 6)
+
+
+class _Resize:
+    """A 1-D bilinear resize from ``size_in`` to ``size_out`` samples with ``align_corners=False`` (the weights of
+    :func:`to_frame`): output i mixes inputs ``first[i]`` and ``second[i]`` by ``weight[i]``; input cell c weighs in
+    on outputs ``reach[0][c]`` to ``reach[1][c]``."""
+
+    def __init__(self, size_out: int, size_in: int):
+        source = np.maximum((np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5, 0.0)
+        self.first = np.minimum(source.astype(np.intp), size_in - 1)
+        self.second = np.minimum(self.first + 1, size_in - 1)
+        self.weight = (source - self.first).astype(np.float32)
+        cells = np.arange(size_in)[:, None]
+        used = ((self.first == cells) & (self.weight < 1)) | ((self.second == cells) & (self.weight > 0))  # (size_in, size_out)
+        self.reach = (used.argmax(axis=1), size_out - 1 - used[:, ::-1].argmax(axis=1))
+
+
+class PlaneBlend:
+    """:func:`heat_overlay` for a whole video at one ``scale``, drawn straight on its yuv420p planes (what the decoder
+    gives and x264 takes, so no conversion to RGB and back): the blend is linear, so blending Y'CbCr with the jet colour
+    converted by the BT.601 matrix is blending R'G'B'; Y at full resolution, Cb and Cr at half in each direction.
+
+    The map's level in 1/255 steps (the steps jet's colour takes) indexes a (level, plane value) -> blended value table
+    per plane; the map is resized to each plane's size by the bilinear weights of :func:`to_frame`, over the box of
+    pixels that mix a cell above ``lo`` only (the rest has alpha 0 and is left as it is); Cb and Cr are the mean of what
+    the 2 x 2 pixels they cover would get.
+
+    Tolerance (tests/test_localize.py asserts it, bench/overlay.py measures it): the change drawn is within 1.5 in 255 of
+    :func:`heat_overlay`'s exactly (BT.601, 2 x 2 chroma means); against heat_overlay's frame converted to yuv420p by
+    swscale (what the writer before handed x264), within 2 for Y' and, on maps with sharp steps, up to 10 for Cb and Cr
+    (swscale's chroma filter is wider than 2 x 2), beside what that round trip through RGB alone changed.
     """
 
     def __init__(self, scale: float, lo_fraction: float = PAPER_LO_FRACTION, max_alpha: float = PAPER_MAX_ALPHA):
-        self.scale, self.lo, self.span = scale, lo_fraction * scale, scale + 1e-3 - lo_fraction * scale
+        self.scale, self.lo = scale, lo_fraction * scale
+        self.gain = 255.0 / (scale + 1e-3 - lo_fraction * scale) if scale > 0 else 0.0  # map value -> level in 1/255 steps
         steps = np.arange(256, dtype=np.float32) / np.float32(255)
         alpha = np.minimum(steps, np.float32(max_alpha))[:, None]  # (level, 1)
-        values = np.arange(256, dtype=np.float32)[None, :]  # (1, pixel value)
+        values = np.arange(256, dtype=np.float32)[None, :]  # (1, plane value)
+        colours = (_jet().astype(np.float64) @ _BT601.T + _BT601_OFFSET).astype(np.float32)  # (256, 3) jet in Y'CbCr
         self.tables = [((values + (colour[:, None] - values) * alpha) + np.float32(0.5)).astype(np.uint8).ravel()
-                       for colour in _jet().T]  # 3 x (256 * 256,)
+                       for colour in colours.T]  # Y, Cb, Cr: 3 x (256 * 256,)
+        self._resizes: dict[tuple[int, int], _Resize] = {}
 
-    def __call__(self, frame: np.ndarray, cam: np.ndarray) -> np.ndarray:
-        """Draw in place on ``frame`` (H, W, 3) uint8 the map ``cam`` (h, w) covering it; returns ``frame``."""
+    def _resize(self, size_out: int, size_in: int) -> _Resize:
+        if (size_out, size_in) not in self._resizes:
+            self._resizes[size_out, size_in] = _Resize(size_out, size_in)
+        return self._resizes[size_out, size_in]
+
+    def __call__(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, cam: np.ndarray) -> None:
+        """Draw in place on the planes ``y`` (H, W) and ``u``, ``v`` (H / 2, W / 2) uint8 the map ``cam`` (h, w) covering them."""
+        if y.shape[0] % 2 or y.shape[1] % 2 or u.shape != v.shape or u.shape != (y.shape[0] // 2, y.shape[1] // 2):
+            raise ValueError(f"yuv420p planes of an even-sized frame expected, got Y {y.shape}, Cb {u.shape}, Cr {v.shape}")
         if self.scale <= 0:
-            return frame
+            return
         hot = cam > self.lo
         if not hot.any():
-            return frame
-        height, width = frame.shape[:2]
+            return
         rows, cols = np.flatnonzero(hot.any(axis=1)), np.flatnonzero(hot.any(axis=0))
-        # one cell's margin: a pixel mixes the cells either side of it
-        top, bottom = max(0, int((rows[0] - 1) * height / cam.shape[0])), min(height, math.ceil((rows[-1] + 2) * height / cam.shape[0]))
-        left, right = max(0, int((cols[0] - 1) * width / cam.shape[1])), min(width, math.ceil((cols[-1] + 2) * width / cam.shape[1]))
-        level = (to_frame(cam, height, width)[top:bottom, left:right] - np.float32(self.lo)) / np.float32(self.span)
-        index = (np.clip(level, 0.0, 1.0) * np.float32(255) + np.float32(0.5)).astype(np.int32) << 8
-        box = frame[top:bottom, left:right]
-        for channel, table in enumerate(self.tables):
-            box[..., channel] = table.take(index + box[..., channel])
-        return frame
+        level = (cam - np.float32(self.lo)) * np.float32(self.gain)
+        down, across = self._resize(y.shape[0], cam.shape[0]), self._resize(y.shape[1], cam.shape[1])
+        # the box of pixels that mix a hot cell (resizing is monotone: the first and last hot cells bound it), widened to
+        # whole 2 x 2 blocks, each that of one Cb and one Cr value
+        top, bottom = int(down.reach[0][rows[0]]) // 2 * 2, int(down.reach[1][rows[-1]]) // 2 * 2 + 2
+        left, right = int(across.reach[0][cols[0]]) // 2 * 2, int(across.reach[1][cols[-1]]) // 2 * 2 + 2
+        # across first, on the map's few rows; then down, by whole rows
+        first, second, weight = across.first[left:right], across.second[left:right], across.weight[left:right]
+        wide = level[:, first]
+        step = level[:, second] - wide
+        step *= weight
+        wide += step
+        first, second, weight = down.first[top:bottom], down.second[top:bottom], down.weight[top:bottom, None]
+        box = wide.take(first, axis=0)
+        step = wide.take(second, axis=0)
+        step -= box
+        step *= weight
+        box += step
+        np.clip(box, 0.0, 255.0, out=box)
+        box += np.float32(0.5)
+        index = box.astype(np.uint16)
+        index <<= 8
+        pixels = y[top:bottom, left:right]
+        pixels[...] = self.tables[0].take(index | pixels, mode="clip")  # "clip": cheaper than the bounds check; the index is < 65536
+        # Cb and Cr: the mean of what the block's four pixels would each get (as averaging the drawn frame's chroma would)
+        blocks = [index[row::2, col::2] for row in (0, 1) for col in (0, 1)]
+        for plane, table in zip((u, v), self.tables[1:]):
+            pixels = plane[top // 2 : bottom // 2, left // 2 : right // 2]
+            total = np.full(pixels.shape, 2, dtype=np.uint16)  # 2: to round the mean of four
+            for block in blocks:
+                total += table.take(block | pixels, mode="clip")
+            total >>= 2
+            pixels[...] = total
+
+
+def yuv_planes(frame: av.VideoFrame, scaler: av.video.reformatter.VideoReformatter) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A decoded frame's Y, Cb and Cr planes (views, as stored) in BT.601 studio-swing yuv420p, as the writer before
+    made of it through RGB: as they are when the frame is so already, else converted by ``scaler``."""
+    if frame.format.name != "yuv420p" or frame.colorspace not in _BT601_SPACES:
+        frame = scaler.reformat(frame, format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
+    return plane_arrays(frame)
+
+
+def plane_arrays(frame: av.VideoFrame) -> tuple[np.ndarray, ...]:
+    """Views of a frame's planes as (height, width) uint8 arrays (its memory: writing to them writes the frame)."""
+    return tuple(np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+                 for plane in frame.planes)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -445,6 +522,10 @@ def write_overlay(video: str | Path, track: MapTrack, out: str | Path, scale: fl
     frame rate and duration are the input's. Odd frame sizes lose their last row or column (yuv420p needs
     even sizes). ``preset`` is x264's speed preset.
 
+    The map is drawn on the decoded yuv420p planes (:class:`PlaneBlend`), which go to x264 as they are: no conversion
+    to RGB and back (frames in another pixel format or colour matrix are first converted to BT.601 yuv420p, as the
+    conversion through RGB did).
+
     Returns the frames' times (T,). Memory stays bounded by one frame, so videos of any length work.
     """
     from av.video.reformatter import VideoReformatter
@@ -465,8 +546,8 @@ def write_overlay(video: str | Path, track: MapTrack, out: str | Path, scale: fl
         channels = ain.codec_context.channels if ain.codec_context.channels in AAC_LAYOUTS else 2
         sample_rate = int(ain.codec_context.sample_rate)
         resampler = av.AudioResampler(format="fltp", layout=AAC_LAYOUTS[channels], rate=sample_rate)
-        scaler = VideoReformatter()  # one RGB converter for the whole video
-        blend = OverlayBlend(scale, settings.lo_fraction, settings.max_alpha)
+        scaler = VideoReformatter()  # one converter for the whole video, for frames not in BT.601 yuv420p
+        blend = PlaneBlend(scale, settings.lo_fraction, settings.max_alpha)
         bar = tqdm(total=info.num_frames, desc="overlay", disable=not progress, leave=False)
         try:
             with VideoSink(out, width, height, info.fps, sample_rate=sample_rate, channels=channels, preset=preset,
@@ -481,10 +562,13 @@ def write_overlay(video: str | Path, track: MapTrack, out: str | Path, scale: fl
                             continue
                         time = frame.time - info.video_start
                         if packet.stream.type == "video":
-                            # upright as displayed (VideoInfo.rotation), written with no rotation tag
-                            image = np.ascontiguousarray(io.upright(scaler.reformat(frame, format="rgb24").to_ndarray(),
-                                                                    info.rotation)[:height, :width])
-                            if sink.picture(blend(image, track.at(time)), time):  # a repeated timestamp cannot be muxed
+                            drawn = av.VideoFrame(width, height, "yuv420p")  # filled and drawn on in place, then encoded
+                            planes = plane_arrays(drawn)
+                            for plane, stored in zip(planes, yuv_planes(frame, scaler)):
+                                # upright as displayed (VideoInfo.rotation), written with no rotation tag
+                                plane[...] = io.upright(stored[..., None], info.rotation)[: plane.shape[0], : plane.shape[1], 0]
+                            blend(*planes, track.at(time))
+                            if sink.picture(drawn, time):  # a repeated timestamp cannot be muxed
                                 times.append(time)
                                 bar.update()
                         else:
