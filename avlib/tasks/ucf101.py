@@ -353,7 +353,7 @@ def accuracy_table(evaluations: Mapping[str, Sequence[Evaluation]], histories: M
             "clip accuracy %": float(np.mean([100 * evaluation.clip_accuracy for evaluation in scored])),
             "video accuracy %": spread["mean"], "video acc. seed sd": spread["sd"],
             "video acc. seed min-max": f"{spread['min']:.1f}-{spread['max']:.1f}",
-            "video acc. 95 % interval": f"{100 * low:.1f}-{100 * high:.1f}",
+            "video acc. 95 % interval": f"{100 * low:.1f} to {100 * high:.1f}",
             "video acc., test videos with audio %": float(np.mean([100 * evaluation.accuracy_where(evaluation.has_audio)[1]
                                                                    for evaluation in scored])),
             "video acc., test videos without audio %": float(np.mean(
