@@ -16,7 +16,7 @@ import torch
 
 import avlib.tasks.ablations as ablations
 from avlib.checkpoint import save_checkpoint
-from avlib.config import AblationSettings, SeparationSettings, resolve
+from avlib.config import AblationSettings, SeparationSettings, resolve, run_settings
 from avlib.data.mixtures import make_test_list
 from avlib.data.world import world_config
 from avlib.data.world.speakers import speaker_gender, speaker_id, speaker_splits
@@ -270,14 +270,14 @@ def test_rows_train_with_the_separations_optimiser_and_04s_runs_store_its_run_co
         (_, _, full_config, full_run) = calls
     assert static_config == replace(separation.train, steps=4, seed=3, device="cpu", out_dir=str(tmp_path / "static"))
     assert not static_loss.pit and (static_batches.batch_size, static_batches.seed) == (separation.batch_size, 3)
-    assert static_run == {"separation": separation.to_dict(), "pit": False, "variant": asdict(VARIANT_BY_NAME["static"]),
+    assert static_run == {"separation": run_settings(separation), "pit": False, "variant": asdict(VARIANT_BY_NAME["static"]),
                           "profile": "test", "seed": 3}
     # notebook 04's runs: its budget and its run config, so either notebook resumes the other's checkpoint
     assert pit_loss.pit and pit_config.steps == separation.pit_steps
     assert (pit_batches.batch_size, pit_batches.seed, pit_batches.both_orders) == (separation.pit_batch_size, 4, False)
-    assert pit_run == {"separation": separation.to_dict(), "pit": True, "profile": "test", "seed": 3}
+    assert pit_run == {"separation": run_settings(separation), "pit": True, "profile": "test", "seed": 3}
     assert full_config.steps == separation.train.steps
-    assert full_run == {"separation": separation.to_dict(), "pit": False, "profile": "test", "seed": 3}
+    assert full_run == {"separation": run_settings(separation), "pit": False, "profile": "test", "seed": 3}
 
 
 @pytest.mark.slow
