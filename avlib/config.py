@@ -145,7 +145,8 @@ class UCF101Settings:
     ``train`` is the fine-tuning's optimiser and schedule (its ``workers`` decode in DataLoader processes
     in training and in threads at test); the linear probe uses the same with ``probe_steps``,
     ``probe_lr`` and ``probe_milestones``. ``fps``, ``sample_rate``, ``size`` and
-    ``crop`` of None are the pretrained network's.
+    ``crop`` of None are the pretrained network's. ``seeds``: training seeds of every row that enters a
+    verdict (:func:`training_seeds`; the linear probe trains with the first only).
     """
 
     split: int = 1
@@ -170,6 +171,7 @@ class UCF101Settings:
     sample_rate: int | None = None
     size: int | None = None
     crop: int | None = None
+    seeds: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,6 +193,7 @@ class SeparationSettings:
     examples_shown: test pairs shown with spectrograms and players.
     phase: ``"predicted"`` (the paper's) or ``"mixture"`` (official ``phase_type = 'orig'``).
     magnitude_loss: ``"log"`` (the paper's L1 on normalised log-magnitude) or ``"linear"``.
+    seeds: training seeds of the full model and of u-net PIT (:func:`training_seeds`).
     """
 
     model: SeparationConfig = field(default_factory=SeparationConfig)
@@ -208,6 +211,7 @@ class SeparationSettings:
     examples_shown: int = 3
     phase: str = "predicted"
     magnitude_loss: str = "log"
+    seeds: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -223,6 +227,7 @@ class AblationSettings:
         ``i3d_checkpoint`` instead (the paper profile's converted Kinetics weights).
     i3d_checkpoint: a converted kinetics-i3d ``.npz``; empty: ``<data_root>/i3d/rgb_imagenet.npz``.
     i3d_test_clips: clips per action test video scored for the I3D's accuracy.
+    seeds: training seeds of every row, the I3D included (:func:`training_seeds`).
     """
 
     steps: int = 160_000
@@ -231,6 +236,7 @@ class AblationSettings:
     i3d_batch_size: int = 8
     i3d_checkpoint: str = ""
     i3d_test_clips: int = 2
+    seeds: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -264,6 +270,26 @@ class Experiment:
     def pretrained_checkpoint(self, root: str | Path | None = None) -> Path:
         """The checkpoint of the last pretraining stage, which the other tasks start from."""
         return self.checkpoint_dir(root) / "pretrain" / self.pretrain.stages[-1].name / "checkpoint.pt"
+
+
+def training_seeds(seed: int, count: int) -> list[int]:
+    """The training seeds of a section with ``seeds = count``: ``seed``, ``seed + 1``, ... Training seed ``seed + k``
+    changes a row's initialisation and batch order; its data and test set stay those of ``seed``."""
+    if count < 1:
+        raise ConfigError(f"a section trains with at least one seed, got seeds = {count}")
+    return [seed + k for k in range(count)]
+
+
+def seed_folder(folder: str | Path, seed: int, training_seed: int) -> Path:
+    """Where training seed ``training_seed`` of a notebook run with ``seed`` trains: ``folder`` itself for the first
+    (the folder a run always had), ``folder/train-seed<t>`` for each further one."""
+    return Path(folder) if training_seed == seed else Path(folder) / f"train-seed{training_seed}"
+
+
+def run_settings(section: Any) -> dict[str, Any]:
+    """A section as its training runs store and key it: every field but ``seeds`` (how many seeds a notebook
+    trains changes no one seed's run, so raising ``seeds`` resumes the runs already trained)."""
+    return {key: value for key, value in asdict(section).items() if key != "seeds"}
 
 
 # ------------------------------------------------------------------------------------ profiles
@@ -305,7 +331,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "train": {"steps": 1500, "optimizer": "adam", "lr": 3e-4, "lr_milestones": [], "log_every": 10,
                       "checkpoint_every": 250, "amp": "none", "channels_last": False, "workers": 0},
             "test_clips": 5, "eval_every": 250, "curve_videos": 0, "probe_steps": 300, "probe_lr": 1e-2,
-            "probe_milestones": [], "in_memory": True,
+            "probe_milestones": [], "in_memory": True, "seeds": 3,
         },
         # Ratio masks, L1 on amplitudes and the mixture's phase: the paper's direct log-magnitude
         # regression learns nothing in a few hundred CPU steps (measured; avlib.tasks.separation).
@@ -314,10 +340,10 @@ PROFILES: dict[str, dict[str, Any]] = {
             "features_from_pretrain": True,
             "train": {"steps": 1000, "lr": 2e-3, "lr_milestones": [], "checkpoint_every": 50, "amp": "none", "workers": 0},
             "batch_size": 4, "pit_steps": 250, "pit_batch_size": 8, "test_pairs": 48, "eval_batch": 16,
-            "window_multiple": 2, "phase": "mixture", "magnitude_loss": "linear",
+            "window_multiple": 2, "phase": "mixture", "magnitude_loss": "linear", "seeds": 3,
         },
         "ablations": {
-            "steps": 80, "i3d_width": 0.25, "i3d_batch_size": 8,
+            "steps": 80, "i3d_width": 0.25, "i3d_batch_size": 8, "seeds": 3,
             "i3d_train": {"steps": 150, "lr": 2e-3, "optimizer": "adam", "weight_decay": 1e-5, "grad_clip": 10.0,
                           "checkpoint_every": 50, "log_every": 10},
         },
@@ -340,7 +366,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "train": {"steps": 3, "lr": 1e-2, "lr_milestones": [2], "log_every": 1, "checkpoint_every": 3,
                       "amp": "none", "channels_last": False, "workers": 0},
             "test_clips": 2, "eval_every": 3, "curve_videos": 4, "probe_steps": 2, "probe_milestones": [],
-            "in_memory": True,
+            "in_memory": True, "seeds": 2,
         },
         # An FFT of 1024 at 8 kHz gives the 512 bins the U-Net's nine halvings need.
         "separation": {
@@ -349,10 +375,10 @@ PROFILES: dict[str, dict[str, Any]] = {
             "train": {"steps": 2, "lr": 1e-3, "lr_milestones": [], "checkpoint_every": 2, "log_every": 1,
                       "amp": "none", "workers": 0},
             "batch_size": 4, "pit_steps": 2, "pit_batch_size": 2, "test_pairs": 4, "eval_batch": 4,
-            "window_multiple": 1, "examples_shown": 1,
+            "window_multiple": 1, "examples_shown": 1, "seeds": 2,
         },
         "ablations": {
-            "steps": 2, "i3d_width": 0.125, "i3d_batch_size": 4, "i3d_test_clips": 1,
+            "steps": 2, "i3d_width": 0.125, "i3d_batch_size": 4, "i3d_test_clips": 1, "seeds": 2,
             "i3d_train": {"steps": 2, "lr": 2e-3, "optimizer": "adam", "weight_decay": 1e-5, "grad_clip": 10.0,
                           "checkpoint_every": 1, "log_every": 2},
         },
@@ -396,6 +422,9 @@ def _derive(experiment: Experiment) -> Experiment:
             separation.model, multisensory=model, fps=shift.fps, size=shift.size, crop=shift.crop,
             spectral=SpectralConfig.for_sample_rate(shift.sample_rate, fft_size=separation.fft_size,
                                                     num_frames=separation.model.spectral.num_frames)))
+    for name in ("ucf101", "separation", "ablations"):
+        if getattr(experiment, name).seeds < 1:
+            raise ConfigError(f"{name}.seeds must be at least 1, got {getattr(experiment, name).seeds}")
     return replace(experiment, pretrain=pretrain, cam=cam, separation=separation)
 
 

@@ -1,5 +1,5 @@
 """95 % intervals used across the project: of a proportion, of a mean, of a paired or unpaired difference,
-of a ratio resampled by clusters, and of a difference over training seeds and test examples together.
+of a ratio resampled by clusters, and of a difference (paired or not) over training seeds and test examples together.
 
 Every verdict on a claim of the paper (docs/paper.md §4-§7, §12) reads one of these intervals
 (:func:`avlib.report.claims.verdict`); each interval has one implementation here, so two notebooks never
@@ -125,3 +125,36 @@ def seed_spread(scores) -> dict[str, float]:
         raise ValueError("seed_spread needs at least one seed's score")
     return {"mean": float(array.mean()), "sd": float(array.std(ddof=1)) if array.size > 1 else float("nan"),
             "min": float(array.min()), "max": float(array.max())}
+
+
+def seed_welch_interval(first, second, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of ``mean(first) - mean(second)`` on different examples, measured by the same training seeds.
+
+    ``first`` is (S, N1), ``second`` (S, N2), row s from training seed s (e.g. one model's same-gender and
+    different-gender test pairs). The Welch interval over examples (of the seed-averaged scores) plus the variance
+    of the S per-seed differences of means, over S, as in :func:`seed_interval`; degrees of freedom by
+    Welch-Satterthwaite over the three terms. NaN bounds with fewer than 2 seeds or fewer than 2 examples a side.
+    """
+    from scipy import stats
+
+    a, b = (np.asarray(values, dtype=np.float64) for values in (first, second))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
+        raise ValueError(f"seed_welch_interval needs (S, N1) and (S, N2) arrays of the same seeds, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("seed_welch_interval: scores hold NaN or inf; drop the example for every seed first")
+    seeds = a.shape[0]
+    if seeds == 0 or a.shape[1] == 0 or b.shape[1] == 0:
+        return float("nan"), float("nan"), float("nan")
+    per_seed = a.mean(axis=1) - b.mean(axis=1)
+    mean = float(per_seed.mean())
+    if seeds < 2 or a.shape[1] < 2 or b.shape[1] < 2:
+        return mean, float("nan"), float("nan")
+    terms = [(float(per_seed.var(ddof=1)) / seeds, seeds - 1),
+             (float(a.mean(axis=0).var(ddof=1)) / a.shape[1], a.shape[1] - 1),
+             (float(b.mean(axis=0).var(ddof=1)) / b.shape[1], b.shape[1] - 1)]
+    variance = sum(term for term, _ in terms)
+    if variance == 0:
+        return mean, mean, mean
+    dof = variance**2 / sum(term**2 / df for term, df in terms if term > 0)
+    half = float(stats.t.ppf(0.5 + level / 2, dof) * math.sqrt(variance))
+    return mean, mean - half, mean + half

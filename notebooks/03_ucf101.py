@@ -66,11 +66,20 @@ import pandas as pd
 
 from avlib.config import resolve
 from avlib.plots import use_page_style
-from avlib.report.claims import verdict
+from avlib.report.claims import MIN_SEEDS, NOT_RESOLVED, verdict
 from avlib.report.index import notebook_comparison
-from avlib.report.results import ResultWriter
-from avlib.stats import paired_interval, wilson_interval
-from avlib.tasks.ucf101 import VARIANT_BY_NAME, accuracy_table, clip_format, resolve_device, run, settings_table
+from avlib.report.results import ResultWriter, is_result
+from avlib.stats import seed_interval, seed_spread
+from avlib.tasks.ucf101 import (
+    VARIANT_BY_NAME,
+    accuracy_table,
+    clip_format,
+    correct_by_seed,
+    resolve_device,
+    run,
+    seed_differences,
+    settings_table,
+)
 
 use_page_style()
 experiment = resolve(profile, overrides)
@@ -102,16 +111,27 @@ settings_frame
 # randomly initialised), then scores every test video. Each step's batch is a function of the
 # step, so an interrupted run resumes exactly (`resume=True`); a finished run is reloaded, not
 # repeated. The same runs from a shell: `python -m avlib.tasks.ucf101 --profile synth`.
+#
+# **Training seeds.** One run per row says little: the gap between two rows can be smaller than the
+# difference between two runs of one row with another initialisation. Every row that enters a
+# verdict therefore trains `ucf101.seeds` times (`synth`: 3, `smoke`: 2, `paper`: 1, as the paper
+# reports one number per row), with training seeds `seed`, `seed + 1`, ...: each sets the head's
+# initialisation (and the random trunk's), the batch order and the dropout. The world, the split and
+# the test videos are `seed`'s for all of them, decoded once and scored by every model. The linear
+# probe, which no verdict reads, trains with the first seed only. Tables give each row's mean over
+# its seeds and their spread; verdicts use intervals that hold seed variance and test-video variance
+# together (`avlib.stats.seed_interval`).
 
 # %%
 result = run(experiment, seed=seed, data_root=data_root, checkpoint_root=checkpoint_root or None, device=device,
              resume=resume, pretrained_checkpoint=pretrained_checkpoint or None)
 split, sound_only_pairs = result.split, result.sound_only_pairs
-evaluations, histories, variants = result.evaluations, result.histories, result.variants
-print(f"pretrained checkpoint: {result.checkpoint.name}; runs under {result.run_dir.name}/")
+evaluations, histories, variants, seeds = result.evaluations, result.histories, result.variants, result.seeds
+print(f"pretrained checkpoint: {result.checkpoint.name}; runs under {result.run_dir.name}/; training seeds {seeds}")
 for variant in variants:
-    print(f"{variant.title}: clip {evaluations[variant.name].clip_accuracy:.3f}, "
-          f"video {evaluations[variant.name].video_accuracy:.3f}")
+    print(f"{variant.title}: video accuracy per training seed " + ", ".join(
+        f"{training_seed}: {scored.video_accuracy:.3f}" for training_seed, scored in
+        zip(result.seeds_of(variant.name), evaluations[variant.name])))
 
 # %% [markdown]
 # ## Data: the split, and which videos have audio
@@ -131,15 +151,19 @@ audio_counts
 # %% [markdown]
 # ## The table
 # Ours (this profile) beside the paper's numbers on UCF-101 split 1. Our numbers come from a
-# different dataset in the synthetic profiles and are not comparable in value, only in order.
+# different dataset in the synthetic profiles and are not comparable in value, only in order. Each
+# row: the mean over its training seeds, their standard deviation and range, and the 95 % interval
+# over seeds and test videos.
 
 # %%
 table = accuracy_table(evaluations, histories, profile)
 out.table(table, "ucf101_accuracy", caption=(
     f"Action recognition, split {settings.split}, {profile} profile: clip accuracy (each test clip alone) and video "
-    f"accuracy (softmax averaged over {settings.test_clips} evenly spaced clips per video); {missing_test} of "
-    f"{len(split.test)} test videos have no audio track. The paper's column is UCF-101 split 1 with its source and "
-    "status; the paper does not say whether it reports clip or video accuracy."))
+    f"accuracy (softmax averaged over {settings.test_clips} evenly spaced clips per video), means over the training "
+    f"seeds {seeds} (the linear probe: the first), with their sample sd and range; the 95 % interval counts seed and "
+    f"test-video variance (avlib.stats.seed_interval). {missing_test} of {len(split.test)} test videos have no audio "
+    "track. The paper's column is UCF-101 split 1 with its source and status; the paper does not say whether it "
+    "reports clip or video accuracy."))
 table
 
 # %% [markdown]
@@ -147,13 +171,15 @@ table
 
 # %%
 fig, (loss_axis, accuracy_axis) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
-for variant in variants:
-    train_log = pd.DataFrame(histories[variant.name]["train"])
-    eval_log = pd.DataFrame(histories[variant.name]["eval"])
-    smooth = train_log["loss"].rolling(5, min_periods=1).mean()
-    line, = loss_axis.plot(train_log["step"], smooth, lw=1, label=variant.title)
-    if len(eval_log):
-        accuracy_axis.plot(eval_log["step"], eval_log["test_clip_accuracy"], "o-", color=line.get_color(), label=variant.title)
+for order, variant in enumerate(variants):
+    for index, history in enumerate(histories[variant.name]):  # one line per training seed, the same colour per row
+        train_log, eval_log = pd.DataFrame(history["train"]), pd.DataFrame(history["eval"])
+        smooth = train_log["loss"].rolling(5, min_periods=1).mean()
+        label = variant.title if index == 0 else None
+        loss_axis.plot(train_log["step"], smooth, lw=1, color=f"C{order}", alpha=1 if index == 0 else 0.5, label=label)
+        if len(eval_log):
+            accuracy_axis.plot(eval_log["step"], eval_log["test_clip_accuracy"], "o-", color=f"C{order}",
+                               alpha=1 if index == 0 else 0.5, label=label)
 loss_axis.axhline(np.log(split.num_classes), color="k", ls=":", lw=1, label="chance, ln K")
 loss_axis.set_ylabel("training cross-entropy\n(5-point mean)")
 accuracy_axis.axhline(1 / split.num_classes, color="k", ls=":", lw=1, label="chance, 1 / K")
@@ -166,15 +192,16 @@ for target in (accuracy_axis, loss_axis):
         entries.setdefault(label, handle)
 fig.legend(list(entries.values()), list(entries), loc="outside lower center", frameon=False)
 fig.suptitle(f"UCF-101 fine-tuning, {profile} profile, split {settings.split}")
-out.figure(fig, "ucf101_curves", caption="Training loss and test clip accuracy (centre clip of each curve video) against steps.")
+out.figure(fig, "ucf101_curves", caption=("Training loss and test clip accuracy (centre clip of each curve video) against "
+                                          "steps; one line per training seed, the first drawn solid."))
 plt.show()
 
 # %% [markdown]
-# ## Confusion matrix of the pretrained network with audio (video level)
+# ## Confusion matrix of the pretrained network with audio (video level, pooled over its training seeds)
 
 # %%
-best = evaluations["with_audio"]
-confusion = best.confusion()
+best = evaluations["with_audio"][0]  # the test videos, labels and audio tracks are the same for every seed
+confusion = sum(scored.confusion() for scored in evaluations["with_audio"])
 fig, axis = plt.subplots(figsize=(8, 7.5))
 image = axis.imshow(confusion / np.maximum(confusion.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
 if split.num_classes <= 30:
@@ -183,8 +210,10 @@ if split.num_classes <= 30:
 axis.set_xlabel("predicted class")
 axis.set_ylabel("true class")
 fig.colorbar(image, ax=axis, label="share of the class's test videos")
-axis.set_title(f"Pretrained with audio: video accuracy {100 * best.video_accuracy:.1f} %")
-out.figure(fig, "ucf101_confusion", caption="Video-level confusion matrix of the pretrained network fine-tuned with audio.")
+axis.set_title(f"Pretrained with audio: video accuracy {np.mean([100 * e.video_accuracy for e in evaluations['with_audio']]):.1f} %"
+               f" (mean of {len(evaluations['with_audio'])} seeds)")
+out.figure(fig, "ucf101_confusion", caption=("Video-level confusion matrix of the pretrained network fine-tuned with audio, "
+                                             "pooled over its training seeds."))
 plt.show()
 
 # %% [markdown]
@@ -196,7 +225,11 @@ plt.show()
 
 # %%
 with_audio_videos = best.has_audio
-columns = {variant.name: evaluations[variant.name].per_class(with_audio_videos) for variant in variants}
+# per class: the mean over each row's training seeds of its video accuracy on the class's test videos with audio
+columns = {}
+for variant in variants:
+    per_seed = [scored.per_class(with_audio_videos) for scored in evaluations[variant.name]]
+    columns[variant.name] = per_seed[0].assign(**{"video accuracy": np.mean([frame["video accuracy"] for frame in per_seed], axis=0)})
 if sound_only_pairs:
     partner = {a: b for pair in sound_only_pairs for a, b in (pair, pair[::-1])}
     chosen_classes = [name for name in split.classes if name in partner]
@@ -213,7 +246,7 @@ for variant in variants:
     frame = columns[variant.name].set_index("class")
     per_class[f"{variant.title} %"] = [100 * frame.loc[name, "video accuracy"] for name in chosen_classes]
 out.table(per_class, "ucf101_sound_only_classes", caption=(
-    "Video accuracy per class on the test videos that have audio: " + (
+    "Video accuracy per class on the test videos that have audio (mean over each row's training seeds): " + (
         "the classes of the synthetic world that differ from a partner class only in sound."
         if sound_only_pairs else "the 10 classes with the largest gain from audio, chosen after the fact.")))
 per_class
@@ -233,8 +266,11 @@ if chosen_classes:
 
 # %% [markdown]
 # ## The paper's ordering, as it came out here
-# The paper's claims in this profile's numbers. *verdict*: the paired 95 % interval of first minus second
-# over the same test videos against 0 (`avlib.report.claims.verdict`): what was measured, not what was hoped.
+# The paper's claims in this profile's numbers. *verdict*: the 95 % interval of first minus second, paired by
+# test video and by training seed (both rows trained with seed s are compared on the same videos), which counts
+# the variance between seeds and between test videos (`avlib.stats.seed_interval`), against 0
+# (`avlib.report.claims.verdict`; fewer than 3 seeds in a result profile: *not resolved*): what was measured,
+# not what was hoped.
 
 # %%
 claims = [("pretrained with audio beats random initialisation (all test videos)", "with_audio", "random_init",
@@ -247,22 +283,30 @@ if sound_only_pairs:
                    "no_audio", best.selection(chosen_classes, with_audio_only=True)))
 ordering_rows = []
 for claim, first, second, mask in claims:
-    difference, low, high = paired_interval(evaluations[first].video_correct[mask], evaluations[second].video_correct[mask])
+    differences = seed_differences(evaluations, first, second, mask)
+    difference, low, high = seed_interval(differences)
+    per_seed = seed_spread(100 * differences.mean(axis=1))
+    # as paper_comparison rules (ResultWriter.compare): in a result profile, fewer than MIN_SEEDS seeds resolve nothing
+    found = verdict(low, high, 1) if len(differences) >= MIN_SEEDS or not is_result(profile) else NOT_RESOLVED
     ordering_rows.append({
-        "claim": claim, "test videos": int(mask.sum()), "first: video accuracy %": 100 * evaluations[first].accuracy_where(mask)[1],
-        "second: video accuracy %": 100 * evaluations[second].accuracy_where(mask)[1],
-        "first - second, points": 100 * difference, "95 % interval (paired)": f"{100 * low:.1f} to {100 * high:.1f}",
-        "verdict": verdict(low, high, 1)})
+        "claim": claim, "test videos": int(mask.sum()), "seeds": len(differences),
+        "first: video accuracy %": 100 * correct_by_seed(evaluations[first], mask).mean(),
+        "second: video accuracy %": 100 * correct_by_seed(evaluations[second], mask).mean(),
+        "first - second, points": 100 * difference, "per seed: min to max": f"{per_seed['min']:+.1f} to {per_seed['max']:+.1f}",
+        "95 % interval (seeds and videos)": f"{100 * low:.1f} to {100 * high:.1f}", "verdict": found})
 ordering = pd.DataFrame(ordering_rows)
-out.table(ordering, "ucf101_ordering", caption=f"The paper's ordering of the rows, as measured in the {profile} profile.")
+out.table(ordering, "ucf101_ordering", caption=(
+    f"The paper's ordering of the rows, as measured in the {profile} profile over the training seeds {seeds}: the mean "
+    "difference, its range over seeds, and its 95 % interval over seeds and test videos (avlib.stats.seed_interval)."))
 ordering
 
 # %% [markdown]
 # ### Beside the paper
-# Rows of `results/<profile>/tables/paper_comparison`: each row's video accuracy with its 95 % Wilson
-# interval, and whether the paper's direction (`avlib.report.claims`) held here: the pretrained network with
-# audio above random initialisation and above the audio-removed network. The fully supervised row is
-# not run here.
+# Rows of `results/<profile>/tables/paper_comparison`: each row's video accuracy (mean over its training
+# seeds, with its 95 % interval over seeds and test videos, and each seed's score), and whether the paper's
+# direction (`avlib.report.claims`) held here: the pretrained network with audio above random initialisation
+# and above the audio-removed network, by the seed-and-video interval of the paired difference. The fully
+# supervised row is not run here.
 
 # %%
 # the row each paper direction compares with (its sign is the claim's, in avlib.report.claims)
@@ -271,12 +315,13 @@ for variant in variants:
     if variant.paper_key is None:
         continue
     scored = evaluations[variant.name]
-    low, high = wilson_interval(int(scored.video_correct.sum()), len(scored.labels))
+    accuracy, low, high = seed_interval(correct_by_seed(scored))
     reference = references[variant.paper_key]
-    _, difference_low, difference_high = paired_interval(scored.video_correct, evaluations[reference].video_correct)
-    out.compare(variant.paper_key, 100 * scored.video_accuracy, low=100 * low, high=100 * high, n=len(scored.labels),
+    _, difference_low, difference_high = seed_interval(seed_differences(evaluations, variant.name, reference))
+    out.compare(variant.paper_key, 100 * accuracy, low=100 * low, high=100 * high, n=len(scored[0].labels),
                 against={VARIANT_BY_NAME[reference].title: (100 * difference_low, 100 * difference_high)},
-                measure=f"video accuracy %, {variant.title}, split {settings.split}, {settings.test_clips} clips per video",
-                note="video accuracy on the same test videos, differences in points", seeds=[seed],
-                seed_scores=[100 * scored.video_accuracy])
+                measure=f"video accuracy %, {variant.title}, split {settings.split}, {settings.test_clips} clips per video, "
+                        f"mean of {len(scored)} training seeds",
+                note="video accuracy on the same test videos, differences in points, paired by training seed",
+                seeds=result.seeds_of(variant.name), seed_scores=[100 * e.video_accuracy for e in scored])
 notebook_comparison(out)

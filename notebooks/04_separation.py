@@ -49,15 +49,15 @@ from avlib import io
 from avlib.config import resolve
 from avlib.data.world import generate_world
 from avlib.losses import loss_label
-from avlib.metrics import best_permutation, on_screen_gains, summarize
+from avlib.metrics import best_permutation
 from avlib.models.unet import mono_mix, predict
 from avlib.plots import play_labelled, use_page_style
 from avlib.report.index import notebook_comparison
 from avlib.report.results import ResultWriter
 from avlib.separate import separate
 from avlib.spectral import analyze
-from avlib.stats import confidence_interval, welch_interval
-from avlib.tasks.separation import SYSTEM_NAMES, run
+from avlib.stats import confidence_interval, seed_interval, seed_welch_interval, welch_interval
+from avlib.tasks.separation import SYSTEM_NAMES, run, seed_gains, seed_summary
 from avlib.writer import write_video
 
 use_page_style()
@@ -93,12 +93,21 @@ print(f"{model_config.spectral}\nvideo: {model_config.num_video_frames} frames a
 #
 # `run` does the whole experiment: it loads the speakers, makes (or reads) the test list, ensures the
 # pretrained network, trains both models and scores them on the test list (`avlib.tasks.separation`).
+#
+# **Training seeds.** Both models train `separation.seeds` times (`synth`: 3, `smoke`: 2, `paper`: 1, as
+# the paper reports one number per row), with training seeds `seed`, `seed + 1`, ...: each sets the
+# U-Net's initialisation and the order of the training mixtures. The speakers and the test list stay
+# `seed`'s; the test mixtures are decoded once, and the mixture's own scores computed once, for all
+# seeds. The tables give means over seeds with their spread, and intervals that count the variance
+# between seeds and between test pairs (`avlib.stats.seed_interval`). The examples and `separate`
+# below use the first seed's model.
 
 # %%
 print(f"magnitude heads: {model_config.output} ({'paper' if model_config.output == 'direct' else 'not the paper'}); "
       f"magnitude loss: L1 on {'log-magnitude' if settings.magnitude_loss == 'log' else 'amplitudes'} "
       f"({'paper' if settings.magnitude_loss == 'log' else 'not the paper'}); {settings.train.steps} steps of {settings.batch_size} "
-      f"clips, lr {settings.train.lr:g}; u-net PIT: {settings.pit_steps} steps of {settings.pit_batch_size} mixtures")
+      f"clips, lr {settings.train.lr:g}; u-net PIT: {settings.pit_steps} steps of {settings.pit_batch_size} mixtures; "
+      f"{settings.seeds} training seed(s) each")
 
 # %%
 result = run(experiment, seed=seed, data_root=data_root, checkpoint_root=checkpoint_root or None, device=device,
@@ -108,18 +117,21 @@ clips = result.data.table
 print(f"{len(result.data.train)} training clips of {clips[clips.split == 'train'].speaker_id.nunique()} speakers; "
       f"{len(test_list)} test mixtures from {len(result.data.test)} clips of {clips[clips.split == 'test'].speaker_id.nunique()} "
       f"speakers, {test_list.same_gender.mean():.0%} same-gender")
-print(f"full: {full.num_parameters()}; u-net PIT: {result.pit.num_parameters()}")
+print(f"full: {full.num_parameters()}; u-net PIT: {result.pit.num_parameters()}; training seeds {result.seeds}")
 
 # %%
 fig, axis = plt.subplots(figsize=(8, 3.5))
-for name, history in (("full (multisensory features)", result.full_history), ("u-net PIT (audio only)", result.pit_history)):
-    log = pd.DataFrame(history["train"])
-    axis.plot(log["step"], log["loss"], label=name)
+for order, (name, histories) in enumerate((("full (multisensory features)", result.full_histories),
+                                           ("u-net PIT (audio only)", result.pit_histories))):
+    for index, history in enumerate(histories):  # one line per training seed, the first solid
+        log = pd.DataFrame(history["train"])
+        axis.plot(log["step"], log["loss"], color=f"C{order}", alpha=1 if index == 0 else 0.5, label=name if index == 0 else None)
 axis.set_xlabel("step")
 axis.set_ylabel(loss_label(settings.magnitude_loss))
 axis.legend()
 axis.set_title(f"Separation training, {profile} profile")
-out.figure(fig, "separation_training", caption="Training loss of the full model and of the u-net PIT baseline.")
+out.figure(fig, "separation_training", caption=("Training loss of the full model and of the u-net PIT baseline, one line per "
+                                               "training seed (the first solid)."))
 plt.show()
 
 # %% [markdown]
@@ -134,15 +146,23 @@ plt.show()
 # the mixture's phase (the official code's `phase_type = 'orig'`). Regressing phase takes far longer
 # to learn than magnitude; `settings.phase` says which one the headline (and `separate`) uses. PESQ
 # and STOI, the slowest metrics, are computed for the headline rows and the mixture.
+#
+# Each system's numbers are means over its training seeds (the mixture's are the same for every seed);
+# *SDR seed sd* and *min-max* are the spread of the per-seed mean SDRs; the 95 % intervals count the
+# variance between seeds and between test pairs together (`avlib.stats.seed_interval`).
 
 # %%
-scores, summary, gains, headline = (result.evaluation.scores, result.evaluation.summary, result.evaluation.gains,
-                                    result.evaluation.headline)
-out.table(scores, "separation_scores_per_pair", caption="Every metric of every test pair, per system and source.")
+headline = result.evaluation.headline
+scores = result.scores()
+summary = seed_summary(result.evaluations)
+out.table(scores, "separation_scores_per_pair", caption=(
+    "Every metric of every test pair, per system, source and training seed (the mixture's rows repeat for every seed)."))
 names = SYSTEM_NAMES
 table = pd.DataFrame({
-    "system": summary["system"].map(names), "source": summary["source"],
+    "system": summary["system"].map(names), "source": summary["source"], "seeds": summary["seeds"],
     "SDR dB": summary["sdr"], "SDR 95 % CI": [f"{low:.2f} to {high:.2f}" for low, high in zip(summary["sdr_low"], summary["sdr_high"])],
+    "SDR seed sd": summary["sdr_seed_sd"],
+    "SDR seed min-max": [f"{low:.2f} to {high:.2f}" for low, high in zip(summary["sdr_seed_min"], summary["sdr_seed_max"])],
     "SDR gain over mixture dB": summary["sdr_gain"],
     "gain 95 % CI": [f"{low:.2f} to {high:.2f}" if np.isfinite(low) else ""
                      for low, high in zip(summary["sdr_gain_low"], summary["sdr_gain_high"])],
@@ -150,8 +170,9 @@ table = pd.DataFrame({
     "pairs": summary["n"], "data": f"{profile} profile test list",
 })
 out.table(table, "separation", caption=(
-    f"On/off-screen separation on the fixed test list ({len(test_list)} mixtures, {profile} profile). Means with "
-    "Student-t 95 % intervals; SDR gain = system minus mixture, per pair. The mixture's SAR is unbounded (it has no "
+    f"On/off-screen separation on the fixed test list ({len(test_list)} mixtures, {profile} profile), means over the "
+    f"training seeds {result.seeds} with 95 % intervals over seeds and test pairs (Student-t over pairs for one seed), and "
+    "the spread of the per-seed mean SDRs; SDR gain = system minus mixture, per pair. The mixture's SAR is unbounded (it has no "
     "artefacts) and shows a numerical ceiling. PESQ: wide-band, signals resampled to 16 kHz. No number of the "
     "paper's separation tables could be verified (docs/paper.md §7.8): its claims are beside ours in `paper_comparison`."))
 table
@@ -160,10 +181,11 @@ table
 for system in names:
     if system == "mixture":
         continue
-    on_gain = on_screen_gains(gains, system)
+    on_gain = seed_gains(result.evaluations, system)  # (seeds, pairs)
     sdr = summary[(summary.system == system) & (summary.source == "on_screen")]["sdr"].item()
     print(f"{names[system]}, on-screen: mean SDR {sdr:.2f} dB, {on_gain.mean():+.2f} dB over the mixture on "
-          f"{len(on_gain)} pairs ({(on_gain > 0).mean():.0%} of the pairs improved)")
+          f"{on_gain.shape[1]} pairs x {on_gain.shape[0]} seeds ({(on_gain > 0).mean():.0%} of the pairs improved); "
+          "per seed " + ", ".join(f"{gain:+.2f}" for gain in on_gain.mean(axis=1)))
 
 # %% [markdown]
 # ### Same-gender and different-gender mixtures
@@ -171,36 +193,49 @@ for system in names:
 # the ablations the same way.
 
 # %%
-by_gender = summarize(scores, by=("system", "source", "same_gender"), metrics=("sdr", "sir", "sar"))
-by_gender["mixture kind"] = by_gender.pop("same_gender").map({True: "same gender", False: "different gender"})
-out.table(by_gender, "separation_by_gender", caption="SDR / SIR / SAR (means and 95 % intervals) by the pair's genders.")
-by_gender[["system", "source", "mixture kind", "sdr", "sdr_low", "sdr_high", "n"]]
+by_gender = pd.concat([seed_summary(result.evaluations, metrics=("sdr", "sir", "sar"),
+                                     pairs=test_list.pair[test_list.same_gender.astype(bool) == same]).assign(**{"mixture kind": kind})
+                       for kind, same in (("same gender", True), ("different gender", False))], ignore_index=True)
+out.table(by_gender, "separation_by_gender", caption=(
+    "SDR / SIR / SAR by the pair's genders: means over the training seeds; SDR and SDR gain with 95 % intervals over "
+    "seeds and test pairs, and the seed spread of the mean SDR."))
+by_gender[["system", "source", "mixture kind", "sdr", "sdr_low", "sdr_high", "sdr_seed_sd", "seeds", "n"]]
 
 # %% [markdown]
 # ### Beside the paper's claims
 # The paper's separation numbers could not be read (docs/paper.md §7.8); what the project's source summary
 # states is qualitative. The rows this notebook measures go to `paper_comparison`: same-gender
-# mixtures are harder when the 95 % (Welch) interval of their SDR gain minus the different-gender
-# pairs' lies below 0 (`avlib.report.claims.verdict`); the audio-only PIT
-# claim needs baselines not run here. Claims about ablations are measured in notebook 05.
+# mixtures are harder when the 95 % interval of their SDR gain minus the different-gender pairs' lies
+# below 0 (`avlib.report.claims.verdict`); the audio-only PIT claim needs baselines not run here. Claims
+# about ablations are measured in notebook 05.
+#
+# Same- and different-gender pairs are different mixtures, so that difference is not paired by pair.
+# It is paired by training seed: each seed's model scores both kinds. Its interval
+# (`avlib.stats.seed_welch_interval`) adds the variance of the per-seed differences of means (training
+# noise, over the seeds) to Welch's variance over the two kinds of pairs (of the seed-averaged gains),
+# with Welch-Satterthwaite degrees of freedom; with one seed it is Welch's interval alone.
 
 # %%
-same = on_screen_gains(gains, headline["full"], test_list, same_gender=True)
-different = on_screen_gains(gains, headline["full"], test_list, same_gender=False)
-if len(same) and len(different):
-    mean, low, high = confidence_interval(same)
-    _, difference_low, difference_high = welch_interval(same, different)
-    out.compare("same_gender", mean, low=low, high=high, n=len(same),
+same = seed_gains(result.evaluations, headline["full"], test_list.pair[test_list.same_gender.astype(bool)])
+different = seed_gains(result.evaluations, headline["full"], test_list.pair[~test_list.same_gender.astype(bool)])
+if same.shape[1] and different.shape[1]:
+    mean, low, high = seed_interval(same) if len(same) > 1 else confidence_interval(same[0])
+    _, difference_low, difference_high = (seed_welch_interval(same, different) if len(same) > 1
+                                          else welch_interval(same[0], different[0]))
+    out.compare("same_gender", mean, low=low, high=high, n=same.shape[1],
                 against={"different-gender pairs": (difference_low, difference_high)},
-                measure=f"{names[headline['full']]}: on-screen SDR gain over the mixture, same-gender pairs, dB",
-                note=f"different-gender pairs gain {different.mean():+.2f} dB ({len(different)} pairs); Welch interval",
-                seeds=[seed])
-full_gain, pit_gain = on_screen_gains(gains, headline["full"]), on_screen_gains(gains, headline["unet_pit"])
-mean, low, high = confidence_interval(pit_gain)
-out.compare("audio_only_pit", mean, low=low, high=high, n=len(pit_gain),
-            measure=f"u-net PIT (oracle assignment, {settings.phase} phase): on-screen SDR gain over the mixture, dB",
+                measure=f"{names[headline['full']]}: on-screen SDR gain over the mixture, same-gender pairs, dB, "
+                        f"mean of {len(same)} training seeds",
+                note=f"different-gender pairs gain {different.mean():+.2f} dB ({different.shape[1]} pairs); interval over "
+                     "seeds and pairs (Welch between the two kinds of pairs, paired by seed)",
+                seeds=result.seeds, seed_scores=same.mean(axis=1))
+full_gain, pit_gain = seed_gains(result.evaluations, headline["full"]), seed_gains(result.evaluations, headline["unet_pit"])
+mean, low, high = seed_interval(pit_gain) if len(pit_gain) > 1 else confidence_interval(pit_gain[0])
+out.compare("audio_only_pit", mean, low=low, high=high, n=pit_gain.shape[1],
+            measure=f"u-net PIT (oracle assignment, {settings.phase} phase): on-screen SDR gain over the mixture, dB, "
+                    f"mean of {len(pit_gain)} training seeds",
             note=f"the full audio-visual model gains {full_gain.mean():+.2f} dB on the same pairs; the other audio-only "
-                 "baselines are not run, so the claim is not tested")
+                 "baselines are not run, so the claim is not tested", seeds=result.seeds, seed_scores=pit_gain.mean(axis=1))
 notebook_comparison(out)
 
 # %% [markdown]

@@ -31,6 +31,11 @@
 # | audio-only u-net PIT | no video, permutation-invariant loss: notebook 04's baseline, reused |
 #
 # Every row is scored on all test mixtures, and on the same-gender and different-gender ones apart.
+# Every row, the I3D included, trains with `ablations.seeds` training seeds (`synth`: 3, `smoke`: 2,
+# `paper`: 1, as the paper reports one number per row): seed `seed + k` changes each row's
+# initialisation and batch order, while the speakers, the test list and the pretrained network stay
+# `seed`'s. Each row is compared with `full` trained with the same seed, and every number is a mean
+# over seeds with an interval that counts seed and test-pair variance.
 # Checkpoints and per-pair scores are cached: running this notebook again re-plots without training
 # or scoring again, unless `retrain = True`.
 
@@ -73,7 +78,7 @@ out = ResultWriter(profile=profile, seed=seed, device=device_name, notebook="05_
 phase = settings.phase
 print(f"rows with video: {ablation.steps} steps of {settings.batch_size} clips each (notebook 04's full model: "
       f"{settings.train.steps}); u-net PIT: notebook 04's {settings.pit_steps} steps of {settings.pit_batch_size} mixtures; "
-      f"estimates synthesised with the {phase} phase")
+      f"estimates synthesised with the {phase} phase; {ablation.seeds} training seed(s) per row")
 
 # %% [markdown]
 # ## Every row, trained and scored
@@ -136,8 +141,9 @@ shapes
 # %%
 print(f"I3D for separation: {i3d['net'].num_parameters() / 1e6:.2f} M parameters (width {i3d['net'].config.width}), "
       f"trained on {i3d['source']}")
-if "accuracy" in i3d:
-    print(f"clip accuracy on the {i3d['test_videos']} held-out action videos: {i3d['accuracy']:.1%} "
+if result.i3d_accuracies:
+    print(f"clip accuracy on the {i3d['test_videos']} held-out action videos, per training seed "
+          f"{', '.join(f'{seed_k}: {accuracy:.1%}' for seed_k, accuracy in zip(result.seeds, result.i3d_accuracies))} "
           f"(chance {1 / i3d['classes']:.1%}; {i3d['sound_only_classes']} of the {i3d['classes']} classes differ from "
           "another only by their sound, which frames cannot tell apart)")
 
@@ -158,15 +164,16 @@ fig, (axis, pit_axis) = plt.subplots(2, 1, figsize=(8, 8.4), height_ratios=(3, 1
 # marker, smaller on top, so that markers at the same point nest instead of hiding each other
 styles = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 1)), "x")]
 for order, variant in enumerate(VARIANTS):
-    log = pd.DataFrame(result.runs[variant.name]["train"])
-    if log.empty:
-        continue
-    line, marker = ("-", "x") if variant.pit else styles[order % len(styles)]
-    target = pit_axis if variant.pit else axis  # the audio-only row trained elsewhere, with other batches and steps
-    target.plot(log["step"], log["loss"], linestyle=line, marker=marker, markevery=max(1, len(log) // 12),
-                markersize=6 if variant.pit else 12 - 1.8 * order, markerfacecolor="none",
-                linewidth=1.6 if variant.pit else 2.4 - 0.3 * order, zorder=2 + order, label=titles[variant.name],
-                color=f"C{order}")
+    for index, history in enumerate(result.seed_runs[variant.name]):  # every training seed; the first marked and labelled
+        log = pd.DataFrame(history["train"])
+        if log.empty:
+            continue
+        line, marker = ("-", "x") if variant.pit else styles[order % len(styles)]
+        target = pit_axis if variant.pit else axis  # the audio-only row trained elsewhere, with other batches and steps
+        target.plot(log["step"], log["loss"], linestyle=line, marker=marker if index == 0 else None,
+                    markevery=max(1, len(log) // 12), markersize=6 if variant.pit else 12 - 1.8 * order,
+                    markerfacecolor="none", linewidth=1.6 if variant.pit else 2.4 - 0.3 * order, zorder=2 + order,
+                    label=titles[variant.name] if index == 0 else None, color=f"C{order}", alpha=1 if index == 0 else 0.45)
 axis.set_xlabel("step")
 axis.set_ylabel(loss_label(settings))
 axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=1, frameon=False)
@@ -174,7 +181,8 @@ axis.set_title(f"Separation ablations, training loss ({profile} profile)")
 pit_axis.set_xlabel("step")
 pit_axis.set_ylabel("loss")
 pit_axis.set_title(f"{titles['unet_pit']}:\nits own run, with its own batches and steps", fontsize="medium")
-out.figure(fig, "separation_ablation_training", caption="Training loss of each row.")
+out.figure(fig, "separation_ablation_training", caption=(
+    "Training loss of each row, every training seed (the first with markers, the others fainter)."))
 plt.show()
 
 # %% [markdown]
@@ -190,13 +198,15 @@ scores = result.scores
 out.table(scores, "separation_ablation_scores_per_pair", caption="Every metric of every test pair, per row and source.")
 summary = summary_table(scores, rows, titles)
 out.table(summary, "separation_ablations_long", caption=(
-    f"Every row on all, same-gender and different-gender test mixtures ({profile} profile): means and Student-t 95 % "
-    "intervals of SDR / SIR / SAR (dB) and PESQ, on-screen and off-screen."))
+    f"Every row on all, same-gender and different-gender test mixtures ({profile} profile): means over the training "
+    f"seeds {result.seeds} and 95 % intervals over seeds and test pairs of SDR / SIR / SAR (dB) and PESQ, on-screen and "
+    "off-screen, and the seed spread (sd, min, max) of the per-seed mean SDR."))
 directions = direction_rows(scores, rows, titles)
 table = readable_table(summary, directions=directions)
 out.table(table, "separation_ablations", caption=(
     f"Separation ablations on the fixed test list ({len(test_list)} mixtures, {profile} profile, {phase} phase): mean "
-    "[95 % interval] per row and kind of mixture; pairs = test mixtures scored. Beside each row: the paper's direction "
+    f"over the training seeds {result.seeds} [95 % interval over seeds and test pairs] per row and kind of mixture; "
+    "pairs = test mixtures scored. Beside each row: the paper's direction "
     "(against full on all mixtures; same- against different-gender on the same-gender line) and ours, on-screen SDR "
     "(see separation_ablation_directions). The mixture's SAR is unbounded and shows a numerical ceiling. No number of "
     "the paper's separation tables could be verified (docs/paper.md §7.8)."))
@@ -204,10 +214,14 @@ table
 
 # %% [markdown]
 # ## The paper's directions, row by row
-# Each row against `full`, pair by pair (the mean difference of on-screen SDR and its 95 % interval), and
-# every row's same-gender mixtures against its different-gender ones. *holds*: the interval lies on the
-# paper's side of zero; *opposite*: on the other side; *not resolved*: it contains zero. The paper's
-# directions are the project's source summary's (UNVERIFIED), or inferred where it states none.
+# Each row against `full` trained with the same seed, pair by pair: the mean difference of on-screen SDR
+# over seeds and pairs, its range over seeds, and its 95 % interval over both (`avlib.stats.seed_interval`);
+# and every row's same-gender mixtures against its different-gender ones: different pairs, so unpaired by
+# pair but paired by seed (`avlib.stats.seed_welch_interval`: Welch's variance over the two kinds of
+# pairs plus the variance of the per-seed differences). *holds*: the interval lies on the paper's side of
+# zero; *opposite*: on the other side; *not resolved*: it contains zero (and, in `paper_comparison`, any
+# row with fewer than 3 seeds in a result profile). The paper's directions are the project's source
+# summary's (UNVERIFIED), or inferred where it states none.
 
 # %%
 out.table(directions, "separation_ablation_directions", caption=(
@@ -215,11 +229,14 @@ out.table(directions, "separation_ablation_directions", caption=(
 for _, record in directions.iterrows():
     paper_direction = record["paper's direction"]
     print(f"{record['row']} [{record['compared']}]: paper: {paper_direction}; ours: "
-          f"{record['difference dB']:+.2f} dB ({record['95 % interval']}, {record['pairs']} pairs): {record['direction held?']}")
+          f"{record['difference dB']:+.2f} dB ({record['95 % interval']}, {record['pairs']} pairs, {record['seeds']} seeds, "
+          f"per seed {record['per seed, min to max']}): {record['direction held?']}")
 # each row's claim goes to the paper comparison too (the gender claim is notebook 04's row)
 for row in result.comparisons:
     out.compare(row.claim.key, row.mean, low=row.low, high=row.high, n=row.pairs, against={"full": (row.low, row.high)},
-                measure=f"on-screen SDR of '{titles[row.name]}' minus full, per test pair (dB, {phase} phase)", seeds=[seed])
+                measure=f"on-screen SDR of '{titles[row.name]}' minus full trained with the same seed, per test pair "
+                        f"(dB, {phase} phase), mean of {len(row.per_seed)} training seeds",
+                seeds=result.seeds, seed_scores=row.per_seed)
 directions
 
 # %%

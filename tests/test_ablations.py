@@ -7,6 +7,7 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ import torch
 
 import avlib.tasks.ablations as ablations
 from avlib.checkpoint import save_checkpoint
-from avlib.config import AblationSettings, SeparationSettings, resolve
+from avlib.config import AblationSettings, SeparationSettings, resolve, run_settings
 from avlib.data.mixtures import make_test_list
 from avlib.data.world import world_config
 from avlib.data.world.speakers import speaker_gender, speaker_id, speaker_splits
@@ -105,6 +106,12 @@ def test_rows_train_in_notebook_04s_folders_only_at_its_budget(separation, pretr
     other_input = tmp_path / "other.pt"
     other_input.write_bytes(b"another pretrained network")
     assert checkpoint_folder(full, separation, smaller, tmp_path, [other_input]) != own
+    # further training seeds: notebook 04's folder of that seed, or a folder keyed by the seed too
+    assert checkpoint_folder(full, separation, same_budget, tmp_path, [pretrained], seed=0, training_seed=1) == \
+        tmp_path / "train-seed1" / "full"
+    assert checkpoint_folder(full, separation, smaller, tmp_path, [pretrained], seed=0, training_seed=0) == own
+    assert checkpoint_folder(full, separation, smaller, tmp_path, [pretrained], seed=0, training_seed=1) not in (
+        own, checkpoint_folder(full, separation, smaller, tmp_path, [pretrained], seed=1, training_seed=1))
 
 
 def fake_scores(systems, shift: dict[str, float], same_gender_penalty: float = 0.0, pairs: int = 12, seed: int = 0):
@@ -132,9 +139,46 @@ def test_directions_are_computed_from_the_scores():
     assert table[("no_audio", "no_audio - full, per pair")] == "opposite"
     assert table[("static", "static - full, per pair")] == "not resolved"
     assert table[("unet_pit", "unet_pit - full, per pair")] == "holds"
-    assert (table.xs("same - different gender (Welch)", level="compared") == "holds").all()
+    assert (table.xs("same - different gender (Welch, paired by seed)", level="compared") == "holds").all()
     no_penalty = direction_rows(fake_scores(rows, {}, same_gender_penalty=-3.0, pairs=20), rows, titles)
     assert set(no_penalty[no_penalty.compared.str.startswith("same")]["direction held?"]) == {"opposite"}
+
+
+def seeded_scores(systems, shift: dict[str, float], seed_offsets: dict[str, Sequence[float]], pairs: int = 20):
+    """``fake_scores`` for several training seeds: seed k's scores of a system move by ``seed_offsets[system][k]``
+    (training noise shared by every pair); the test pairs, their genders and the mixture stay the same."""
+    seeds = len(next(iter(seed_offsets.values())))
+    base = fake_scores(systems, shift, same_gender_penalty=1.0, pairs=pairs)
+    parts = []
+    for k in range(seeds):
+        part = base.assign(seed=10 + k)
+        for system, offsets in seed_offsets.items():
+            moved = part.system == system
+            part.loc[moved, ["sdr", "sir", "sar"]] += offsets[k]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_directions_over_seeds_pair_each_row_with_full_of_the_same_seed_and_count_seed_variance():
+    rows = ["full", "i3d", "scratch"]
+    titles = {name: name for name in rows}
+    # full and i3d move together from seed to seed: paired by seed, i3d stays 1 dB below full with every seed
+    together = seeded_scores(rows, {"i3d": -1.0, "scratch": -1.0}, {"full": [-3.0, 0.0, 3.0], "i3d": [-3.0, 0.0, 3.0],
+                                                                     "scratch": [2.0, -4.0, 2.5]})
+    table = direction_rows(together, rows, titles).set_index(["row", "compared"])
+    assert table.loc[("i3d", "i3d - full, per pair"), "direction held?"] == "holds"
+    assert table.loc[("i3d", "i3d - full, per pair"), "seeds"] == 3
+    assert table.loc[("i3d", "i3d - full, per pair"), "difference dB"] == pytest.approx(-1.0, abs=0.05)
+    # scratch is also 1 dB below on average, but its seeds disagree by more than that: not resolved
+    assert table.loc[("scratch", "scratch - full, per pair"), "direction held?"] == "not resolved"
+    assert table.loc[("scratch", "scratch - full, per pair"), "per seed, min to max"].startswith("-")
+    summary = summary_table(together, rows, titles)
+    full_all = summary[(summary.system == "full") & (summary.source == "on_screen") & (summary.mixtures == "all")].iloc[0]
+    assert full_all["seeds"] == 3 and full_all["pairs"] == 20
+    assert full_all["sdr_seed_max"] - full_all["sdr_seed_min"] == pytest.approx(6.0, abs=0.01)
+    assert full_all["sdr_high"] - full_all["sdr_low"] > 6.0  # the seeds' spread is inside the interval
+    mixture = summary[(summary.system == "mixture") & (summary.mixtures == "all")].iloc[0]
+    assert mixture["sdr_seed_sd"] == 0.0  # the mixture is the same for every seed
 
 
 def test_summary_has_every_row_source_and_kind_of_mixture():
@@ -226,14 +270,14 @@ def test_rows_train_with_the_separations_optimiser_and_04s_runs_store_its_run_co
         (_, _, full_config, full_run) = calls
     assert static_config == replace(separation.train, steps=4, seed=3, device="cpu", out_dir=str(tmp_path / "static"))
     assert not static_loss.pit and (static_batches.batch_size, static_batches.seed) == (separation.batch_size, 3)
-    assert static_run == {"separation": separation.to_dict(), "pit": False, "variant": asdict(VARIANT_BY_NAME["static"]),
+    assert static_run == {"separation": run_settings(separation), "pit": False, "variant": asdict(VARIANT_BY_NAME["static"]),
                           "profile": "test", "seed": 3}
     # notebook 04's runs: its budget and its run config, so either notebook resumes the other's checkpoint
     assert pit_loss.pit and pit_config.steps == separation.pit_steps
     assert (pit_batches.batch_size, pit_batches.seed, pit_batches.both_orders) == (separation.pit_batch_size, 4, False)
-    assert pit_run == {"separation": separation.to_dict(), "pit": True, "profile": "test", "seed": 3}
+    assert pit_run == {"separation": run_settings(separation), "pit": True, "profile": "test", "seed": 3}
     assert full_config.steps == separation.train.steps
-    assert full_run == {"separation": separation.to_dict(), "pit": False, "profile": "test", "seed": 3}
+    assert full_run == {"separation": run_settings(separation), "pit": False, "profile": "test", "seed": 3}
 
 
 @pytest.mark.slow

@@ -17,7 +17,10 @@ from avlib.config import (
     flatten,
     parse_assignments,
     resolve,
+    run_settings,
+    seed_folder,
     set_key,
+    training_seeds,
 )
 from avlib.tasks.cli import experiment_from
 from avlib.train import TrainConfig
@@ -141,3 +144,16 @@ def test_a_bad_key_on_the_command_line_is_one_line() -> None:
     result = subprocess.run([sys.executable, "-m", "avlib.tasks.pretrain", "--profile", "smoke", "train.lrr=1"],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 2 and "unknown key 'lrr'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_training_seeds_count_from_the_notebooks_seed_and_keep_the_first_seeds_folder() -> None:
+    assert [resolve(profile).ucf101.seeds for profile in ("paper", "synth", "smoke")] == [1, 3, 2]
+    for section in ("ucf101", "separation", "ablations"):
+        assert getattr(resolve("synth"), section).seeds >= 3 and getattr(resolve("smoke"), section).seeds == 2
+    assert training_seeds(5, 3) == [5, 6, 7]
+    assert seed_folder("runs", 5, 5) == Path("runs") and seed_folder("runs", 5, 7) == Path("runs") / "train-seed7"
+    with pytest.raises(ConfigError, match="ucf101.seeds must be at least 1"):
+        resolve("smoke", {"ucf101.seeds": 0})
+    # a run's stored settings leave the seed count out: raising it resumes the seeds already trained
+    assert run_settings(resolve("synth").separation) == run_settings(resolve("synth", {"separation.seeds": 5}).separation)
+    assert "seeds" not in run_settings(resolve("synth").ablations)

@@ -299,7 +299,52 @@ def test_the_task_runs_from_the_command_line(tmp_path):
     assert "full on-screen SDR gain dB" in summary["summary"]
     scores = pd.read_csv(tmp_path / "out" / "separation_scores_per_pair.csv")
     assert set(scores.system) == {"mixture", "full", "full_mixture_phase", "unet_pit", "unet_pit_mixture_phase"}
-    assert len(scores) == 4 * 5 * 2
+    assert len(scores) == 4 * 5 * 2 * 2  # two training seeds in smoke
+    assert sorted(scores.seed.unique()) == [0, 1] and summary["summary"]["seeds"] == [0, 1]
+    assert (tmp_path / "checkpoints" / "smoke" / "separation" / "train-seed1" / "full" / "checkpoint.pt").exists()
+    per_seed = summary["summary"]["full on-screen SDR dB per seed"]
+    assert len(per_seed) == 2 and per_seed[0] != per_seed[1]  # another initialisation and batch order
+    mixture = scores[scores.system == "mixture"]
+    np.testing.assert_array_equal(mixture[mixture.seed == 0].sdr, mixture[mixture.seed == 1].sdr)  # scored once
+
+
+def fake_seed_scores(offsets: list[float], pairs: int = 10) -> list:
+    """One SeparationScores per training seed: 'full' = mixture + 2 dB + the seed's offset + per-pair noise."""
+    from avlib.tasks.separation import SeparationScores
+
+    rng = np.random.default_rng(0)
+    mixture = rng.normal(0.0, 1.0, size=pairs)
+    noise = rng.normal(0.0, 0.1, size=pairs)
+    evaluations = []
+    for offset in offsets:
+        rows = [{"pair": pair, "system": system, "source": source, "sdr": value, "sir": value, "sar": value}
+                for pair in range(pairs) for source in ("on_screen", "off_screen")
+                for system, value in (("full", mixture[pair] + 2.0 + offset + noise[pair]), ("mixture", mixture[pair]))]
+        evaluations.append(SeparationScores(pd.DataFrame(rows), pd.DataFrame(), pd.DataFrame(), {"full": "full"}))
+    return evaluations
+
+
+def test_summary_over_seeds_gives_means_seed_spread_and_intervals_over_seeds_and_pairs():
+    from avlib.tasks.separation import seed_gains, seed_summary
+
+    evaluations = fake_seed_scores([-1.0, 0.0, 1.0])
+    gains = seed_gains(evaluations, "full")
+    assert gains.shape == (3, 10) and gains.mean() == pytest.approx(2.0, abs=0.1)
+    summary = seed_summary(evaluations, metrics=("sdr", "sir")).set_index(["system", "source"])
+    full = summary.loc[("full", "on_screen")]
+    assert full["seeds"] == 3 and full["n"] == 10
+    assert (full["sdr_seed_min"], full["sdr_seed_max"]) == pytest.approx((full["sdr"] - 1.0, full["sdr"] + 1.0))
+    assert full["sdr_gain"] == pytest.approx(gains.mean())
+    assert full["sdr_gain_low"] < 2.0 - 1.0 and full["sdr_gain_high"] > 2.0 + 1.0  # the seeds' spread is inside
+    assert np.isnan(summary.loc[("mixture", "on_screen"), "sdr_gain"])
+    one = seed_summary(evaluations[:1], metrics=("sdr",)).set_index(["system", "source"]).loc[("full", "on_screen")]
+    assert one["seeds"] == 1 and one["sdr_gain_high"] - one["sdr_gain_low"] < 0.5  # over pairs only
+    chosen = seed_summary(evaluations, metrics=("sdr",), pairs=[0, 1, 2]).set_index(["system", "source"])
+    assert chosen.loc[("full", "on_screen"), "n"] == 3
+    shifted = fake_seed_scores([0.0, 0.0])
+    shifted[1].scores["pair"] += 1  # another test list: no paired comparison
+    with pytest.raises(ValueError, match="different test pairs"):
+        seed_gains(shifted, "full")
 
 
 def test_on_screen_gains_pick_a_system_and_the_pairs_genders():

@@ -15,6 +15,7 @@ from avlib.stats import (
     paired_interval,
     seed_interval,
     seed_spread,
+    seed_welch_interval,
     welch_interval,
     wilson_interval,
 )
@@ -113,3 +114,33 @@ def test_seed_interval_needs_two_seeds_and_rejects_bad_shapes():
 def test_seed_spread():
     assert seed_spread([1.0, 3.0, 2.0]) == {"mean": 2.0, "sd": 1.0, "min": 1.0, "max": 3.0}
     assert math.isnan(seed_spread([4.0])["sd"])
+
+
+def test_seed_welch_interval_without_seed_variance_is_welchs_interval():
+    rng = np.random.default_rng(2)
+    first, second = rng.normal(1.0, 2.0, size=30), rng.normal(0.0, 1.0, size=45)
+    found = seed_welch_interval(np.tile(first, (3, 1)), np.tile(second, (3, 1)))  # three identical models
+    assert found == pytest.approx(welch_interval(first, second))
+
+
+def test_seed_welch_interval_counts_the_spread_of_the_per_seed_differences():
+    rng = np.random.default_rng(3)
+    first, second = rng.normal(1.0, 0.1, size=(3, 200)), rng.normal(0.0, 0.1, size=(3, 300))
+    first += np.array([[-1.5], [0.0], [1.5]])  # the seeds disagree on the first kind far more than examples differ
+    mean, low, high = seed_welch_interval(first, second)
+    assert mean == pytest.approx(1.0, abs=0.05)
+    assert low < 0 < high  # 3 seeds this spread do not resolve the sign
+    _, welch_low, _ = welch_interval(first.mean(axis=0), second.mean(axis=0))
+    assert welch_low > 0.9  # Welch over the seed-averaged examples alone would have called it
+    per_seed = first.mean(axis=1) - second.mean(axis=1)
+    over_seeds = confidence_interval(per_seed)
+    assert high - low == pytest.approx(over_seeds[2] - over_seeds[1], rel=0.05)  # seed term dominant: t on 2 dof
+
+
+def test_seed_welch_interval_needs_two_seeds_the_same_seeds_and_finite_scores():
+    mean, low, high = seed_welch_interval(np.ones((1, 5)), np.zeros((1, 6)))
+    assert mean == 1.0 and math.isnan(low) and math.isnan(high)
+    with pytest.raises(ValueError, match="same seeds"):
+        seed_welch_interval(np.ones((2, 5)), np.ones((3, 5)))
+    with pytest.raises(ValueError, match="NaN"):
+        seed_welch_interval(np.array([[1.0, np.nan], [1.0, 2.0]]), np.ones((2, 3)))

@@ -36,12 +36,14 @@ from avlib.tasks.ucf101 import (
     VARIANT_BY_NAME,
     ActionClassifier,
     ClassifierConfig,
+    accuracy_table,
     build_classifier,
     clip_format,
     curve_accuracy,
     curve_video_indices,
     finetune,
     run,
+    seed_differences,
     settings_table,
     train_config,
 )
@@ -378,26 +380,42 @@ def _tiny_paper() -> dict:
            "train.amp": "none", "train.channels_last": False, "train.workers": 0}).items()}
 
 
-def test_run_trains_and_scores_every_row_and_reloads_a_finished_run(ucf_tree, tmp_path):
+def test_run_trains_and_scores_every_row_per_seed_and_reloads_a_finished_run(ucf_tree, tmp_path):
     checkpoint = tmp_path / "pretrained.pt"
     save_checkpoint(checkpoint, model=_net(), step=1, config={})
-    experiment = resolve("paper", _tiny_paper())
-    result = run(experiment, data_root=ucf_tree, checkpoint_root=tmp_path / "checkpoints", device="cpu",
+    experiment = resolve("paper", {**_tiny_paper(), "ucf101.seeds": 2})
+    result = run(experiment, seed=3, data_root=ucf_tree, checkpoint_root=tmp_path / "checkpoints", device="cpu",
                  pretrained_checkpoint=checkpoint)
     assert [variant.name for variant in result.variants] == ["with_audio", "no_audio", "random_init", "linear_probe"]
     assert result.checkpoint == checkpoint and result.sound_only_pairs == []
     assert result.run_dir.parent == tmp_path / "checkpoints" / "paper" / "ucf101"
     assert result.split.classes == list(CLASSES) and len(result.split.test) == 2 * len(CLASSES)
+    assert result.seeds == [3, 4] and result.seeds_of("linear_probe") == [3]
     for variant in result.variants:
-        assert (result.run_dir / variant.name / "checkpoint.pt").exists()
-        assert result.histories[variant.name]["train"][-1]["step"] == (1 if variant.frozen else 2)
-        assert result.evaluations[variant.name].clip_probs.shape == (len(result.split.test), 2, len(CLASSES))
-    again = run(experiment, data_root=ucf_tree, checkpoint_root=tmp_path / "checkpoints", device="cpu",
+        folders = [result.run_dir / variant.name] + ([] if variant.frozen else [result.run_dir / "train-seed4" / variant.name])
+        assert len(result.evaluations[variant.name]) == len(result.histories[variant.name]) == len(folders)
+        for folder, history, scored in zip(folders, result.histories[variant.name], result.evaluations[variant.name]):
+            assert (folder / "checkpoint.pt").exists()
+            assert history["train"][-1]["step"] == (1 if variant.frozen else 2)
+            assert scored.clip_probs.shape == (len(result.split.test), 2, len(CLASSES))
+    # each training seed is its own run: another initialisation and batch order, scored on the same test videos
+    first, second = result.evaluations["random_init"]
+    assert not np.allclose(first.clip_probs, second.clip_probs)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    differences = seed_differences(result.evaluations, "with_audio", "random_init")
+    assert differences.shape == (2, len(result.split.test)) and set(np.unique(differences)) <= {-1.0, 0.0, 1.0}
+    table = accuracy_table(result.evaluations, result.histories, "paper").set_index("model")
+    with_audio = table.loc[VARIANT_BY_NAME["with_audio"].title]
+    assert with_audio["seeds"] == 2 and with_audio["video accuracy %"] == pytest.approx(
+        100 * np.mean([scored.video_accuracy for scored in result.evaluations["with_audio"]]))
+    assert table.loc[VARIANT_BY_NAME["linear_probe"].title, "seeds"] == 1
+    again = run(experiment, seed=3, data_root=ucf_tree, checkpoint_root=tmp_path / "checkpoints", device="cpu",
                 pretrained_checkpoint=checkpoint)
     assert again.run_dir == result.run_dir
-    for name, scored in result.evaluations.items():  # reloaded from the finished runs, not retrained
-        np.testing.assert_array_equal(again.evaluations[name].clip_probs, scored.clip_probs)
-        assert again.histories[name]["train"] == result.histories[name]["train"]
+    for name, per_seed in result.evaluations.items():  # reloaded from the finished runs, not retrained
+        for index, scored in enumerate(per_seed):
+            np.testing.assert_array_equal(again.evaluations[name][index].clip_probs, scored.clip_probs)
+            assert again.histories[name][index]["train"] == result.histories[name][index]["train"]
 
 
 @pytest.mark.slow
@@ -411,10 +429,11 @@ def test_command_line_runs_the_smoke_profile_end_to_end(tmp_path):
     assert summary["task"] == "ucf101" and summary["profile"] == "smoke" and summary["config"]["test_clips"] == 1
     rows = summary["summary"]["rows"]
     assert list(rows) == ["with_audio", "no_audio", "random_init", "linear_probe"]
-    assert all(0 <= row["video accuracy %"] <= 100 for row in rows.values())
-    assert rows["with_audio"]["steps"] == 3 and rows["linear_probe"]["steps"] == 2
+    assert all(0 <= value <= 100 for row in rows.values() for value in row["video accuracy %"])
+    assert rows["with_audio"]["steps"] == [3, 3] and rows["linear_probe"]["steps"] == [2]
+    assert rows["with_audio"]["seeds"] == [0, 1] and rows["linear_probe"]["seeds"] == [0]
     accuracy = pd.read_csv(out / "accuracy.csv")
-    assert accuracy["video accuracy %"].iloc[0] == pytest.approx(rows["with_audio"]["video accuracy %"])
+    assert accuracy["video accuracy %"].iloc[0] == pytest.approx(np.mean(rows["with_audio"]["video accuracy %"]))
     # the task trained its own pretrained network under --checkpoints
     assert Path(summary["summary"]["checkpoint"]) == resolve("smoke").pretrained_checkpoint(checkpoints)
     assert Path(summary["summary"]["checkpoint"]).exists()

@@ -32,8 +32,13 @@ from the same batches (same seed) with the separation's optimiser (``separation.
 budget, its mixtures per batch), ``full`` only when ``steps`` equals 04's; otherwise ``full`` is retrained
 at the ablation budget.
 
-**Directions.** Each row's on-screen SDR is compared with ``full``'s pair by pair (Student-t interval of
-the mean difference); the gender claim compares same- with different-gender pairs (Welch interval).
+**Seeds.** Every row, the I3D included, trains ``ablations.seeds`` times (training seeds ``seed``, ``seed + 1``,
+...: initialisation and batch order); the data, the test list and the pretrained network stay ``seed``'s.
+
+**Directions.** Each row's on-screen SDR is compared with ``full``'s trained with the same seed, pair by pair:
+the (seeds x pairs) differences give an interval that counts seed and pair variance
+(:func:`avlib.stats.seed_interval`; Student-t over pairs for one seed); the gender claim compares same- with
+different-gender pairs, unpaired by pair but paired by seed (:func:`avlib.stats.seed_welch_interval`).
 The verdict is the project's one rule (:func:`avlib.report.claims.verdict`): *holds* when the interval lies
 on the paper's side of zero, *opposite* when it lies on the other side, *not resolved* when it contains zero.
 
@@ -55,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avlib.config import AblationSettings, Experiment, SeparationSettings
+from avlib.config import AblationSettings, Experiment, SeparationSettings, run_settings, seed_folder, training_seeds
 from avlib.data.mixtures import make_test_list
 from avlib.hashing import file_digest, file_stamp, json_key
 from avlib.metrics import score_separation as evaluate
@@ -63,7 +68,7 @@ from avlib.models.i3d import I3D, I3DConfig, I3DFeatures, load_converted
 from avlib.models.multisensory import MultisensoryNet, normalize_frames
 from avlib.models.unet import MultisensoryFeatures, SeparationConfig, SeparationNet
 from avlib.report.claims import CLAIMS_BY_KEY, PaperClaim, verdict
-from avlib.stats import confidence_interval, welch_interval
+from avlib.stats import confidence_interval, seed_interval, seed_spread, seed_welch_interval, welch_interval
 from avlib.tasks.separation import ensure_test_list, mixture_config, pit_config, train
 from avlib.train import fit
 
@@ -105,6 +110,12 @@ def run_key(*parts: object) -> str:
     return json_key(parts)
 
 
+def seed_part(seed: int, training_seed: int) -> tuple[int, ...]:
+    """What a run key adds for a training seed: nothing for the first (``seed`` itself, the key a run always had),
+    the training seed for each further one."""
+    return () if training_seed == seed else (training_seed,)
+
+
 # ------------------------------------------------------------------------------------------ separation pieces
 
 
@@ -141,9 +152,11 @@ def action_clips(separation: SeparationSettings):
 
 
 def ensure_i3d(experiment: Experiment, checkpoints: str | Path, *, seed: int = 0, data_root: str | Path = "",
-               device: str = "auto", resume: bool = True) -> dict:
-    """The experiment's I3D feature network: trained on the action classes (``ablations.i3d_train``), or
-    loaded from the converted checkpoint when ``i3d_train`` is None.
+               device: str = "auto", resume: bool = True, training_seed: int | None = None, actions=None) -> dict:
+    """The experiment's I3D feature network: trained on the action classes (``ablations.i3d_train``) with
+    ``training_seed`` (default ``seed``; the actions are ``seed``'s world), or loaded from the converted
+    checkpoint when ``i3d_train`` is None. ``actions``: the action sources already loaded for these clips
+    (:func:`avlib.data.sources.action_sources`), shared by every training seed.
 
     Returns ``net`` (an :class:`I3D`), ``checkpoint`` (its file), ``source`` (what it was trained on),
     ``history`` and, when trained here, ``accuracy`` (clip accuracy on the actions' test split of split 1),
@@ -162,23 +175,25 @@ def ensure_i3d(experiment: Experiment, checkpoints: str | Path, *, seed: int = 0
         raise ValueError(f"the {experiment.profile} profile has no synthetic actions to train I3D on; "
                          "set ablations.i3d_train=None and ablations.i3d_checkpoint")
     clips = action_clips(separation)
-    actions = action_sources(synthetic=True, world=experiment.profile, seed=seed, data_root=data_root,
-                             clip_format=clips, split=1)
+    if actions is None:
+        actions = action_sources(synthetic=True, world=experiment.profile, seed=seed, data_root=data_root,
+                                 clip_format=clips, split=1)
+    training_seed = seed if training_seed is None else training_seed
     split, train_source, test_source = actions.split, actions.train, actions.test
     config = I3DConfig(num_classes=split.num_classes, width=ablation.i3d_width, bn_momentum=0.1)
-    key = run_key(asdict(config), asdict(clips), ablation.to_dict(), seed)
+    key = run_key(asdict(config), asdict(clips), run_settings(ablation), seed, *seed_part(seed, training_seed))
     out_dir = Path(checkpoints) / f"i3d-actions-{key}"
-    torch.manual_seed(seed)
+    torch.manual_seed(training_seed)
     net = I3D(config)
-    train = replace(ablation.i3d_train, seed=seed, device=device, out_dir=str(out_dir))
-    batches = ClipBatches(train_source, ablation.i3d_batch_size, seed=seed)
+    train = replace(ablation.i3d_train, seed=training_seed, device=device, out_dir=str(out_dir))
+    batches = ClipBatches(train_source, ablation.i3d_batch_size, seed=training_seed)
     history = fit(net, VideoClassifierLoss(), batches, train, resume=resume,
-                  run_config={"ablations": ablation.to_dict(), "clips": asdict(clips), "profile": experiment.profile,
-                              "seed": seed})
+                  run_config={"ablations": run_settings(ablation), "clips": asdict(clips), "profile": experiment.profile,
+                              "seed": training_seed})
     run_device = next(net.parameters()).device
     evaluation = evaluate_classifier(_VideoOnly(net), test_source, ablation.i3d_test_clips, split.classes, device=run_device)
     pairs = actions.sound_only_pairs
-    return {"net": net.eval(), "checkpoint": out_dir / "checkpoint.pt", "history": history,
+    return {"net": net.eval(), "checkpoint": out_dir / "checkpoint.pt", "history": history, "actions": actions,
             "source": f"synthetic actions, split 1 ({len(split.train)} training videos, {split.num_classes} classes), "
                       f"{train.steps} steps of {ablation.i3d_batch_size} clips",
             "accuracy": evaluation.clip_accuracy, "test_videos": len(split.test), "classes": split.num_classes,
@@ -234,15 +249,18 @@ def is_notebook_04s(variant: Variant, separation: SeparationSettings, ablation: 
 
 
 def checkpoint_folder(variant: Variant, separation: SeparationSettings, ablation: AblationSettings, checkpoints: str | Path,
-                      inputs: Sequence[str | Path] = (), seed: int = 0) -> Path:
-    """Where a row trains: notebook 04's folder for its own runs (:func:`is_notebook_04s`), else a keyed folder.
+                      inputs: Sequence[str | Path] = (), seed: int = 0, training_seed: int | None = None) -> Path:
+    """Where a row trains with ``training_seed`` (default ``seed``): notebook 04's folder of that training seed
+    for its own runs (:func:`is_notebook_04s`, :func:`avlib.config.seed_folder`), else a keyed folder.
 
     ``inputs``: checkpoints the row starts from (pretrained net, I3D); a new one starts a new run.
     """
     checkpoints = Path(checkpoints)
+    training_seed = seed if training_seed is None else training_seed
     if is_notebook_04s(variant, separation, ablation):
-        return checkpoints / variant.name
-    key = run_key(separation.to_dict(), ablation.steps, asdict(variant), [file_stamp(path) for path in inputs], seed)
+        return seed_folder(checkpoints, seed, training_seed) / variant.name
+    key = run_key(run_settings(separation), ablation.steps, asdict(variant), [file_stamp(path) for path in inputs], seed,
+                  *seed_part(seed, training_seed))
     return checkpoints / "ablations" / f"{variant.name}-{key}"
 
 
@@ -322,16 +340,33 @@ def subset(scores: pd.DataFrame, name: str) -> pd.DataFrame:
     return scores if same is None else scores[scores["same_gender"].astype(bool) == same]
 
 
+def seed_matrix(scores: pd.DataFrame, system: str, metric: str = "sdr", source: str = "on_screen") -> pd.DataFrame:
+    """``system``'s ``metric`` on ``source`` as a (training seed x test pair) table; scores without a ``seed`` column
+    are one seed's."""
+    chosen = scores[(scores.system == system) & (scores.source == source)]
+    if "seed" not in chosen:
+        chosen = chosen.assign(seed=0)
+    return chosen.pivot(index="seed", columns="pair", values=metric).sort_index().sort_index(axis=1)
+
+
 def paired_difference(scores: pd.DataFrame, system: str, reference: str = "full", metric: str = "sdr",
-                      source: str = "on_screen") -> pd.Series:
-    """Per test pair, ``system``'s ``metric`` minus ``reference``'s (pairs both scored)."""
-    rows = scores[scores.source == source].pivot_table(index="pair", columns="system", values=metric)
-    return (rows[system] - rows[reference]).dropna()
+                      source: str = "on_screen") -> np.ndarray:
+    """(S, N): per training seed and test pair, ``system``'s ``metric`` minus ``reference``'s trained with the same
+    seed (pairs both scored by every seed)."""
+    difference = (seed_matrix(scores, system, metric, source) - seed_matrix(scores, reference, metric, source)).dropna(axis=1)
+    return difference.to_numpy(dtype=np.float64)
+
+
+def interval_over_seeds(values: np.ndarray) -> tuple[float, float, float]:
+    """(mean, low, high) of an (S, N) array: :func:`avlib.stats.seed_interval` with several seeds, the Student-t
+    interval over the N examples with one (its seed variance unknown)."""
+    return seed_interval(values) if len(values) > 1 else confidence_interval(values[0])
 
 
 @dataclass(frozen=True)
 class ClaimDifference:
-    """One row's paper claim against ``full``: the per-pair difference's mean, 95 % interval and pairs, and the verdict."""
+    """One row's paper claim against ``full``: the per-pair difference's mean over seeds and pairs, its 95 % interval
+    over both, the pairs, and each training seed's mean difference; and the verdict."""
 
     name: str
     claim: PaperClaim
@@ -339,6 +374,7 @@ class ClaimDifference:
     low: float
     high: float
     pairs: int
+    per_seed: tuple[float, ...] = ()
 
     @property
     def verdict(self) -> str:
@@ -346,69 +382,93 @@ class ClaimDifference:
 
 
 def against_full(scores: pd.DataFrame, rows: Sequence[str], metric: str = "sdr", source: str = "on_screen") -> list[ClaimDifference]:
-    """Every row that has a paper claim, compared with ``full`` pair by pair (Student-t interval of the mean)."""
+    """Every row that has a paper claim, compared with ``full`` trained with the same seed, pair by pair
+    (:func:`interval_over_seeds` of the (seeds x pairs) differences)."""
     out = []
     for name in rows:
         variant = VARIANT_BY_NAME[name]
         if variant.claim is None:
             continue
         differences = paired_difference(scores, name, "full", metric, source)
-        mean, low, high = confidence_interval(differences)
-        out.append(ClaimDifference(name, CLAIMS_BY_KEY[variant.claim], mean, low, high, len(differences)))
+        mean, low, high = interval_over_seeds(differences)
+        out.append(ClaimDifference(name, CLAIMS_BY_KEY[variant.claim], mean, low, high, differences.shape[1],
+                                   tuple(float(value) for value in differences.mean(axis=1))))
     return out
 
 
 def direction_rows(scores: pd.DataFrame, rows: Sequence[str], titles: Mapping[str, str], metric: str = "sdr",
                    source: str = "on_screen") -> pd.DataFrame:
-    """Each row's paper claim against ``full`` (paired, :func:`against_full`), then the gender claim for every
-    row (Welch).
+    """Each row's paper claim against ``full`` (paired by pair and training seed, :func:`against_full`), then the
+    gender claim for every row (same- against different-gender pairs, paired by seed only:
+    :func:`avlib.stats.seed_welch_interval`, Welch's interval with one seed).
 
-    Columns: row, claim, paper's direction, its source and status, compared, difference (dB), its 95 %
-    interval, pairs and the verdict (:func:`avlib.report.claims.verdict`)."""
-    out = [_direction_row(titles[row.name], row.claim, f"{row.name} - full, per pair", row.mean, row.low, row.high, row.pairs)
+    Columns: row, claim, paper's direction, its source and status, compared, seeds, difference (dB), its range over
+    seeds, its 95 % interval, pairs and the verdict (:func:`avlib.report.claims.verdict`)."""
+    out = [_direction_row(titles[row.name], row.claim, f"{row.name} - full, per pair", row.mean, row.low, row.high,
+                          row.pairs, row.per_seed)
            for row in against_full(scores, rows, metric, source)]
     gender = CLAIMS_BY_KEY["same_gender"]
     for name in rows:
         chosen = scores[(scores.system == name) & (scores.source == source)]
-        same, different = (subset(chosen, kind)[metric] for kind in ("same gender", "different gender"))
-        difference, low, high = welch_interval(same, different)
-        out.append(_direction_row(titles[name], gender, "same - different gender (Welch)", difference, low, high,
-                                  f"{len(same)} + {len(different)}"))
+        same, different = (seed_matrix(subset(chosen, kind), name, metric, source).to_numpy(dtype=np.float64)
+                           for kind in ("same gender", "different gender"))
+        if len(same) > 1:
+            difference, low, high = seed_welch_interval(same, different)
+        else:
+            difference, low, high = welch_interval(same.ravel(), different.ravel())
+        out.append(_direction_row(titles[name], gender, "same - different gender (Welch, paired by seed)", difference,
+                                  low, high, f"{same.shape[1]} + {different.shape[1]}",
+                                  tuple(float(value) for value in same.mean(axis=1) - different.mean(axis=1))
+                                  if same.size and different.size else ()))
     return pd.DataFrame(out)
 
 
-def _direction_row(title: str, claim: PaperClaim, compared: str, difference: float, low: float, high: float, pairs) -> dict:
+def _direction_row(title: str, claim: PaperClaim, compared: str, difference: float, low: float, high: float, pairs,
+                   per_seed: Sequence[float] = ()) -> dict:
     return {"row": title, "claim": claim.claim, "paper's direction": claim.direction,
-            "paper source": f"{claim.source} ({claim.status})", "compared": compared, "difference dB": difference,
+            "paper source": f"{claim.source} ({claim.status})", "compared": compared, "seeds": len(per_seed),
+            "difference dB": difference,
+            "per seed, min to max": f"{min(per_seed):+.2f} to {max(per_seed):+.2f}" if per_seed else "",
             "95 % interval": f"{low:.2f} to {high:.2f}", "pairs": pairs,
             "direction held?": verdict(low, high, claim.expected_sign)}
 
 
 def summary_table(scores: pd.DataFrame, rows: Sequence[str], titles: Mapping[str, str],
                   metrics: Sequence[str] = ("sdr", "sir", "sar", "pesq")) -> pd.DataFrame:
-    """Mean and 95 % interval of each metric, per row, source and subset of the test pairs (long form).
+    """Mean and 95 % interval of each metric, per row, source and subset of the test pairs (long form), over the
+    training seeds and test pairs (:func:`interval_over_seeds`; pairs where a metric is NaN for some seed left out).
 
-    Columns: row, system, source, mixtures (all / same gender / different gender), pairs, and per metric
-    ``<metric>``, ``<metric>_low``, ``<metric>_high``."""
-    from avlib.metrics import summarize
-
-    parts = []
+    Columns: row, system, source, mixtures (all / same gender / different gender), seeds, pairs, per metric
+    ``<metric>``, ``<metric>_low``, ``<metric>_high``, and SDR's seed spread ``sdr_seed_sd``, ``sdr_seed_min``,
+    ``sdr_seed_max`` (of the per-seed means)."""
+    records = []
     for kind in SUBSETS:
         chosen = subset(scores, kind)
         if chosen.empty:  # e.g. no same-gender pair where a split has one speaker of each gender
             continue
-        part = summarize(chosen, metrics=metrics)
-        part.insert(2, "mixtures", kind)
-        parts.append(part)
-    table = pd.concat(parts, ignore_index=True).rename(columns={"n": "pairs"})
+        for system, source in chosen[["system", "source"]].drop_duplicates().itertuples(index=False):
+            record = {"system": system, "source": source, "mixtures": kind}
+            for metric in metrics:
+                if metric not in chosen:
+                    continue
+                values = seed_matrix(chosen, system, metric, source).dropna(axis=1).to_numpy(dtype=np.float64)
+                record["seeds"] = values.shape[0]
+                record["pairs"] = int(chosen[(chosen.system == system) & (chosen.source == source)].pair.nunique())
+                mean, low, high = interval_over_seeds(values) if values.size else (float("nan"),) * 3
+                record.update({metric: mean, f"{metric}_low": low, f"{metric}_high": high})
+                if metric == "sdr" and values.size:
+                    spread = seed_spread(values.mean(axis=1))
+                    record.update(sdr_seed_sd=spread["sd"], sdr_seed_min=spread["min"], sdr_seed_max=spread["max"])
+            records.append(record)
+    table = pd.DataFrame(records)
     order = {name: i for i, name in enumerate([*rows, "mixture"])}
     table = table[table.system.isin(order)]
     table["row"] = table.system.map({**titles, "mixture": "mixture (input, lower bound)"})
     table = table.sort_values(["system", "source", "mixtures"], key=lambda column: column.map(
         order if column.name == "system" else {value: i for i, value in enumerate(
             ["on_screen", "off_screen"] if column.name == "source" else list(SUBSETS))}))
-    return table[["row", "system", "source", "mixtures", "pairs", *[c for c in table.columns
-                                                                     if c.split("_")[0] in metrics]]].reset_index(drop=True)
+    return table[["row", "system", "source", "mixtures", "seeds", "pairs",
+                  *[c for c in table.columns if c.split("_")[0] in metrics]]].reset_index(drop=True)
 
 
 def readable_table(summary: pd.DataFrame, metrics: Sequence[str] = ("sdr", "sir", "sar", "pesq"),
@@ -448,10 +508,13 @@ def readable_table(summary: pd.DataFrame, metrics: Sequence[str] = ("sdr", "sir"
 
 @dataclass
 class AblationRun:
-    """What :func:`run` returns: the test list, the I3D, every row's model, training and scores.
+    """What :func:`run` returns: the test list, the I3D, every row's model, training and scores, per training seed.
 
-    ``scores`` holds every row's per-pair scores and the mixture's (:func:`combine_scores`, STOI left out);
-    ``titles`` names each row in the tables; ``comparisons`` is :func:`against_full` of on-screen SDR.
+    ``scores`` holds every row's per-pair scores for every training seed (column ``seed``) and the mixture's,
+    repeated for each seed (it depends on no model; :func:`combine_scores`, STOI left out); ``titles`` names each
+    row in the tables; ``comparisons`` is :func:`against_full` of on-screen SDR. ``i3d``, ``models``, ``runs``
+    and ``folders`` are the first training seed's; ``seed_runs`` and ``seed_folders`` every seed's (in ``seeds``
+    order) and ``i3d_accuracies`` each seed's I3D clip accuracy (when trained here).
     """
 
     test_list: pd.DataFrame
@@ -463,6 +526,10 @@ class AblationRun:
     titles: dict[str, str]
     scores: pd.DataFrame
     comparisons: list[ClaimDifference]
+    seeds: list[int]
+    seed_runs: dict[str, list[dict]]
+    seed_folders: dict[str, list[Path]]
+    i3d_accuracies: list[float]
 
     @property
     def rows(self) -> list[str]:
@@ -471,9 +538,16 @@ class AblationRun:
 
 def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", checkpoint_root: str | Path | None = None,
         device: str = "auto", resume: bool = True, results=None) -> AblationRun:
-    """Every row of the ablations: the speakers' clips and the fixed test list, the I3D (:func:`ensure_i3d`),
-    the pretrained network, each row built, trained (:func:`train_variant`) and scored on the test list with
-    the separation's headline phase (:func:`cached_scores`), and each row's claim against ``full``.
+    """Every row of the ablations, once per training seed: the speakers' clips and the fixed test list, the I3D
+    (:func:`ensure_i3d`), the pretrained network, each row built, trained (:func:`train_variant`) and scored on the
+    test list with the separation's headline phase (:func:`cached_scores`), and each row's claim against ``full``
+    trained with the same seed.
+
+    Training seeds (``ablations.seeds``, :func:`avlib.config.training_seeds`: ``seed``, ``seed + 1``, ...) set each
+    row's initialisation (the I3D's too) and batch order; the speakers, the action clips, the test list and the
+    pretrained network are ``seed``'s for all, loaded once, and the mixture is scored once. ``full`` and
+    ``unet_pit`` are notebook 04's runs of the same training seed where :func:`is_notebook_04s` says so (04 must
+    then train as many seeds: ``separation.seeds`` >= ``ablations.seeds``, or the missing ones are trained here).
 
     Checkpoints go to ``<checkpoint dir>/separation`` (notebook 04's rows are its folders there).
     ``resume=False`` trains every row again (except notebook 04's u-net PIT), and the I3D, and scores again.
@@ -490,16 +564,7 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     speakers = speaker_sources(experiment.synthetic, experiment.profile, seed, data_root, mixture_config(separation))
     test_list = (ensure_test_list(results, speakers.table, separation, seed) if results is not None else
                  make_test_list(speakers.table, separation.test_pairs, mixture_config(separation).duration, seed=seed))
-    i3d = ensure_i3d(experiment, checkpoints, seed=seed, data_root=data_root, device=device, resume=resume)
     pretrained = ensure_pretrained(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device)
-    models, runs, folders = {}, {}, {}
-    for variant in VARIANTS:
-        inputs = [i3d["checkpoint"]] if variant.features == "i3d" else [pretrained] if variant.initialisation != "random" else []
-        folders[variant.name] = checkpoint_folder(variant, separation, ablation, checkpoints, inputs, seed)
-        models[variant.name] = build_variant(variant, separation, pretrained, i3d["net"], seed=seed)
-        runs[variant.name] = train_variant(models[variant.name], variant, speakers.train, separation, ablation,
-                                           folders[variant.name], seed=seed, device=device, resume=resume or variant.pit,
-                                           run_config={"profile": experiment.profile, "seed": seed})
     titles = {variant.name: variant.title for variant in VARIANTS}
     if ablation.i3d_train is None:
         titles["i3d"] = KINETICS_I3D_TITLE
@@ -507,24 +572,53 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     def test_batch(rows: pd.DataFrame) -> dict[str, Tensor]:  # the test pairs decoded a batch at a time
         return load_test_mixtures(rows, speakers.test)
 
-    per_row = {}
-    for variant in VARIANTS:
-        model = models[variant.name].to(device_name)
-        per_row[variant.name] = cached_scores(
-            variant.name, model, folders[variant.name] / "checkpoint.pt", test_batch, test_list,
-            checkpoints / "ablations" / "scores", phase=separation.phase, order_free=variant.pit,
-            batch_size=separation.eval_batch, with_mixture=not per_row, recompute=not resume)
-    scores = combine_scores(per_row).drop(columns="stoi")
-    return AblationRun(test_list, i3d, pretrained, models, runs, folders, titles, scores,
-                       against_full(scores, list(models)))
+    seeds = training_seeds(seed, ablation.seeds)
+    first: dict = {}
+    seed_runs: dict[str, list] = {variant.name: [] for variant in VARIANTS}
+    seed_folders: dict[str, list] = {variant.name: [] for variant in VARIANTS}
+    accuracies, parts, mixture = [], [], None
+    actions = None
+    for training_seed in seeds:
+        i3d = ensure_i3d(experiment, checkpoints, seed=seed, data_root=data_root, device=device, resume=resume,
+                         training_seed=training_seed, actions=actions)
+        actions = i3d.get("actions")  # the action clips, decoded once for every seed's I3D
+        if "accuracy" in i3d:
+            accuracies.append(float(i3d["accuracy"]))
+        models, per_row = {}, {}
+        for variant in VARIANTS:
+            inputs = [i3d["checkpoint"]] if variant.features == "i3d" else [pretrained] if variant.initialisation != "random" else []
+            folder = checkpoint_folder(variant, separation, ablation, checkpoints, inputs, seed, training_seed)
+            models[variant.name] = build_variant(variant, separation, pretrained, i3d["net"], seed=training_seed)
+            seed_runs[variant.name].append(train_variant(
+                models[variant.name], variant, speakers.train, separation, ablation, folder, seed=training_seed,
+                device=device, resume=resume or variant.pit,
+                run_config={"profile": experiment.profile, "seed": training_seed}))
+            seed_folders[variant.name].append(folder)
+            per_row[variant.name] = cached_scores(
+                variant.name, models[variant.name].to(device_name), folder / "checkpoint.pt", test_batch, test_list,
+                seed_folder(checkpoints / "ablations" / "scores", seed, training_seed), phase=separation.phase,
+                order_free=variant.pit, batch_size=separation.eval_batch, with_mixture=mixture is None and not per_row,
+                recompute=not resume)
+            if mixture is None and (per_row[variant.name].system == "mixture").any():
+                mixture = per_row[variant.name][per_row[variant.name].system == "mixture"]
+        rows_only = [table[table.system == name] for name, table in per_row.items()]
+        parts.append(pd.concat([*rows_only, mixture], ignore_index=True).assign(seed=training_seed))
+        if not first:
+            first = {"i3d": i3d, "models": models}
+    scores = pd.concat(parts, ignore_index=True).drop(columns="stoi")
+    return AblationRun(test_list, first["i3d"], pretrained, first["models"],
+                       {name: runs[0] for name, runs in seed_runs.items()},
+                       {name: folders[0] for name, folders in seed_folders.items()}, titles, scores,
+                       against_full(scores, list(first["models"])), seeds, seed_runs, seed_folders, accuracies)
 
 
 def budget_table(result: AblationRun, separation: SeparationSettings) -> pd.DataFrame:
-    """How each row trained: features, initialisation, steps done, examples per step, trainable parameters
-    and its checkpoint folder (relative to the separation's checkpoints)."""
+    """How each row trained: features, initialisation, training seeds, steps done, examples per step, trainable
+    parameters and its first seed's checkpoint folder (relative to the separation's checkpoints)."""
     return pd.DataFrame([{
         "row": result.titles[variant.name], "features": variant.features,
         "initialisation": f"supervised: {result.i3d['source']}" if variant.features == "i3d" else variant.initialisation,
+        "training seeds": ", ".join(str(training_seed) for training_seed in result.seeds),
         "steps": int(result.runs[variant.name]["train"][-1]["step"]) if result.runs[variant.name]["train"] else None,
         "examples per step": separation.pit_batch_size if variant.pit else separation.batch_size,
         "trainable parameters (M)": sum(p.numel() for p in result.models[variant.name].parameters() if p.requires_grad) / 1e6,
@@ -546,10 +640,11 @@ def _run(experiment: Experiment, args) -> dict:
     on_screen = summary[(summary.source == "on_screen") & (summary.mixtures == "all")].set_index("system")
     return {
         "test_pairs": len(result.test_list), "phase": experiment.separation.phase, "i3d": result.i3d["source"],
-        "i3d_accuracy": result.i3d.get("accuracy"),
+        "seeds": result.seeds, "i3d_accuracy": result.i3d_accuracies or None,
         "on_screen_sdr": {name: float(on_screen.loc[name, "sdr"]) for name in [*result.rows, "mixture"]},
         "against_full": {row.name: {"claim": row.claim.key, "difference_db": row.mean, "low": row.low, "high": row.high,
-                                    "pairs": row.pairs, "verdict": row.verdict} for row in result.comparisons},
+                                    "pairs": row.pairs, "per_seed": list(row.per_seed), "verdict": row.verdict}
+                         for row in result.comparisons},
         "tables": sorted(f"{name}.csv" for name in tables),
     }
 

@@ -11,7 +11,9 @@ L1 on amplitudes; docs/world.md says what was measured). Any video is separated 
 - :func:`build_model` makes the full model from the pretrained multisensory net, or the audio-only U-Net;
 - :func:`train` trains one of them with the paper's optimiser (``separation.train``);
 - :func:`evaluate` scores both models with both phases against the mixture, with gains and summaries;
-- :func:`run` does all of it; ``python -m avlib.tasks.separation --profile P`` runs it from a shell.
+- :func:`run` does all of it, once per training seed (``separation.seeds``); :func:`seed_summary` and
+  :func:`seed_gains` give the tables and verdicts over seeds;
+  ``python -m avlib.tasks.separation --profile P`` runs it from a shell.
 
 Every checkpoint stores the resolved ``separation`` section (``run_config``), so :func:`avlib.separate.separate`
 synthesises with the window and phase its evaluation used. No number of the paper's separation tables could be
@@ -29,13 +31,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avlib.config import Experiment, SeparationSettings
+from avlib.config import Experiment, SeparationSettings, run_settings, seed_folder, training_seeds
 from avlib.data.mixtures import MixtureBatches, MixtureConfig, load_test_mixtures, make_test_list, read_test_list, write_test_list
 from avlib.data.sources import SpeakerData, speaker_sources
 from avlib.losses import SeparationLoss
 from avlib.metrics import improvement_over_mixture, score_separation, summarize
 from avlib.models.unet import MultisensoryFeatures, SeparationConfig, SeparationNet
-from avlib.stats import confidence_interval
+from avlib.stats import confidence_interval, seed_interval, seed_spread
 from avlib.train import fit
 
 #: Names of the scored systems in the tables.
@@ -119,7 +121,7 @@ def train(model: SeparationNet, batches, settings: SeparationSettings, out_dir: 
                      device=device, out_dir=str(out_dir))
     loss = SeparationLoss(model.config.spectral, model.features is not None, pit, settings.magnitude_loss)
     return fit(model, loss, batches, config, resume=resume,
-               run_config={"separation": settings.to_dict(), "pit": pit, **(run_config or {})})
+               run_config={"separation": run_settings(settings), "pit": pit, **(run_config or {})})
 
 
 @dataclass
@@ -139,15 +141,19 @@ def headline_systems(settings: SeparationSettings) -> dict[str, str]:
 
 
 def evaluate(full: SeparationNet, pit: SeparationNet, test_batch, test_list: pd.DataFrame, settings: SeparationSettings,
-             progress: bool = True) -> SeparationScores:
+             progress: bool = True, mixture_scores: pd.DataFrame | None = None) -> SeparationScores:
     """Score the full model and the u-net PIT baseline (oracle assignment), each with its predicted and the
     mixture's phase, and the mixture, on every test pair; PESQ and STOI for the headline rows and the mixture.
-    The summary holds each metric's mean and Student-t 95 % interval and the SDR gain over the mixture."""
+    The summary holds each metric's mean and Student-t 95 % interval and the SDR gain over the mixture.
+    ``mixture_scores``: the mixture's rows of an earlier evaluation on the same test list (they depend on no
+    model), reused instead of scoring the mixture again."""
     systems = {"full": (full, False, "predicted"), "full_mixture_phase": (full, False, "mixture"),
                "unet_pit": (pit, True, "predicted"), "unet_pit_mixture_phase": (pit, True, "mixture")}
     headline = headline_systems(settings)
     scores = score_separation(systems, test_batch, test_list, settings.eval_batch, speech_metrics=list(headline.values()),
-                              progress=progress)
+                              progress=progress, score_mixture=mixture_scores is None)
+    if mixture_scores is not None:
+        scores = pd.concat([scores, mixture_scores[mixture_scores.system == "mixture"]], ignore_index=True)
     summary = summarize(scores)
     gains = improvement_over_mixture(scores)
     gain_rows = []
@@ -160,28 +166,111 @@ def evaluate(full: SeparationNet, pit: SeparationNet, test_batch, test_list: pd.
 
 @dataclass
 class SeparationRun:
-    """What :func:`run` returns: the data, both trained models, their histories and checkpoints, and the scores."""
+    """What :func:`run` returns: the data, both models of every training seed, their histories and checkpoints,
+    and the scores per seed; ``full``, ``pit``, ``evaluation``, ... are the first training seed's."""
 
     data: SpeakerData
     test_list: pd.DataFrame
     test_batch: dict
-    full: SeparationNet
-    pit: SeparationNet
-    full_history: dict
-    pit_history: dict
-    checkpoints: Path  # <checkpoints>/<profile>/separation, holding full/ and unet_pit/
-    evaluation: SeparationScores
+    seeds: list[int]  # training seeds, in the order of the lists below
+    fulls: list[SeparationNet]
+    pits: list[SeparationNet]
+    full_histories: list[dict]
+    pit_histories: list[dict]
+    checkpoints: Path  # <checkpoints>/<profile>/separation, holding full/ and unet_pit/ (further seeds: train-seed<t>/)
+    folders: list[Path]  # per training seed, the folder holding its full/ and unet_pit/
+    evaluations: list[SeparationScores]
+
+    @property
+    def full(self) -> SeparationNet:
+        return self.fulls[0]
+
+    @property
+    def pit(self) -> SeparationNet:
+        return self.pits[0]
+
+    @property
+    def full_history(self) -> dict:
+        return self.full_histories[0]
+
+    @property
+    def pit_history(self) -> dict:
+        return self.pit_histories[0]
+
+    @property
+    def evaluation(self) -> SeparationScores:
+        return self.evaluations[0]
 
     @property
     def full_checkpoint(self) -> Path:
-        return self.checkpoints / "full" / "checkpoint.pt"
+        """The first training seed's full model (the one :func:`avlib.separate.separate` demos use)."""
+        return self.folders[0] / "full" / "checkpoint.pt"
+
+    def scores(self) -> pd.DataFrame:
+        """Every seed's per-pair scores in one table, with a ``seed`` column (the training seed)."""
+        return pd.concat([evaluation.scores.assign(seed=training_seed)
+                          for training_seed, evaluation in zip(self.seeds, self.evaluations)], ignore_index=True)
+
+
+def per_seed(scores: Sequence[pd.DataFrame], system: str, metric: str = "sdr", source: str = "on_screen",
+             pairs: Sequence[int] | None = None) -> np.ndarray:
+    """(S, N): ``system``'s ``metric`` on ``source`` for each training seed's scores (rows) and test pair (columns,
+    in pair order; ``pairs`` chooses them). Every seed scored the same pairs."""
+    rows = []
+    for table in scores:
+        chosen = table[(table.system == system) & (table.source == source)].set_index("pair")[metric].sort_index()
+        rows.append(chosen if pairs is None else chosen.loc[list(pairs)])
+    if any(not row.index.equals(rows[0].index) for row in rows):
+        raise ValueError(f"the seeds' scores of {system!r} hold different test pairs; a paired comparison needs the same")
+    return np.stack([row.to_numpy(dtype=np.float64) for row in rows])
+
+
+def seed_gains(evaluations: Sequence[SeparationScores], system: str, pairs: Sequence[int] | None = None) -> np.ndarray:
+    """(S, N) on-screen SDR gains over the mixture of ``system``, per training seed and test pair."""
+    return per_seed([evaluation.scores for evaluation in evaluations], system, "sdr", "on_screen", pairs) - \
+        per_seed([evaluation.scores for evaluation in evaluations], "mixture", "sdr", "on_screen", pairs)
+
+
+def seed_summary(evaluations: Sequence[SeparationScores], metrics: Sequence[str] = ("sdr", "sir", "sar", "pesq", "stoi"),
+                 pairs: Sequence[int] | None = None) -> pd.DataFrame:
+    """Per (system, source): each metric's mean over the training seeds' means; SDR's seed spread (sample sd, min,
+    max of the per-seed means) and its 95 % interval over seeds and test pairs (:func:`avlib.stats.seed_interval`),
+    and the same for the SDR gain over the mixture; ``seeds`` and ``n`` (pairs). With one seed the intervals are the
+    Student-t ones over pairs. ``pairs``: only these test pairs (e.g. the same-gender ones)."""
+    tables = [evaluation.scores if pairs is None else evaluation.scores[evaluation.scores.pair.isin(list(pairs))]
+              for evaluation in evaluations]
+    rows = []
+    for (system, source), _ in tables[0].groupby(["system", "source"], sort=False):
+        row = {"system": system, "source": source}
+        for metric in metrics:
+            if metric in tables[0]:
+                values = per_seed(tables, system, metric, source)
+                row[metric] = float(np.nanmean(np.nanmean(values, axis=1))) if np.isfinite(values).any() else float("nan")
+        sdr = per_seed(tables, system, "sdr", source)
+        gain = sdr - per_seed(tables, "mixture", "sdr", source)
+        spread = seed_spread(sdr.mean(axis=1))
+        row.update(sdr_seed_sd=spread["sd"], sdr_seed_min=spread["min"], sdr_seed_max=spread["max"])
+        for name, values in (("sdr", sdr), ("sdr_gain", gain)):
+            mean, low, high = seed_interval(values) if len(values) > 1 else confidence_interval(values[0])
+            row.update({name: mean, f"{name}_low": low, f"{name}_high": high})
+        if system == "mixture":  # no gain over itself
+            row.update(sdr_gain=float("nan"), sdr_gain_low=float("nan"), sdr_gain_high=float("nan"))
+        row.update(seeds=len(tables), n=sdr.shape[1])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def run(experiment: Experiment, *, seed: int = 0, data_root: str | os.PathLike = "",
         checkpoint_root: str | os.PathLike | None = None, device: str = "auto", resume: bool = True, out=None,
         progress: bool = True) -> SeparationRun:
-    """Load the speakers, ensure the pretrained network, train the full model and the u-net PIT baseline, and
-    score both on the fixed test list.
+    """Load the speakers, ensure the pretrained network, train the full model and the u-net PIT baseline with each
+    training seed, and score them on the fixed test list.
+
+    Training seeds (``separation.seeds``, :func:`avlib.config.training_seeds`: ``seed``, ``seed + 1``, ...) set the
+    U-Net's initialisation and the training mixtures' order (u-net PIT draws its batches from the training seed + 1,
+    as it always did); the speakers and the test list are ``seed``'s for all. The test mixtures are decoded once and
+    the mixture's own scores computed once, for every seed. The first training seed trains in
+    ``<checkpoints>/<profile>/separation/{full,unet_pit}/``, each further seed ``t`` in ``.../train-seed<t>/``.
 
     ``out``: the :class:`avlib.report.results.ResultWriter` whose tables hold the test list (made and written on
     first use, :func:`ensure_test_list`); None writes it under ``<checkpoints>/<profile>/separation/``.
@@ -194,35 +283,51 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | os.PathLike =
     torch.manual_seed(seed)
     data = speaker_data(experiment, seed, data_root)
     test_list = ensure_test_list(out if out is not None else checkpoints, data.table, settings, seed)
-    record = {"profile": experiment.profile, "seed": seed}
     pretrained = ensure_pretrained(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device)
-    full = build_model(settings.model, pretrained)
-    full_history = train(full, MixtureBatches(data.train, settings.batch_size, seed=seed), settings, checkpoints / "full",
-                         seed=seed, device=device, resume=resume, run_config=record)
-    pit = build_model(pit_config(settings))
-    pit_history = train(pit, MixtureBatches(data.train, settings.pit_batch_size, seed=seed + 1, both_orders=False),
-                        settings, checkpoints / "unet_pit", pit=True, seed=seed, device=device, resume=resume,
-                        run_config=record)
-    test_batch = load_test_mixtures(test_list, data.test)
-    full.to(device_name)
-    pit.to(device_name)
-    evaluation = evaluate(full, pit, test_batch, test_list, settings, progress=progress)
-    return SeparationRun(data, test_list, test_batch, full, pit, full_history, pit_history, checkpoints, evaluation)
+    seeds = training_seeds(seed, settings.seeds)
+    test_batch = None
+    fulls, pits, full_histories, pit_histories, folders, evaluations = [], [], [], [], [], []
+    for training_seed in seeds:
+        record = {"profile": experiment.profile, "seed": training_seed}
+        folder = seed_folder(checkpoints, seed, training_seed)
+        torch.manual_seed(training_seed)  # each model's initialisation from its training seed, whatever ran before
+        full = build_model(settings.model, pretrained)
+        full_histories.append(train(full, MixtureBatches(data.train, settings.batch_size, seed=training_seed), settings,
+                                    folder / "full", seed=training_seed, device=device, resume=resume, run_config=record))
+        torch.manual_seed(training_seed + 1)  # u-net PIT's own draw, not what the full model's training left
+        pit = build_model(pit_config(settings))
+        pit_histories.append(train(pit, MixtureBatches(data.train, settings.pit_batch_size, seed=training_seed + 1,
+                                                       both_orders=False),
+                                   settings, folder / "unet_pit", pit=True, seed=training_seed, device=device, resume=resume,
+                                   run_config=record))
+        if test_batch is None:
+            test_batch = load_test_mixtures(test_list, data.test)
+        full.to(device_name)
+        pit.to(device_name)
+        evaluations.append(evaluate(full, pit, test_batch, test_list, settings, progress=progress,
+                                    mixture_scores=evaluations[0].scores if evaluations else None))
+        fulls.append(full)
+        pits.append(pit)
+        folders.append(folder)
+    return SeparationRun(data, test_list, test_batch, seeds, fulls, pits, full_histories, pit_histories, checkpoints,
+                         folders, evaluations)
 
 
 def _run(experiment: Experiment, args) -> dict:
     result = run(experiment, seed=args.seed, data_root=args.data_root, checkpoint_root=args.checkpoints,
                  device=args.device, out=None, progress=False)
     args.out.mkdir(parents=True, exist_ok=True)
-    evaluation = result.evaluation
-    evaluation.scores.to_csv(args.out / "separation_scores_per_pair.csv", index=False)
-    evaluation.summary.to_csv(args.out / "separation_summary.csv", index=False)
-    summary = {"checkpoint": str(result.full_checkpoint), "test_pairs": len(result.test_list),
+    summary_table = seed_summary(result.evaluations)
+    result.scores().to_csv(args.out / "separation_scores_per_pair.csv", index=False)
+    summary_table.to_csv(args.out / "separation_summary.csv", index=False)
+    summary = {"checkpoint": str(result.full_checkpoint), "test_pairs": len(result.test_list), "seeds": result.seeds,
                "phase": experiment.separation.phase, "tables": ["separation_scores_per_pair.csv", "separation_summary.csv"]}
-    rows = evaluation.summary[evaluation.summary.source == "on_screen"].set_index("system")
-    for role, system in evaluation.headline.items():
+    rows = summary_table[summary_table.source == "on_screen"].set_index("system")
+    for role, system in result.evaluation.headline.items():
         summary[f"{role} on-screen SDR dB"] = float(rows.loc[system, "sdr"])
         summary[f"{role} on-screen SDR gain dB"] = float(rows.loc[system, "sdr_gain"])
+        summary[f"{role} on-screen SDR dB per seed"] = [float(value) for value in per_seed(
+            [evaluation.scores for evaluation in result.evaluations], system).mean(axis=1)]
     summary["mixture on-screen SDR dB"] = float(rows.loc["mixture", "sdr"])
     return {key: (None if isinstance(value, float) and not np.isfinite(value) else value) for key, value in summary.items()}
 

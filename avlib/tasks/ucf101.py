@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avlib.config import Experiment, UCF101Settings, flatten
+from avlib.config import Experiment, UCF101Settings, flatten, run_settings, seed_folder, training_seeds
 from avlib.data.sources import action_sources
 from avlib.data.ucf101 import ActionClipFormat, ClipBatches, UCF101Split, VideoSource
 from avlib.hashing import file_stamp, json_key
@@ -85,6 +85,8 @@ SETTING_STATUS: dict[str, str] = {
     "probe_lr": "OURS",
     "probe_milestones": "OURS",
     "in_memory": "OURS: decode every video once into memory (small datasets)",
+    "seeds": "OURS: training seeds of each row that enters a verdict (the paper reports one number per row, no "
+             "spread; paper profile 1); seed k is the notebook's seed + k, the test set stays the notebook seed's",
     "fps": "the pretrained network's (29.97 fps in the paper's final stage)",
     "sample_rate": "the pretrained network's (21 kHz in the paper)",
     "size": "the pretrained network's (CODE: frames squashed to 256)",
@@ -265,7 +267,7 @@ def train_config(settings: UCF101Settings, variant: Variant, out_dir: str | Path
 def run_key(settings: UCF101Settings, checkpoint: str | Path, clips: ActionClipFormat) -> str:
     """A short key of the settings, clip format and pretrained checkpoint (its size and time): runs
     with other settings or from another checkpoint go to another folder instead of resuming."""
-    return json_key(dict(settings=settings.to_dict(), clips=asdict(clips), checkpoint=file_stamp(checkpoint)))
+    return json_key(dict(settings=run_settings(settings), clips=asdict(clips), checkpoint=file_stamp(checkpoint)))
 
 
 def finetune(model: ActionClassifier, train_source: VideoSource, settings: UCF101Settings, variant: Variant,
@@ -280,7 +282,7 @@ def finetune(model: ActionClassifier, train_source: VideoSource, settings: UCF10
     config = train_config(settings, variant, out_dir, seed=seed, device=device)
     return fit(model, ClassificationLoss(settings.label_smoothing), batches, config, resume=resume,
                eval_fn=eval_fn, eval_every=settings.eval_every,
-               run_config={"ucf101": settings.to_dict(), "variant": asdict(variant), **(run_config or {})})
+               run_config={"ucf101": run_settings(settings), "variant": asdict(variant), **(run_config or {})})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,35 +307,64 @@ def resolve_device(device: str) -> str:
     return "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
 
 
-def accuracy_table(evaluations: dict[str, Evaluation], histories: dict[str, dict], profile: str) -> pd.DataFrame:
-    """The notebook's table: one row per variant (ours), then the paper's numbers beside them.
+def correct_by_seed(evaluations: Sequence[Evaluation], mask: np.ndarray | None = None) -> np.ndarray:
+    """(S, N) video correctness (0/1) of a row's S training seeds on the same N test videos (``mask`` selects them)."""
+    rows = np.stack([evaluation.video_correct for evaluation in evaluations]).astype(np.float64)
+    return rows if mask is None else rows[:, mask]
 
-    Ours: clip and video accuracy in %, the video accuracy's 95 % Wilson interval, and video
-    accuracy on test videos with and without an audio track. The paper's: its number for the row, with source and status (all UNVERIFIED).
+
+def seed_differences(evaluations: Mapping[str, Sequence[Evaluation]], first: str, second: str,
+                     mask: np.ndarray | None = None) -> np.ndarray:
+    """(S, N): per training seed s and test video i, row ``first``'s video correctness minus row ``second``'s, both
+    trained with seed s (the input of :func:`avlib.stats.seed_interval`)."""
+    one, other = evaluations[first], evaluations[second]
+    if len(one) != len(other):
+        raise ValueError(f"rows {first!r} and {second!r} trained with {len(one)} and {len(other)} seeds; a paired "
+                         "difference needs the same seeds")
+    return correct_by_seed(one, mask) - correct_by_seed(other, mask)
+
+
+def accuracy_table(evaluations: Mapping[str, Sequence[Evaluation]], histories: Mapping[str, Sequence[dict]],
+                   profile: str) -> pd.DataFrame:
+    """The notebook's table: one row per variant (ours, each a mean over its training seeds), then the paper's
+    numbers beside them.
+
+    Ours: the training seeds; clip and video accuracy in % (mean over seeds); the video accuracy's spread over
+    seeds (sample sd, min-max) and its 95 % interval over seeds and test videos (:func:`avlib.stats.seed_interval`
+    of the correctness; the Wilson interval for one seed); video accuracy on test videos with and without an
+    audio track. The paper's: its number for the row, with source and status (all UNVERIFIED).
     """
     from avlib.report.claims import paper_number
-    from avlib.stats import wilson_interval
+    from avlib.stats import seed_interval, seed_spread, wilson_interval
 
     rows = []
-    for name, evaluation in evaluations.items():
+    for name, scored in evaluations.items():
         variant = VARIANT_BY_NAME[name]
-        _, with_audio = evaluation.accuracy_where(evaluation.has_audio)
-        _, without_audio = evaluation.accuracy_where(~evaluation.has_audio)
+        spread = seed_spread([100 * evaluation.video_accuracy for evaluation in scored])
+        correct = correct_by_seed(scored)
+        if len(scored) > 1:
+            _, low, high = seed_interval(correct)
+        else:
+            low, high = wilson_interval(int(correct.sum()), correct.shape[1])
         paper = paper_number(variant.paper_key) if variant.paper_key else None
-        train_rows = histories.get(name, {}).get("train", [])
+        train_rows = histories.get(name, [{}])[0].get("train", [])
         rows.append({
-            "model": variant.title, "profile": profile,
-            "clip accuracy %": 100 * evaluation.clip_accuracy, "video accuracy %": 100 * evaluation.video_accuracy,
-            "video acc. 95 % interval": "{:.1f}-{:.1f}".format(
-                *(100 * bound for bound in wilson_interval(int(evaluation.video_correct.sum()), len(evaluation.labels)))),
-            "video acc., test videos with audio %": 100 * with_audio,
-            "video acc., test videos without audio %": 100 * without_audio,
+            "model": variant.title, "profile": profile, "seeds": len(scored),
+            "clip accuracy %": float(np.mean([100 * evaluation.clip_accuracy for evaluation in scored])),
+            "video accuracy %": spread["mean"], "video acc. seed sd": spread["sd"],
+            "video acc. seed min-max": f"{spread['min']:.1f}-{spread['max']:.1f}",
+            "video acc. 95 % interval": f"{100 * low:.1f} to {100 * high:.1f}",
+            "video acc., test videos with audio %": float(np.mean([100 * evaluation.accuracy_where(evaluation.has_audio)[1]
+                                                                   for evaluation in scored])),
+            "video acc., test videos without audio %": float(np.mean(
+                [100 * evaluation.accuracy_where(~evaluation.has_audio)[1] for evaluation in scored])),
             "steps": int(train_rows[-1]["step"]) if train_rows else None,
             "paper %": paper.value if paper else None,
             "paper source": f"{paper.source} ({paper.status})" if paper else "",
         })
     supervised = paper_number("ucf101_supervised")
-    rows.append({"model": "fully supervised (paper only)", "profile": "", "clip accuracy %": None, "video accuracy %": None,
+    rows.append({"model": "fully supervised (paper only)", "profile": "", "seeds": None, "clip accuracy %": None,
+                 "video accuracy %": None, "video acc. seed sd": None, "video acc. seed min-max": "",
                  "video acc. 95 % interval": "",
                  "video acc., test videos with audio %": None, "video acc., test videos without audio %": None,
                  "steps": None, "paper %": supervised.value, "paper source": f"{supervised.source} ({supervised.status})"})
@@ -346,16 +377,22 @@ def accuracy_table(evaluations: dict[str, Evaluation], histories: dict[str, dict
 
 @dataclass
 class UCF101Run:
-    """What :func:`run` returns: the split, each row's training history and test scores, and where they live."""
+    """What :func:`run` returns: the split, each row's training histories and test scores per training seed, and
+    where they live."""
 
     split: UCF101Split
     sound_only_pairs: list[tuple[str, str]]  # classes that differ only in sound (synthetic world only)
-    evaluations: dict[str, Evaluation]  # variant name -> every test video's clip probabilities
-    histories: dict[str, dict[str, list[dict[str, float]]]]  # variant name -> fit's "train" and "eval" rows
+    evaluations: dict[str, list[Evaluation]]  # variant name -> per training seed, every test video's clip probabilities
+    histories: dict[str, list[dict[str, list[dict[str, float]]]]]  # variant name -> per seed, fit's "train" and "eval" rows
     variants: list[Variant]  # the rows run, in table order
-    run_dir: Path  # one folder per row below it
+    run_dir: Path  # one folder per row below it (further training seeds in train-seed<t>/)
     checkpoint: Path  # the pretrained network every row starts from
     clips: ActionClipFormat
+    seeds: list[int]  # the training seeds of the rows that enter a verdict (the linear probe trains the first only)
+
+    def seeds_of(self, name: str) -> list[int]:
+        """The training seeds of row ``name``, in the order of its evaluations and histories."""
+        return self.seeds[: len(self.evaluations[name])]
 
 
 def curve_video_indices(count: int, curve_videos: int) -> list[int]:
@@ -373,9 +410,15 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     fine-tune every row of :data:`VARIANTS` (the linear probe only with ``probe_steps`` > 0) and score it on every
     test video.
 
-    Runs live in ``<checkpoints>/<profile>/ucf101/split<k>-seed<s>-<key>/<row>/``, the key a digest of the
-    settings, the clip format and the pretrained file: other settings or a new pretraining start a new
-    folder; an interrupted row resumes exactly (``resume``), a finished one is reloaded, not repeated.
+    Every row but the linear probe trains once per training seed (``ucf101.seeds``, :func:`avlib.config.training_seeds`:
+    ``seed``, ``seed + 1``, ...), which sets its head's (and a randomly initialised trunk's) initialisation, its batch
+    order and its dropout; the data, the split and the test videos are ``seed``'s for every training seed, decoded
+    once and scored by every model. The linear probe, which no verdict reads, trains with the first seed only.
+
+    Runs live in ``<checkpoints>/<profile>/ucf101/split<k>-seed<s>-<key>/<row>/`` (further training seeds ``t`` in
+    ``.../train-seed<t>/<row>/``), the key a digest of the settings (all but ``seeds``), the clip format and the
+    pretrained file: other settings or a new pretraining start a new folder; an interrupted run resumes exactly
+    (``resume``), a finished one is reloaded, not repeated, and raising ``seeds`` trains only the new seeds.
     """
     settings = experiment.ucf101
     clips = clip_format(experiment)
@@ -391,17 +434,22 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     variants = [variant for variant in VARIANTS if not variant.frozen or settings.probe_steps > 0]
     curve_point = curve_accuracy(actions.test, split.classes, curve_video_indices(len(actions.test), settings.curve_videos),
                                  settings, device_name)
-    histories, evaluations = {}, {}
-    for variant in variants:
-        model = build_classifier(variant, checkpoint, split.num_classes, dropout=settings.dropout, seed=seed)
-        histories[variant.name] = finetune(model, actions.train, settings, variant, run_dir / variant.name, seed=seed,
-                                           device=device, resume=resume, eval_fn=curve_point,
-                                           run_config={"profile": experiment.profile, "seed": seed,
-                                                       "pretrained": checkpoint.name})
-        evaluations[variant.name] = evaluate_classifier(model, actions.test, settings.test_clips, split.classes,
-                                             batch_size=settings.eval_batch, device=device_name, amp=settings.train.amp,
-                                             workers=settings.train.workers)
-    return UCF101Run(split, actions.sound_only_pairs, evaluations, histories, variants, run_dir, checkpoint, clips)
+    seeds = training_seeds(seed, settings.seeds)
+    histories: dict[str, list] = {variant.name: [] for variant in variants}
+    evaluations: dict[str, list] = {variant.name: [] for variant in variants}
+    for training_seed in seeds:
+        for variant in variants:
+            if variant.frozen and training_seed != seeds[0]:
+                continue
+            model = build_classifier(variant, checkpoint, split.num_classes, dropout=settings.dropout, seed=training_seed)
+            histories[variant.name].append(finetune(
+                model, actions.train, settings, variant, seed_folder(run_dir, seed, training_seed) / variant.name,
+                seed=training_seed, device=device, resume=resume, eval_fn=curve_point,
+                run_config={"profile": experiment.profile, "seed": training_seed, "pretrained": checkpoint.name}))
+            evaluations[variant.name].append(evaluate_classifier(
+                model, actions.test, settings.test_clips, split.classes, batch_size=settings.eval_batch, device=device_name,
+                amp=settings.train.amp, workers=settings.train.workers))
+    return UCF101Run(split, actions.sound_only_pairs, evaluations, histories, variants, run_dir, checkpoint, clips, seeds)
 
 
 def _run(experiment: Experiment, args) -> dict:
@@ -412,9 +460,12 @@ def _run(experiment: Experiment, args) -> dict:
     table.to_csv(args.out / "accuracy.csv", index=False)
     rows = {}
     for variant in result.variants:
-        scored, train_rows = result.evaluations[variant.name], result.histories[variant.name]["train"]
-        rows[variant.name] = {"clip accuracy %": 100 * scored.clip_accuracy, "video accuracy %": 100 * scored.video_accuracy,
-                              "steps": int(train_rows[-1]["step"]) if train_rows else 0}
+        scored, histories = result.evaluations[variant.name], result.histories[variant.name]
+        rows[variant.name] = {
+            "seeds": result.seeds_of(variant.name),
+            "clip accuracy %": [100 * evaluation.clip_accuracy for evaluation in scored],
+            "video accuracy %": [100 * evaluation.video_accuracy for evaluation in scored],
+            "steps": [int(history["train"][-1]["step"]) if history["train"] else 0 for history in histories]}
     return {"checkpoint": str(result.checkpoint), "runs": str(result.run_dir), "split": result.split.split,
             "classes": result.split.num_classes, "train videos": len(result.split.train),
             "test videos": len(result.split.test), "rows": rows, "tables": ["accuracy.csv"]}
