@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ from avlib import determinism
 REPO = Path(__file__).resolve().parent.parent
 #: provenance fields that say when and how long, not what: the only ones two runs of one commit may differ in
 TIME_FIELDS = ("date", "wall_time_s")
+#: the run key in a checkpoint folder's name (avlib.hashing.json_key: ten hex digits)
+RUN_KEY = re.compile(r"-[0-9a-f]{10}(?=/)")
 
 
 def start(root: Path, only: str) -> subprocess.Popen:
@@ -32,18 +35,25 @@ def start(root: Path, only: str) -> subprocess.Popen:
                              "--no-html"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finish(process: subprocess.Popen, timeout: float = 1800) -> str:
-    output, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, output[-4000:]
-    return output
+def finish(*processes: subprocess.Popen) -> list[str]:
+    """Each run's output, once all have ended; a failed or interrupted test stops the runs it started."""
+    try:
+        outputs = [process.communicate()[0] for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-4000:]
+    return outputs
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory) -> tuple[Path, Path]:
     first, second = tmp_path_factory.mktemp("first"), tmp_path_factory.mktemp("second")
-    running = [start(first, "00,01,02,03,04,05"), start(second, "02,03,04,05")]
-    logs = [finish(process) for process in running]
-    assert "-- 02_cam.py (no previous run)" in logs[1] and "pretrained checkpoint missing" in logs[1], logs[1][-3000:]
+    _, log = finish(start(first, "00,01,02,03,04,05"), start(second, "02,03,04,05"))
+    assert "-- 02_cam.py (no previous run)" in log and "pretrained checkpoint missing" in log, log[-3000:]
     finish(start(second, "00,01"))
     return first / "results" / "smoke", second / "results" / "smoke"
 
@@ -67,6 +77,7 @@ def same_provenance(one: Path, two: Path) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the first test starts the runs: 11 min on a 2-core machine, up to 25 min when it is busy
 def test_two_runs_from_scratch_write_the_same_tables(two_runs):
     first, second = two_runs
     assert sorted(path.name for path in (first / "tables").glob("*.csv")) == sorted(path.name for path in (second / "tables").glob("*.csv"))
@@ -88,15 +99,23 @@ def tensors(value, prefix: str = "") -> dict[str, torch.Tensor]:
     return found
 
 
+def checkpoints(root: Path) -> dict[str, Path]:
+    """Every checkpoint under ``root`` by its path with the run keys taken out: a keyed folder (``cam/ft2-<key>``)
+    hashes its input checkpoint's bytes or modification time, which differ between runs (elapsed time, folder)."""
+    found = {RUN_KEY.sub("-<key>", path.relative_to(root).as_posix()): path for path in sorted(root.rglob("*.pt"))}
+    assert len(found) == len(list(root.rglob("*.pt"))), f"two runs of one setting under {root}"
+    return found
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_two_runs_from_scratch_train_the_same_weights(two_runs):
     # the pretraining retrained inside notebook 02 is 01's, tensor for tensor; so is every fine-tuned network
-    first, second = (results.parent.parent / "checkpoints" for results in two_runs)
-    names = sorted(path.relative_to(first).as_posix() for path in first.rglob("*.pt"))
-    assert any("pretrain" in name for name in names) and len(names) >= 4, names
-    for name in names:
-        assert (second / name).is_file(), f"only the first run wrote the checkpoint {name}"
-        one, two = (tensors(torch.load(root / name, map_location="cpu", weights_only=False)) for root in (first, second))
+    first, second = (checkpoints(results.parent.parent / "checkpoints") for results in two_runs)
+    assert any("pretrain" in name for name in first) and len(first) >= 10, sorted(first)
+    assert sorted(first) == sorted(second)
+    for name in first:
+        one, two = (tensors(torch.load(paths[name], map_location="cpu", weights_only=False)) for paths in (first, second))
         assert one.keys() == two.keys(), name
         differing = [key for key in one if not torch.equal(one[key], two[key])]
         assert not differing, f"{name}: the two runs trained different tensors {differing[:5]}"
