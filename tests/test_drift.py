@@ -77,7 +77,7 @@ def same_provenance(one: Path, two: Path) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # the first test starts the runs: 11 min on a 2-core machine, up to 25 min when it is busy
+@pytest.mark.timeout(3600)  # the first test starts the runs: 27 min on the 2-core machine shared with other jobs
 def test_two_runs_from_scratch_write_the_same_tables(two_runs):
     first, second = two_runs
     assert sorted(path.name for path in (first / "tables").glob("*.csv")) == sorted(path.name for path in (second / "tables").glob("*.csv"))
