@@ -69,8 +69,26 @@ def configure(threads: int | None = None) -> dict[str, int]:
     return settings()
 
 
+#: environment variables that decide thread counts or hashing, recorded in provenance ("" when unset)
+RECORDED_VARIABLES = (THREADS_VARIABLE, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED")
+
+
 def settings() -> dict[str, int]:
     """The thread counts this process runs with, for provenance records."""
     import torch
 
     return {"torch_threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
+
+
+def record() -> dict[str, object] | None:
+    """What decides bit-exactness in this process, for every result's provenance: torch's intra- and inter-op
+    threads, the variables of :data:`RECORDED_VARIABLES`, torch's deterministic-algorithms flag and cuDNN's
+    ``deterministic`` and ``benchmark`` flags; None when torch was not imported (nothing was computed with it)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    return {**settings(), **{name: os.environ.get(name, "") for name in RECORDED_VARIABLES},
+            "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic), "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}

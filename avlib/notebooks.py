@@ -286,14 +286,15 @@ def _run_all(notebooks, *, profile, seed, data_root, device, results_root, force
                 export_html(run.output)
             # the inputs as the notebook left them (notebooks 02+ train the checkpoint they need if it is missing)
             components["inputs"] = runs.input_digests(source, parameters, data_digest)
-            outputs = _outputs(profile_dir, name, begun) + [
-                path.relative_to(profile_dir).as_posix() for path in (run.output, run.output.with_suffix(".html"))
-                if path.exists()]
+            outputs = sorted(_outputs(profile_dir, name, begun) + [
+                path.relative_to(profile_dir).as_posix() for path in (run.output, run.output.with_suffix(".html"),
+                                                                      profile_dir / COMPARISONS / f"{name}.json")
+                if path.exists()])
             runs.write_record(record_path, {"notebook": name, "status": "ran", "started": begun,
                                             "reason": decision.reason, "wall_time_s": round(run.seconds, 1),
                                             "fingerprint": runs.digest(components), "components": components,
-                                            "outputs": sorted(outputs), "products": runs.products(source, parameters),
-                                            "cell_seconds": cell_seconds(run.output)})
+                                            "outputs": outputs, "products": runs.products(source, parameters),
+                                            "cell_seconds": cell_seconds(run.output), **runs.made_by(profile_dir, outputs)})
             actions[name] = {"action": "ran", "reason": decision.reason, "wall_time_s": round(run.seconds, 1)}
             log(f"   done in {run.seconds:.1f} s -> {run.output}")
     finally:

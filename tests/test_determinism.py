@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -90,6 +91,20 @@ def test_configure_checks_the_count_and_provenance_records_it(monkeypatch, tmp_p
     assert record["threads"] == current
     line = ResultWriter(profile="smoke", seed=0, root=tmp_path).provenance_line(record)
     assert f"{current} torch threads" in line
+
+
+def test_every_table_records_the_settings_that_decide_bit_exactness(monkeypatch, tmp_path) -> None:
+    import pandas as pd
+
+    monkeypatch.setenv("PYTHONHASHSEED", "0")
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    written = ResultWriter(profile="smoke", seed=0, root=tmp_path, notebook="00_x").table(pd.DataFrame({"a": [1.5]}), "t")
+    record = json.loads(written["csv"].with_name("t.provenance.json").read_text())["determinism"]
+    assert record == {"torch_threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+                      "AVLIB_THREADS": os.environ.get("AVLIB_THREADS", ""), "OMP_NUM_THREADS": str(torch.get_num_threads()),
+                      "MKL_NUM_THREADS": "", "PYTHONHASHSEED": "0", "deterministic_algorithms": False,
+                      "cudnn_deterministic": False, "cudnn_benchmark": False}
 
 
 def test_notebook_kernels_start_with_the_fixed_thread_count(tmp_path, monkeypatch) -> None:

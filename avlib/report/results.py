@@ -2,7 +2,9 @@
 
 Every file gets a sidecar ``<name>.provenance.json`` saying what made it: profile, seed, git
 commit (and whether the checkout had local changes), versions of python, torch, decord, av and
-numpy, torch's CPU thread count (CPU results depend on it, see :mod:`avlib.determinism`), the device,
+numpy, torch's CPU thread count (CPU results depend on it, see :mod:`avlib.determinism`) and the other settings
+that decide bit-exactness (``determinism``: inter-op threads, OMP/MKL variables, ``PYTHONHASHSEED``, torch's
+deterministic flags), the device,
 the date and the wall time since the run began. Markdown tables carry the
 same facts in a line under the table, and PNG figures in their metadata, so a copy that leaves
 the folder still says where it came from.
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from avlib.config import PROFILES as PROFILE_DATA
+from avlib.determinism import record as determinism_record
 from avlib.files import atomic_path, write_text
 from avlib.provenance import _git, git_commit
 
@@ -138,6 +141,7 @@ class ResultWriter:
             "git_dirty": source_dirty(),
             "versions": package_versions(),
             "threads": torch_threads(),
+            "determinism": determinism_record(),
             "device": self.device,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": round(time.time() - self.started, 1),

@@ -14,8 +14,9 @@ A notebook's **fingerprint** is a hash of everything its results depend on:
 
 After a successful run the runner writes ``results/<profile>/runs/<notebook>.json`` with the
 fingerprint, the wall time, the outputs, the seconds of each code cell (for the progress estimate of the
-next run) and the **products**: what the notebook made outside ``results/`` (the synthetic world under
-``data/``, the pretrained checkpoint), which a fresh clone does not have. A notebook is skipped only when
+next run), the commit, whether the checkout had local changes, the SHA-256 of each output (``hashes``), and
+the **products**: what the notebook made outside ``results/`` (the synthetic world under ``data/``, the
+pretrained checkpoint), which a fresh clone does not have. A notebook is skipped only when
 its last record says it finished, the fingerprint is the same, its outputs are still there and its products
 exist unchanged; a notebook that failed, or was interrupted (its record still says ``running``), always
 runs again.
@@ -310,6 +311,17 @@ def decide(record: dict[str, Any] | None, components: dict[str, Any], *, force: 
     if old.get("environment") != components["environment"]:
         reasons.append("environment changed (requirements.txt or Python)")
     return Decision(True, "; ".join(reasons) or "fingerprint changed")
+
+
+def made_by(profile_dir: Path, outputs: list[str]) -> dict[str, Any]:
+    """What a run record says about the run that made its outputs: the commit, whether the checkout had local
+    changes, and the SHA-256 of each output (relative to ``profile_dir``), so that a check can tell that the
+    committed files are that run's (tests/test_committed_results.py)."""
+    from avlib.provenance import git_commit
+    from avlib.report.results import source_dirty
+
+    return {"commit": git_commit(), "dirty": source_dirty(),
+            "hashes": {output: file_digest(Path(profile_dir) / output) for output in outputs}}
 
 
 def record_path(results_root: Path, profile: str, name: str) -> Path:

@@ -614,7 +614,8 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
 
 def budget_table(result: AblationRun, separation: SeparationSettings) -> pd.DataFrame:
     """How each row trained: features, initialisation, training seeds, steps done, examples per step, trainable
-    parameters and its first seed's checkpoint folder (relative to the separation's checkpoints)."""
+    parameters and its first seed's checkpoint folder (relative to the separation's checkpoints, without the run
+    key of :func:`checkpoint_folder`, so that the table is the same for every run of one commit)."""
     return pd.DataFrame([{
         "row": result.titles[variant.name], "features": variant.features,
         "initialisation": f"supervised: {result.i3d['source']}" if variant.features == "i3d" else variant.initialisation,
@@ -622,7 +623,8 @@ def budget_table(result: AblationRun, separation: SeparationSettings) -> pd.Data
         "steps": int(result.runs[variant.name]["train"][-1]["step"]) if result.runs[variant.name]["train"] else None,
         "examples per step": separation.pit_batch_size if variant.pit else separation.batch_size,
         "trainable parameters (M)": sum(p.numel() for p in result.models[variant.name].parameters() if p.requires_grad) / 1e6,
-        "checkpoint": f"{result.folders[variant.name].parent.name}/{result.folders[variant.name].name}",
+        # the folder without its run key: the key hashes input files' modification times, so it changes with every run
+        "checkpoint": f"{result.folders[variant.name].parent.name}/{variant.name}",
     } for variant in VARIANTS])
 
 
