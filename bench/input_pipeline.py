@@ -149,10 +149,11 @@ def with_workers(paths: list[Path], steps: int, workers: int = 2) -> float:
     return steps * BATCH / wall
 
 
-def frame_difference(raw: Path, prepared: Path, windows: int = 3) -> tuple[float, float, int, float]:
+def frame_difference(raw: Path, prepared: Path, windows: int = 3) -> tuple[float, float, int, float, float]:
     """(mean, 99.9th percentile, max) abs difference in 0-255 of the frames read from both files at the paper's
-    size, and the max abs difference of their audio, over ``windows`` evenly spaced windows."""
-    means, tails, peak, audio_peak = [], [], 0, 0.0
+    size, and the max abs difference of their audio and its RMS over the raw audio's RMS, over ``windows`` evenly
+    spaced windows."""
+    means, tails, peak, audio_peak, audio_power, raw_power = [], [], 0, 0.0, 0.0, 0.0
     latest = io.probe(raw).usable_duration - io.PAPER_DURATION - 0.1
     for start in np.linspace(0.0, latest, windows):
         a = io.read_clip(raw, float(start), size=256)
@@ -162,7 +163,9 @@ def frame_difference(raw: Path, prepared: Path, windows: int = 3) -> tuple[float
         tails.append(float(np.percentile(difference, 99.9)))
         peak = max(peak, int(difference.max()))
         audio_peak = max(audio_peak, float(np.abs(a.audio - b.audio).max()))
-    return float(np.mean(means)), max(tails), peak, audio_peak
+        audio_power += float(np.square(a.audio - b.audio).sum())
+        raw_power += float(np.square(a.audio).sum())
+    return float(np.mean(means)), max(tails), peak, audio_peak, math.sqrt(audio_power / raw_power)
 
 
 def machine() -> str:
@@ -199,13 +202,18 @@ def main() -> None:
             for source, target in zip(raw, prepared):
                 prepare_file(source, target, settings)
             prepare_cpu = (time.process_time() - prepare_began) / files
-            mean, tail, peak, audio_peak = frame_difference(raw[0], prepared[0])
+            mean, tail, peak, audio_peak, audio_rms = frame_difference(raw[0], prepared[0])
             kbits = [8 * sum(path.stat().st_size for path in group) / len(group) / 10_000 for group in (raw, prepared)]
-            notes.append(f"{label}: generated in {generated:.0f} s; raw {kbits[0]:.0f} kb/s, prepared {kbits[1]:.0f} kb/s "
-                         f"({io.probe(prepared[0]).width}x{io.probe(prepared[0]).height}); preparing took {prepare_cpu:.1f} s of "
-                         f"CPU per 10 s file; prepared vs raw frames at 256x256: abs difference mean {mean:.2f}, 99.9th "
-                         f"percentile {tail:.0f}, max {peak} (0-255, largest at the edges of saturated colours: 4:2:0 "
-                         f"chroma at 128x128); audio max abs difference {audio_peak:.1e}")
+            hour = [kbit * 3600 / 8 / 1000 for kbit in kbits]  # MB per hour of video
+            notes.append(f"{label}: generated in {generated:.0f} s; raw {kbits[0]:.0f} kb/s ({hour[0]:.0f} MB per hour), prepared "
+                         f"{kbits[1]:.0f} kb/s ({hour[1]:.0f} MB per hour; {io.probe(prepared[0]).width}x{io.probe(prepared[0]).height}, "
+                         f"{io.probe(prepared[0]).audio_codec} {io.probe(prepared[0]).sample_rate} Hz); preparing took "
+                         f"{prepare_cpu:.1f} s of CPU per 10 s file; prepared vs raw frames at 256x256: abs difference mean "
+                         f"{mean:.2f}, 99.9th percentile {tail:.0f}, max {peak} (0-255, largest at the edges of saturated colours: "
+                         f"4:2:0 chroma at 128x128); audio max abs difference {audio_peak:.3f}, RMS difference {100 * audio_rms:.1f} % "
+                         f"of the raw audio's (the prepared track is resampled once on the 21 kHz grid of the clip clock, "
+                         f"so a window starts up to one 21 kHz sample, 48 us, off the raw read's: this bench's audio is "
+                         f"white noise up to 10.5 kHz, where that shift shows most)")
             for kind, paths in (("raw", raw), ("prepared", prepared)):
                 wall, cpu = per_core(paths, steps)
                 two = with_workers(paths, steps)
@@ -218,7 +226,7 @@ def main() -> None:
         f"size, {steps * BATCH} clips per core measurement, {2 * math.ceil(steps / 2) * BATCH} with 2 workers, in batches of "
         f"{BATCH}; prepared = `python -m avlib.data.prepare` "
         f"defaults ({settings.size}x{settings.size} {settings.resize}, keyframe every {settings.keyint} frames, "
-        f"x264 crf {settings.crf} tune {settings.tune}, audio copied).",
+        f"x264 crf {settings.crf} tune {settings.tune}, audio 16-bit stereo FLAC at {settings.audio_rate} Hz).",
         "",
         f"Machine: {machine()}.",
         f"Load average (1/5/15 min) before: {load_before}, after: {load()} (the machine is shared: wall-clock rates are "

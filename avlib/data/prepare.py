@@ -16,22 +16,27 @@ layout in which each video is re-encoded with
 - a keyframe at least every ``keyint`` frames (15: half a second at 29.97 fps), encoded with x264's
   ``fastdecode`` tune at ``crf`` 18;
 - the same frame timestamps (variable frame rates stay as they are) and the display rotation;
-- the first audio stream **copied packet for packet**: it decodes to the same samples (other streams,
-  which avlib does not read, are left out). Resampling it to the paper's 21 kHz here is not possible in
-  place: 21 kHz is no AAC or MP3 sample rate, and another codec would change the file names of the
-  layout. So audio is still decoded and resampled when read: with prepared video, about a fifth of an
-  alignment example's reading time in a profile here (two audio windows per example).
+- the first audio stream (other streams, which avlib does not read, are left out) decoded whole, down-mixed
+  to stereo and resampled **once** to the network's 21 kHz (``audio_rate``, soxr as in :mod:`avlib.io`), on
+  the 21 kHz grid of the clip clock, and stored as 16-bit FLAC in the same container and file name (mp4,
+  mov and mkv hold FLAC; 21 kHz is no AAC sample rate). Reading a window then neither decodes AAC nor
+  resamples (:func:`avlib.io.read_clip` skips soxr at equal rates), which was over a quarter of an alignment
+  example's reading time (two audio windows per example). The samples are the raw track resampled once, to
+  16-bit rounding; a window starts on the 21 kHz grid, up to one sample (48 us) from where the raw read's
+  starts. FLAC costs bytes: about 0.7 Mb/s for this bench's white noise, less for real sound (AAC: 0.13).
+  AVI files (UCF-101) keep their audio packets as they are; ``audio_rate=0`` keeps them everywhere.
 
 Other files (``ucfTrainTestlist/*.txt``, ``clips.csv``, ``speakers.csv``, ``i3d/*.npz``) are copied, so
 ``--data-root`` can point at the prepared tree (docs/datasets.md). A video that is already small with
-short keyframe intervals, that cannot be read, or whose container has no re-encoder here (``.webm``) is
+short keyframe intervals (and prepared audio), that cannot be read, or whose container has no re-encoder here (``.webm``) is
 copied unchanged: the prepared tree holds the same clips as the raw one, and the index skips unreadable
 files in both. ``<dst>/.avlib-prepared.json`` records the settings and what was done to each file, and
 makes a second run continue where the first stopped (unchanged sources are not prepared again).
 
 :func:`avlib.data.index.find_prepared` tells whether a folder lies in a prepared tree (``ClipIndex.prepared``).
 
-Command line: ``python -m avlib.data.prepare SRC DST [--size 256] [--resize squash] [--keyint 15] [--workers N]``.
+Command line: ``python -m avlib.data.prepare SRC DST [--size 256] [--resize squash] [--keyint 15] [--audio-rate 21000]
+[--workers N]``.
 """
 
 from __future__ import annotations
@@ -427,11 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crf", type=int, default=defaults.crf)
     parser.add_argument("--preset", default=defaults.preset)
     parser.add_argument("--tune", default=defaults.tune)
+    parser.add_argument("--audio-rate", type=int, default=defaults.audio_rate,
+                        help="audio stored as 16-bit stereo FLAC at this rate (default 21000); 0 copies the audio")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="files prepared at once")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = PrepareSettings(size=args.size, resize=args.resize, keyint=args.keyint, crf=args.crf, preset=args.preset,
-                               tune=args.tune)
+                               tune=args.tune, audio_rate=args.audio_rate)
     manifest = prepare_tree(args.src, args.dst, settings, workers=args.workers, progress=True)
     counts: dict[str, int] = {}
     for entry in manifest["files"].values():
