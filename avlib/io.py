@@ -27,7 +27,7 @@ import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Sequence
 
 import av
 import numpy as np
@@ -128,7 +128,8 @@ class Clip:
     ``frame_times``: the presentation time (s, clip clock) of the source frame shown at each
     output frame. ``has_audio`` is False when the file had no audio and silence was returned.
     ``concealed``: damaged source frames and audio packets inside the window, skipped and
-    concealed (empty for an undamaged file).
+    concealed (empty for an undamaged file). ``extra_audio``: the audio windows asked for with
+    ``read_clip(extra_audio=...)``, each C x N like ``audio``.
     """
 
     path: str
@@ -140,6 +141,7 @@ class Clip:
     frame_times: np.ndarray
     has_audio: bool = True
     concealed: list[Concealment] = field(default_factory=list)
+    extra_audio: list[np.ndarray] = field(default_factory=list)
 
     @property
     def num_frames(self) -> int:
@@ -354,18 +356,38 @@ def output_size(width: int, height: int, size: int | tuple[int, int] | None, res
     raise ValueError(f"resize must be 'squash' or 'short_side', got {resize!r}")
 
 
-def crop_frames(frames: np.ndarray, crop: int | tuple[int, int] | None, offset: tuple[int, int] | None = None) -> np.ndarray:
-    """Crop T x H x W x 3 frames to ``crop``; ``offset`` (y, x) of the top-left corner, centre if None."""
+def crop_box(height: int, width: int, crop: int | tuple[int, int] | None,
+             offset: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+    """(top, left, crop height, crop width) of ``crop`` in ``height`` x ``width`` frames (the whole frame if
+    ``crop`` is None); ``offset`` (y, x) of the top-left corner, centre if None. Raises ValueError if it does not fit."""
     if crop is None:
-        return frames
+        return 0, 0, height, width
     crop_h, crop_w = (crop, crop) if isinstance(crop, int) else crop
-    height, width = frames.shape[1:3]
     if crop_h > height or crop_w > width:
         raise ValueError(f"crop {crop_h}x{crop_w} is larger than the frames {height}x{width}")
     y, x = offset if offset is not None else ((height - crop_h) // 2, (width - crop_w) // 2)
     if not (0 <= y <= height - crop_h and 0 <= x <= width - crop_w):
         raise ValueError(f"crop offset {(y, x)} puts a {crop_h}x{crop_w} crop outside {height}x{width} frames")
+    return y, x, crop_h, crop_w
+
+
+def crop_frames(frames: np.ndarray, crop: int | tuple[int, int] | None, offset: tuple[int, int] | None = None) -> np.ndarray:
+    """Crop T x H x W x 3 frames to ``crop``; ``offset`` (y, x) of the top-left corner, centre if None."""
+    if crop is None:
+        return frames
+    y, x, crop_h, crop_w = crop_box(*frames.shape[1:3], crop, offset)
     return frames[:, y : y + crop_h, x : x + crop_w]
+
+
+def place_frame(target: np.ndarray, image: np.ndarray, flip: bool) -> None:
+    """Copy one H x W x 3 ``image`` (a view, e.g. a crop) into C-contiguous ``target``, mirrored left-right if ``flip``."""
+    if flip and image.flags.writeable and min(image.strides) >= 0:
+        import torch  # only where clips are flipped (training), where torch is loaded already
+
+        # torch's flip then copy: several times faster than numpy's copy of a negative-stride view, as exact
+        torch.from_numpy(target).copy_(torch.from_numpy(image).flip(1))
+    else:  # numpy's copy (torch takes no negative strides: a rotated video's turned frames)
+        np.copyto(target, image[:, ::-1] if flip else image)
 
 
 def _select(source_times: np.ndarray, targets: np.ndarray, frame_period: float) -> np.ndarray:
@@ -419,13 +441,15 @@ def decoder_threads() -> int:
     return max(1, cores // worker.num_workers)
 
 
-def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, size, resize: ResizeMode, threads: int = 1):
+def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, size, resize: ResizeMode, threads: int = 1,
+                 crop=None, crop_offset=None, flip: bool = False, out: np.ndarray | None = None):
     """Decode from the keyframe before the window, converting only the frames that are shown.
 
     Each shown frame is converted once, by one scaler kept for the whole clip (a scaler per
     frame, as ``frame.to_ndarray(format=...)`` makes, costs about a tenth of the decoding), and
-    written straight into the output array, turned as displayed. Returns frames, their source
-    times and the times of damaged source frames the window would have shown.
+    its crop (``crop``, ``crop_offset``, mirrored if ``flip``) written straight into the output
+    array (``out`` if given), turned as displayed. Returns frames, their source times and the
+    times of damaged source frames the window would have shown.
     """
     vstream = container.streams.video[0]
     if not vstream.codec_context.is_open:  # open already when the rotation was read first (decord's fallback)
@@ -434,7 +458,7 @@ def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, si
     _demux_only(container, vstream)
     period = 1.0 / info.fps
     _check_window(path, targets, info.duration, period)
-    window = _FrameWindow(targets, period, info, size, resize, threads)
+    window = _FrameWindow(targets, period, info, size, resize, threads, crop, crop_offset, flip, out)
     try:
         # Seek to the keyframe at or before the first frame shown (half a frame early against
         # timestamp rounding); seeking further back would decode a whole extra GOP at times.
@@ -458,12 +482,14 @@ def _frames_pyav(container, path: Path, info: VideoInfo, targets: np.ndarray, si
 class _FrameWindow:
     """The output frames of one window, filled with the decoded frame on screen at each target time.
 
-    The array is made when the first frame arrives, whose display matrix gives the rotation; the
-    size asked for (``size``, ``resize``) applies to the frame as displayed.
+    The array is made (or ``out`` checked) when the first frame arrives, whose display matrix gives the
+    rotation; the size asked for (``size``, ``resize``) and the crop apply to the frame as displayed.
     """
 
-    def __init__(self, targets: np.ndarray, period: float, info: VideoInfo, size, resize: ResizeMode, threads: int):
+    def __init__(self, targets: np.ndarray, period: float, info: VideoInfo, size, resize: ResizeMode, threads: int,
+                 crop=None, crop_offset=None, flip: bool = False, out: np.ndarray | None = None):
         self.targets, self.period, self.info, self.size, self.resize, self.threads = targets, period, info, size, resize, threads
+        self.crop, self.crop_offset, self.flip, self.out = crop, crop_offset, flip, out
         # Compare against the targets shifted by the rounding tolerance, as plain floats.
         self.limits = (targets + 0.01 * period).tolist()
         self.frames: np.ndarray | None = None
@@ -476,8 +502,15 @@ class _FrameWindow:
         out_hw = output_size(width, height, self.size, self.resize)
         # the scaler works on the stored frame: its size is the output's, turned back
         self.scaled_hw = out_hw if self.rotation in (0, 180) else out_hw[::-1]
-        if self.frames is None or self.frames.shape[1:3] != out_hw:
-            self.frames = np.empty((len(self.targets), *out_hw, 3), dtype=np.uint8)
+        y, x, crop_h, crop_w = crop_box(*out_hw, self.crop, self.crop_offset)
+        self.rows, self.columns = slice(y, y + crop_h), slice(x, x + crop_w)
+        shape = (len(self.targets), crop_h, crop_w, 3)
+        if self.out is not None:
+            if self.out.shape != shape or self.out.dtype != np.uint8 or not self.out.flags.c_contiguous:
+                raise ValueError(f"out must be a C-contiguous uint8 array of shape {shape}, got {self.out.dtype} {self.out.shape}")
+            self.frames = self.out
+        elif self.frames is None or self.frames.shape != shape:
+            self.frames = np.empty(shape, dtype=np.uint8)
 
     def fill(self, decoded: _Decoded) -> int | None:
         """Fill from ``decoded``; returns how many targets were filled, or None if decoding began after
@@ -499,7 +532,9 @@ class _FrameWindow:
                 height, width = self.scaled_hw
                 image = scaler.reformat(previous, width=width, height=height, format="rgb24", interpolation="BICUBIC",
                                         threads=self.threads).to_ndarray()
-                self.frames[filled:last] = upright(image, self.rotation)
+                place_frame(self.frames[filled], upright(image, self.rotation)[self.rows, self.columns], self.flip)
+                if last > filled + 1:  # a frame shown at several targets: copies of the first
+                    self.frames[filled + 1 : last] = self.frames[filled]
                 self.times[filled:last] = previous_time
             return last
 
@@ -695,7 +730,8 @@ def _audio_window(container, path: Path, info: VideoInfo, start: float, samples:
     stop = start + samples / sample_rate
     native, names, native_rate, damaged = _decode_audio(container, path, info, first, stop + margin, required=(start, stop))
     mapped = map_channels(native, names, channels)
-    resampled = soxr.resample(mapped.T, native_rate, sample_rate, quality="HQ").T
+    # at the same rate soxr returns its input: skipped (a prepared tree stores the network's rate, avlib.data.prepare)
+    resampled = mapped if native_rate == sample_rate else soxr.resample(mapped.T, native_rate, sample_rate, quality="HQ").T
     offset = int(round((start - first) * sample_rate))
     audio = np.ascontiguousarray(resampled[:, offset : offset + samples], dtype=np.float32)
     if audio.shape[1] < samples:
@@ -753,6 +789,9 @@ def read_clip(
     missing_audio: Literal["raise", "silence"] = "raise",
     frame_backend: Literal["decord", "pyav"] = DEFAULT_FRAME_BACKEND,
     threads: int = 1,
+    flip: bool = False,
+    out: np.ndarray | None = None,
+    extra_audio: Sequence[float] = (),
 ) -> Clip:
     """Read ``duration`` seconds from ``start`` at ``fps`` frames/s and ``sample_rate`` Hz.
 
@@ -762,7 +801,11 @@ def read_clip(
 
     ``size``/``resize``: resize in the decoder, in uint8 (see :func:`output_size`), the frame as
     displayed (a rotated phone video is turned upright first).
-    ``crop``/``crop_offset``: crop after resizing, centred unless an offset (y, x) is given.
+    ``crop``/``crop_offset``: crop after resizing, centred unless an offset (y, x) is given; ``flip``:
+    mirror the (cropped) frames left-right. ``out``: a C-contiguous uint8 (T, H, W, 3) array (e.g. a row of
+    a batch) that the frames are written into, as each is converted: the only copy made.
+    ``extra_audio``: start times (clip clock) of more audio windows of the same length, read from the same
+    open file (an alignment example's shifted audio), in ``clip.extra_audio``.
     ``channels``: 2 (mono duplicated, more channels down-mixed) or 1 (average).
     ``missing_audio``: ``"raise"`` -> :class:`NoAudioError`; ``"silence"`` -> zeros and
     ``clip.has_audio = False``. ``frame_backend``: ``"pyav"`` (default) or ``"decord"`` (a rotated
@@ -776,6 +819,9 @@ def read_clip(
     count = num_frames if num_frames is not None else num_frames_for(duration, fps)
     if count < 1:
         raise WindowError(path, f"a {duration} s window at {fps} fps holds no frame")
+    for other in extra_audio:
+        if other < 0:
+            raise WindowError(path, f"audio window starts at {other:.3f} s, before the video")
     targets = start + np.arange(count) / fps
     backend = frame_backend
     if backend not in ("pyav", "decord"):
@@ -791,20 +837,41 @@ def read_clip(
         if backend == "decord" and _display_rotation(container, container.streams.video[0]) == 0:
             out_hw = output_size(info.width, info.height, size, resize)
             frames, frame_times = _frames_decord(path, targets, out_hw, (info.height, info.width), threads)
+            frames = _placed(crop_frames(frames, crop, crop_offset), flip, out)
             damaged_frames: list[float] = []
         else:
-            frames, frame_times, damaged_frames = _frames_pyav(container, path, info, targets, size, resize, threads)
+            frames, frame_times, damaged_frames = _frames_pyav(container, path, info, targets, size, resize, threads,
+                                                               crop, crop_offset, flip, out)
 
         samples = num_samples_for(count, fps, sample_rate)
         damaged_audio: list[float] = []
-        if info.has_audio:
-            audio, damaged_audio = _audio_window(container, path, info, start, samples, sample_rate, channels)
-        else:
-            audio = np.zeros((channels, samples), dtype=np.float32)
+        audios = []
+        for number, first in enumerate((start, *extra_audio)):
+            if not info.has_audio:
+                audios.append(np.zeros((channels, samples), dtype=np.float32))
+                continue
+            if number and first + samples / sample_rate > info.audio_duration + 1.0 / info.fps:
+                raise WindowError(path, f"audio window up to {first + samples / sample_rate:.3f} s passes the end "
+                                        f"of the audio at {info.audio_duration:.3f} s")
+            audio, damaged = _audio_window(container, path, info, first, samples, sample_rate, channels)
+            audios.append(audio)
+            damaged_audio += damaged
 
     concealed = [Concealment("video", time) for time in damaged_frames] + [Concealment("audio", time) for time in damaged_audio]
     _warn_concealed(path, concealed)
-    frames = crop_frames(frames, crop, crop_offset)
-    return Clip(path=str(path), frames=np.ascontiguousarray(frames), audio=audio, fps=fps, sample_rate=sample_rate,
+    return Clip(path=str(path), frames=frames, audio=audios[0], fps=fps, sample_rate=sample_rate,
                 start=start, frame_times=np.asarray(frame_times, dtype=np.float64), has_audio=info.has_audio,
-                concealed=concealed)
+                concealed=concealed, extra_audio=audios[1:])
+
+
+def _placed(frames: np.ndarray, flip: bool, out: np.ndarray | None) -> np.ndarray:
+    """``frames`` (T x H x W x 3, a view) copied into ``out`` (or a new array), mirrored left-right if ``flip``."""
+    if out is None and not flip:
+        return np.ascontiguousarray(frames)
+    if out is None:
+        out = np.empty(frames.shape, dtype=np.uint8)
+    elif out.shape != frames.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous uint8 array of shape {frames.shape}, got {out.dtype} {out.shape}")
+    for target, image in zip(out, frames):
+        place_frame(target, image, flip)
+    return out

@@ -10,7 +10,9 @@ Files are generated here, AudioSet-like: 10 s, 29.97 fps, H.264 (x264 ``veryfast
 600 kb/s at 640 x 360 and 2 Mb/s at 1280 x 720, about YouTube's, x264's default keyframe interval of 250
 frames: one keyframe per clip, as a cut with default settings leaves it) and AAC stereo 44.1 kHz 128 kb/s;
 the picture is a panned texture with a moving disc and sensor-like noise. Each is also prepared with
-:mod:`avlib.data.prepare` at its defaults.
+:mod:`avlib.data.prepare` at its defaults (audio as 21 kHz FLAC, examples read in one pass by
+:meth:`avlib.data.shift.FileClips.pair`), and, for the row "prepared before", with ``audio_rate=0`` (AAC packets
+copied) and read as before that (:class:`SeparateReads`), in the same run and load.
 
 Measured for each set of files:
 
@@ -46,6 +48,7 @@ from pathlib import Path  # noqa: E402
 
 import av  # noqa: E402
 import numpy as np  # noqa: E402
+import soxr  # noqa: E402
 import torch  # noqa: E402
 
 # Run as a plain script from any directory, without installing avlib.
@@ -58,6 +61,7 @@ from avlib.provenance import cpu_model, git_commit, git_dirty  # noqa: E402
 from avlib.train import TrainConfig, _loader_source  # noqa: E402
 
 TARGET_PER_CORE = 16.0
+
 QUOTED_APPETITE = 113.0  # videos/s, one H100, quoted in issue 15, not measured here
 QUOTED_GOAL = 250.0
 BATCH = 5
@@ -113,17 +117,38 @@ def make_audioset_like(path: Path, width: int, height: int, bit_rate: int, seed:
     return path
 
 
-def batches_of(paths: list[Path]) -> ShiftBatches:
-    """The paper's alignment batches over ``paths`` read from their files."""
-    return ShiftBatches(FileClips([io.probe(path) for path in paths], ShiftConfig()), ShiftConfig(), BATCH, seed=0)
+class SeparateReads:
+    """FileClips without its one-pass ``pair``: an example is read as before it, its window (frames converted whole,
+    then cropped and flipped into the batch) and its shifted audio from a second opening of the file."""
+
+    def __init__(self, clips: FileClips):
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def num_frames(self, video: int) -> int:
+        return self.clips.num_frames(video)
+
+    def window(self, video: int, first_frame: int, num_frames: int):
+        return self.clips.window(video, first_frame, num_frames)
+
+    def audio(self, video: int, first_frame: int, num_frames: int):
+        return self.clips.audio(video, first_frame, num_frames)
 
 
-def per_core(paths: list[Path], steps: int) -> tuple[float, float]:
+def batches_of(paths: list[Path], one_pass: bool = True) -> ShiftBatches:
+    """The paper's alignment batches over ``paths`` read from their files (in one pass each, or as :class:`SeparateReads`)."""
+    clips = FileClips([io.probe(path) for path in paths], ShiftConfig())
+    return ShiftBatches(clips if one_pass else SeparateReads(clips), ShiftConfig(), BATCH, seed=0)
+
+
+def per_core(paths: list[Path], steps: int, one_pass: bool = True) -> tuple[float, float]:
     """(wall clips/s, CPU clips/s) building ``steps`` batches in this process, pinned to one core."""
     everything = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(everything)})
     try:
-        batches = batches_of(paths)
+        batches = batches_of(paths, one_pass)
         make_example(batches.source, 0, batches.generator(10_000), batches.config, train=True)  # warm caches and imports
         began_wall, began_cpu = time.perf_counter(), time.process_time()
         for step in range(steps):
@@ -134,11 +159,11 @@ def per_core(paths: list[Path], steps: int) -> tuple[float, float]:
     return steps * BATCH / wall, steps * BATCH / cpu
 
 
-def with_workers(paths: list[Path], steps: int, workers: int = 2) -> float:
+def with_workers(paths: list[Path], steps: int, one_pass: bool = True, workers: int = 2) -> float:
     """Wall clips/s of fit's DataLoader with ``workers`` processes: ``steps`` batches (a multiple of ``workers``,
     so that every worker builds as many) from the loader's creation, its workers' start included."""
     steps = workers * math.ceil(steps / workers)
-    batches = batches_of(paths)
+    batches = batches_of(paths, one_pass)
     config = TrainConfig(steps=steps, workers=workers, prefetch=2, device="cpu")
     began = time.perf_counter()
     next_batch = _loader_source(batches, 0, config, rank=0, world_size=1, pin_memory=torch.cuda.is_available())
@@ -149,10 +174,21 @@ def with_workers(paths: list[Path], steps: int, workers: int = 2) -> float:
     return steps * BATCH / wall
 
 
-def frame_difference(raw: Path, prepared: Path, windows: int = 3) -> tuple[float, float, int, float]:
+def readings(raw, former, prepared) -> tuple:
+    """(label, files, one-pass reads) of each row: the raw files, the prepared ones as before, the prepared ones."""
+    return ("raw", raw, True), ("prepared before", former, False), ("prepared", prepared, True)
+
+
+def frame_difference(raw: Path, prepared: Path, windows: int = 3) -> tuple[float, float, int, float, float, float, float]:
     """(mean, 99.9th percentile, max) abs difference in 0-255 of the frames read from both files at the paper's
-    size, and the max abs difference of their audio, over ``windows`` evenly spaced windows."""
-    means, tails, peak, audio_peak = [], [], 0, 0.0
+    size; the max abs difference of their audio and its RMS over the raw audio's RMS; the max abs difference of the
+    prepared audio from the raw track decoded from its start and resampled once to 21 kHz (the generated files' audio
+    starts at time 0), and the RMS ratio of the raw read's; over ``windows`` evenly spaced windows."""
+    means, tails, peak, audio_peak, audio_power, raw_power, again_power = [], [], 0, 0.0, 0.0, 0.0, 0.0
+    with av.open(str(raw)) as container:
+        track = np.concatenate([frame.to_ndarray() for frame in container.decode(audio=0)], axis=1)
+    reference = soxr.resample(track.T, SOURCE_RATE, io.PAPER_SAMPLE_RATE, quality="HQ").T
+    reference_peak = 0.0
     latest = io.probe(raw).usable_duration - io.PAPER_DURATION - 0.1
     for start in np.linspace(0.0, latest, windows):
         a = io.read_clip(raw, float(start), size=256)
@@ -162,7 +198,14 @@ def frame_difference(raw: Path, prepared: Path, windows: int = 3) -> tuple[float
         tails.append(float(np.percentile(difference, 99.9)))
         peak = max(peak, int(difference.max()))
         audio_peak = max(audio_peak, float(np.abs(a.audio - b.audio).max()))
-    return float(np.mean(means)), max(tails), peak, audio_peak
+        audio_power += float(np.square(a.audio - b.audio).sum())
+        raw_power += float(np.square(a.audio).sum())
+        first = int(math.floor(float(start) * io.PAPER_SAMPLE_RATE + 1e-6))  # the window's first sample on the 21 kHz grid
+        expected = reference[:, first : first + b.audio.shape[1]]
+        reference_peak = max(reference_peak, float(np.abs(b.audio - expected).max()))
+        again_power += float(np.square(a.audio - expected).sum())
+    return (float(np.mean(means)), max(tails), peak, audio_peak, math.sqrt(audio_power / raw_power), reference_peak,
+            math.sqrt(again_power / raw_power))
 
 
 def machine() -> str:
@@ -183,7 +226,7 @@ def main() -> None:
     args = parser.parse_args()
     clips, files = (BATCH, args.files) if args.quick else (args.clips, args.files)
     steps = max(1, math.ceil(clips / BATCH))
-    settings = PrepareSettings()
+    settings, before = PrepareSettings(), PrepareSettings(audio_rate=0)
 
     load_before, began = load(), time.perf_counter()
     rows, notes = [], []
@@ -199,16 +242,26 @@ def main() -> None:
             for source, target in zip(raw, prepared):
                 prepare_file(source, target, settings)
             prepare_cpu = (time.process_time() - prepare_began) / files
-            mean, tail, peak, audio_peak = frame_difference(raw[0], prepared[0])
+            former = [Path(scratch) / label / "before" / path.name for path in raw]
+            for source, target in zip(raw, former):
+                prepare_file(source, target, before)
+            mean, tail, peak, audio_peak, audio_rms, reference_peak, raw_rms = frame_difference(raw[0], prepared[0])
             kbits = [8 * sum(path.stat().st_size for path in group) / len(group) / 10_000 for group in (raw, prepared)]
-            notes.append(f"{label}: generated in {generated:.0f} s; raw {kbits[0]:.0f} kb/s, prepared {kbits[1]:.0f} kb/s "
-                         f"({io.probe(prepared[0]).width}x{io.probe(prepared[0]).height}); preparing took {prepare_cpu:.1f} s of "
-                         f"CPU per 10 s file; prepared vs raw frames at 256x256: abs difference mean {mean:.2f}, 99.9th "
-                         f"percentile {tail:.0f}, max {peak} (0-255, largest at the edges of saturated colours: 4:2:0 "
-                         f"chroma at 128x128); audio max abs difference {audio_peak:.1e}")
-            for kind, paths in (("raw", raw), ("prepared", prepared)):
-                wall, cpu = per_core(paths, steps)
-                two = with_workers(paths, steps)
+            hour = [kbit * 3600 / 8 / 1000 for kbit in kbits]  # MB per hour of video
+            notes.append(f"{label}: generated in {generated:.0f} s; raw {kbits[0]:.0f} kb/s ({hour[0]:.0f} MB per hour), prepared "
+                         f"{kbits[1]:.0f} kb/s ({hour[1]:.0f} MB per hour; {io.probe(prepared[0]).width}x{io.probe(prepared[0]).height}, "
+                         f"{io.probe(prepared[0]).audio_codec} {io.probe(prepared[0]).sample_rate} Hz); preparing took "
+                         f"{prepare_cpu:.1f} s of CPU per 10 s file; prepared vs raw frames at 256x256: abs difference mean "
+                         f"{mean:.2f}, 99.9th percentile {tail:.0f}, max {peak} (0-255, largest at the edges of saturated colours: "
+                         f"4:2:0 chroma at 128x128); audio max abs difference {audio_peak:.3f}, RMS difference {100 * audio_rms:.1f} % "
+                         f"of the raw audio's. Against the raw track decoded from its start and resampled once to 21 kHz, "
+                         f"the prepared audio differs by at most {reference_peak:.1e} (16-bit rounding), the raw read by "
+                         f"{100 * raw_rms:.1f} % RMS: reading decodes AAC from 0.1 s before the window, and this decoder's "
+                         f"output after a seek differs from a decode from the start for about a second (most in the "
+                         f"window's first 0.3 s) on this white-noise audio")
+            for kind, paths, one_pass in readings(raw, former, prepared):
+                wall, cpu = per_core(paths, steps, one_pass)
+                two = with_workers(paths, steps, one_pass)
                 rows.append((label, kind, wall, cpu, two))
                 print(f"{label} {kind}: 1 core {wall:.2f} clips/s (CPU {cpu:.2f}), 2 workers {two:.2f}", flush=True)
     dirty = git_dirty()
@@ -218,7 +271,10 @@ def main() -> None:
         f"size, {steps * BATCH} clips per core measurement, {2 * math.ceil(steps / 2) * BATCH} with 2 workers, in batches of "
         f"{BATCH}; prepared = `python -m avlib.data.prepare` "
         f"defaults ({settings.size}x{settings.size} {settings.resize}, keyframe every {settings.keyint} frames, "
-        f"x264 crf {settings.crf} tune {settings.tune}, audio copied).",
+        f"x264 crf {settings.crf} tune {settings.tune}, audio 16-bit stereo FLAC at {settings.audio_rate} Hz), each example "
+        f"read in one pass (frames cropped and flipped as they are converted, into the batch; the shifted audio from the "
+        f"same open file); 'before' = the same video with the AAC packets copied, read as before (window, then crop, "
+        f"then the shifted audio from a second opening).",
         "",
         f"Machine: {machine()}.",
         f"Load average (1/5/15 min) before: {load_before}, after: {load()} (the machine is shared: wall-clock rates are "
@@ -235,9 +291,10 @@ def main() -> None:
                      f"{math.ceil(QUOTED_APPETITE / cpu)} | {math.ceil(QUOTED_GOAL / cpu)} |")
     lines += ["", *[f"- {note}" for note in notes]]
     for label in SIZES:
-        raw_cpu = next(row[3] for row in rows if row[:2] == (label, "raw"))
-        prepared_cpu = next(row[3] for row in rows if row[:2] == (label, "prepared"))
-        lines.append(f"- {label}: preparing gains x{prepared_cpu / raw_cpu:.1f} per core (CPU time)")
+        raw_cpu, before_cpu, prepared_cpu = (next(row[3] for row in rows if row[:2] == (label, kind))
+                                             for kind, _, _ in readings(None, None, None))
+        lines.append(f"- {label}: preparing gains x{prepared_cpu / raw_cpu:.1f} per core (CPU time); FLAC at 21 kHz and one-pass "
+                     f"reads gain x{prepared_cpu / before_cpu:.2f} over the prepared files and reads before them (same run)")
     lines += [
         f"- The model's appetite is quoted, not measured: a plain restatement of the network trained "
         f"{QUOTED_APPETITE:.0f} videos/s on one H100 (bf16, channels-last, compiled), the goal is {QUOTED_GOAL:.0f} "

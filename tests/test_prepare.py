@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
+import soxr
 import torch
 
 from avlib import io
 from avlib.data.index import build_index, find_prepared
 from avlib.data.mixtures import MixtureBatches, MixtureConfig
 from avlib.data.prepare import MANIFEST, PrepareSettings, longest_gop, main, prepare_file, prepare_tree, prepared_size
-from avlib.data.shift import ShiftBatches, ShiftConfig
+from avlib.data.shift import FileClips, ShiftBatches, ShiftConfig, evaluation_set
 from avlib.data.sources import action_sources, scene_files, speaker_sources
 from avlib.data.ucf101 import ActionClipFormat, ClipBatches, load_split
 from avlib.train import TrainConfig, _loader_source
 from avlib.writer import write_video
-from tests.media import click_track, decode_indices, index_frames
+from tests.media import click_track, decode_indices, index_frames, onsets
 
 FPS = 29.97
 #: Re-encoding tolerance, frames read at the paper's 256 x 256 from a raw and a prepared file (0-255): the
@@ -26,6 +28,10 @@ FPS = 29.97
 #: 128 x 128 rounds differently from the raw file's chroma scaled in one step).
 MEAN_TOLERANCE = 2.0
 MAX_TOLERANCE = 96
+#: Prepared audio against the raw track resampled once to 21 kHz on the clip clock: 16-bit rounding (half a step of
+#: 2**-15) and float error. Against the raw read of a window the difference is that of a sub-sample delay (a window
+#: starts on the 21 kHz grid, up to one sample, 48 us, off): sounds start within one sample.
+AUDIO_TOLERANCE = 0.5 / 32768 + 1e-6
 
 
 def _frames(count: int, height: int, width: int, seed: int) -> np.ndarray:
@@ -106,6 +112,13 @@ def test_prepared_clip_reads_the_same_frames_and_audio(raw_root, prepared_root):
     assert (after.fps, after.num_frames, after.duration, after.video_start) == (before.fps, before.num_frames, before.duration,
                                                                                 before.video_start)
     assert longest_gop(raw) > 15 >= longest_gop(prepared)
+    assert (before.audio_codec, before.sample_rate, after.audio_codec, after.sample_rate, after.channels) == ("aac", 44100, "flac",
+                                                                                                              21000, 2)
+    # the raw track decoded from its start (its first sample at time 0 here), resampled once to 21 kHz
+    with av.open(str(raw)) as container:
+        decoded = list(container.decode(audio=0))
+    assert decoded[0].pts == 0 and before.video_start == 0
+    reference = soxr.resample(np.concatenate([frame.to_ndarray() for frame in decoded], axis=1).T, 44100, 21000, quality="HQ").T
     for start in (0.0, 0.77, 1.5):
         a = io.read_clip(raw, start, 1.4, size=256)
         b = io.read_clip(prepared, start, 1.4, size=256)
@@ -113,7 +126,11 @@ def test_prepared_clip_reads_the_same_frames_and_audio(raw_root, prepared_root):
         assert np.array_equal(decode_indices(a.frames), decode_indices(b.frames))  # no frame is shifted or repeated
         difference = np.abs(a.frames.astype(np.int16) - b.frames)
         assert difference.mean() < MEAN_TOLERANCE and difference.max() <= MAX_TOLERANCE, (difference.mean(), difference.max())
-        np.testing.assert_array_equal(a.audio, b.audio)  # the audio packets are copied: the same samples
+        first = int(np.floor(start * 21000 + 1e-6))  # the window's first sample on the 21 kHz grid
+        expected = reference[:, first : first + b.audio.shape[1]]
+        assert np.abs(b.audio - expected).max() <= AUDIO_TOLERANCE
+        raw_clicks, prepared_clicks = onsets(a.audio, 21000), onsets(b.audio, 21000)
+        assert len(raw_clicks) >= 1 and np.abs(raw_clicks - prepared_clicks).max() <= 1 / 21000 + 1e-9
 
 
 def test_ucf_avi_is_reencoded_in_place_and_its_split_reads(raw_root, prepared_root):
@@ -147,9 +164,14 @@ def test_manifest_lists_each_file_and_a_second_run_redoes_nothing(raw_root, prep
 
 
 def test_small_short_gop_video_is_copied_and_bad_arguments_are_named(tmp_path):
-    small = _video(tmp_path / "small.mp4", 128, 96, 1.0, gop=10)
+    small = _video(tmp_path / "small.mp4", 128, 96, 1.0, gop=10, audio=False)
     outcome = prepare_file(small, tmp_path / "out" / "small.mp4")
     assert outcome["action"] == "copy" and (tmp_path / "out" / "small.mp4").read_bytes() == small.read_bytes()
+    sound = _video(tmp_path / "sound.mp4", 128, 96, 1.0, gop=10)  # small, but its AAC audio is not the prepared audio
+    assert prepare_file(sound, tmp_path / "out" / "sound.mp4")["action"] == "reencode"
+    assert prepare_file(sound, tmp_path / "out" / "kept.mp4", PrepareSettings(audio_rate=0))["action"] == "copy"
+    with pytest.raises(ValueError, match="audio_rate"):
+        PrepareSettings(audio_rate=-1)
     with pytest.raises(FileNotFoundError, match="no such folder"):
         prepare_tree(tmp_path / "missing", tmp_path / "out")
     with pytest.raises(ValueError, match="outside the source tree"):
@@ -162,6 +184,59 @@ def test_index_of_a_prepared_tree_names_its_settings(raw_root, prepared_root):
     assert [name for name, _ in index.bad] == ["broken.mp4"]
     assert index.prepared is not None and index.prepared["size"] == 256 and index.prepared["resize"] == "squash"
     assert build_index(raw_root / "audioset" / "train", skip_bad=True).prepared is None
+
+
+class _WindowAndAudio:
+    """A file source without its one-pass ``pair``: examples are read as window, audio, then crop_and_flip."""
+
+    def __init__(self, clips: FileClips):
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def num_frames(self, video: int) -> int:
+        return self.clips.num_frames(video)
+
+    def window(self, video: int, first_frame: int, num_frames: int):
+        return self.clips.window(video, first_frame, num_frames)
+
+    def audio(self, video: int, first_frame: int, num_frames: int):
+        return self.clips.audio(video, first_frame, num_frames)
+
+
+def test_one_pass_pairs_are_the_window_audio_and_crop_they_replace(prepared_root):
+    """FileClips.pair (frames cropped and flipped as they are converted, both audios from one open file) gives the
+    batches and held-out examples of window + audio + crop_and_flip, bit for bit, with the same draws."""
+    paths = sorted((prepared_root / "audioset" / "train").glob("[ab].mp4"))
+    config = ShiftConfig(window=1.0, min_shift=0.4, max_shift=1.2, size=64, crop=48)
+    clips = FileClips([io.probe(path) for path in paths], config)
+    fused, plain = ShiftBatches(clips, config, 3, seed=4), ShiftBatches(_WindowAndAudio(clips), config, 3, seed=4)
+    for step in range(3):
+        first, second = fused(step), plain(step)
+        _assert_same(first, second)
+        rng_a, rng_b = fused.generator(step), plain.generator(step)
+        fused.make(rng_a), plain.make(rng_b)
+        assert rng_a.random() == rng_b.random()  # the same numbers drawn
+    held = [evaluation_set(source, config, per_video=2) for source in (clips, _WindowAndAudio(clips))]
+    _assert_same(held[0].batch(0, 4), held[1].batch(0, 4))
+
+
+def test_read_clip_crops_and_flips_into_out_as_crop_frames_does(raw_root):
+    path = raw_root / "audioset" / "train" / "b.mp4"
+    whole = io.read_clip(path, 0.4, 1.0, size=64)
+    out = np.zeros((29, 40, 48, 3), dtype=np.uint8)
+    clip = io.read_clip(path, 0.4, 1.0, size=64, crop=(40, 48), crop_offset=(5, 9), flip=True, out=out,
+                        extra_audio=(1.3, 0.2))
+    assert clip.frames is out
+    np.testing.assert_array_equal(out, whole.frames[:, 5:45, 9:57][:, :, ::-1])
+    np.testing.assert_array_equal(clip.audio, whole.audio)
+    assert [audio.shape for audio in clip.extra_audio] == [whole.audio.shape] * 2
+    np.testing.assert_array_equal(io.read_clip(path, 0.4, 1.0, size=64, crop=32).frames, whole.frames[:, 16:48, 16:48])
+    with pytest.raises(ValueError, match="out must be"):
+        io.read_clip(path, 0.4, 1.0, size=64, crop=32, out=np.zeros((29, 32, 33, 3), dtype=np.uint8))
+    with pytest.raises(io.WindowError, match="passes the end of the audio"):
+        io.read_clip(path, 0.4, 1.0, size=64, extra_audio=(2.5,))
 
 
 def _loader_batches(batches, steps: int) -> list:

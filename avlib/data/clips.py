@@ -40,6 +40,15 @@ class ClipFormat:
     flip: bool = True  # horizontal flip of the whole clip with p = 0.5 in training
 
 
+def draw_crop(height: int, width: int, clip_format: ClipFormat, rng: np.random.Generator | None) -> tuple[tuple[int, int], bool]:
+    """((top, left), flip) of the crop :func:`crop_and_flip` takes from ``height`` x ``width`` frames, drawn from ``rng``
+    as it draws them (at random in training; the centre, unflipped, without ``rng``), for readers that crop as they decode."""
+    if rng is None:
+        return ((height - clip_format.crop) // 2, (width - clip_format.crop) // 2), False
+    offset = (int(rng.integers(height - clip_format.crop + 1)), int(rng.integers(width - clip_format.crop + 1)))
+    return offset, bool(clip_format.flip and rng.random() < 0.5)
+
+
 def crop_and_flip(frames: np.ndarray, clip_format: ClipFormat, rng: np.random.Generator | None,
                   out: np.ndarray | None = None) -> np.ndarray:
     """``frames`` (T, H, W, 3) cropped to ``clip_format.crop``: at random and flipped with p = 0.5 (if
@@ -49,13 +58,8 @@ def crop_and_flip(frames: np.ndarray, clip_format: ClipFormat, rng: np.random.Ge
     one uniform number for the flip. ``out``: a C-contiguous (T, crop, crop, 3) array (e.g. one row of
     a batch, see :func:`collate`'s ``stacked``) to write the result into, the only copy made; returned.
     """
-    if rng is None:
-        view, flipped = io.crop_frames(frames, clip_format.crop), False
-    else:
-        height, width = frames.shape[1:3]
-        offset = (int(rng.integers(height - clip_format.crop + 1)), int(rng.integers(width - clip_format.crop + 1)))
-        view = io.crop_frames(frames, clip_format.crop, offset)
-        flipped = bool(clip_format.flip and rng.random() < 0.5)
+    offset, flipped = draw_crop(*frames.shape[1:3], clip_format, rng)
+    view = io.crop_frames(frames, clip_format.crop, offset)
     if out is None:
         out = np.empty(view.shape, dtype=view.dtype)
     elif out.shape != view.shape or out.dtype != view.dtype or not out.flags.c_contiguous:

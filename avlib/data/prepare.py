@@ -16,22 +16,27 @@ layout in which each video is re-encoded with
 - a keyframe at least every ``keyint`` frames (15: half a second at 29.97 fps), encoded with x264's
   ``fastdecode`` tune at ``crf`` 18;
 - the same frame timestamps (variable frame rates stay as they are) and the display rotation;
-- the first audio stream **copied packet for packet**: it decodes to the same samples (other streams,
-  which avlib does not read, are left out). Resampling it to the paper's 21 kHz here is not possible in
-  place: 21 kHz is no AAC or MP3 sample rate, and another codec would change the file names of the
-  layout. So audio is still decoded and resampled when read: with prepared video, about a fifth of an
-  alignment example's reading time in a profile here (two audio windows per example).
+- the first audio stream (other streams, which avlib does not read, are left out) decoded whole, down-mixed
+  to stereo and resampled **once** to the network's 21 kHz (``audio_rate``, soxr as in :mod:`avlib.io`), on
+  the 21 kHz grid of the clip clock, and stored as 16-bit FLAC in the same container and file name (mp4,
+  mov and mkv hold FLAC; 21 kHz is no AAC sample rate). Reading a window then neither decodes AAC nor
+  resamples (:func:`avlib.io.read_clip` skips soxr at equal rates), which was over a quarter of an alignment
+  example's reading time (two audio windows per example). The samples are the raw track resampled once, to
+  16-bit rounding; a window starts on the 21 kHz grid, up to one sample (48 us) from where the raw read's
+  starts. FLAC costs bytes: about 0.7 Mb/s for this bench's white noise, less for real sound (AAC: 0.13).
+  AVI files (UCF-101) keep their audio packets as they are; ``audio_rate=0`` keeps them everywhere.
 
 Other files (``ucfTrainTestlist/*.txt``, ``clips.csv``, ``speakers.csv``, ``i3d/*.npz``) are copied, so
 ``--data-root`` can point at the prepared tree (docs/datasets.md). A video that is already small with
-short keyframe intervals, that cannot be read, or whose container has no re-encoder here (``.webm``) is
+short keyframe intervals (and prepared audio), that cannot be read, or whose container has no re-encoder here (``.webm``) is
 copied unchanged: the prepared tree holds the same clips as the raw one, and the index skips unreadable
 files in both. ``<dst>/.avlib-prepared.json`` records the settings and what was done to each file, and
 makes a second run continue where the first stopped (unchanged sources are not prepared again).
 
 :func:`avlib.data.index.find_prepared` tells whether a folder lies in a prepared tree (``ClipIndex.prepared``).
 
-Command line: ``python -m avlib.data.prepare SRC DST [--size 256] [--resize squash] [--keyint 15] [--workers N]``.
+Command line: ``python -m avlib.data.prepare SRC DST [--size 256] [--resize squash] [--keyint 15] [--audio-rate 21000]
+[--workers N]``.
 """
 
 from __future__ import annotations
@@ -39,18 +44,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import sys
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
+import soxr
 
 from avlib.data.index import PREPARED_MANIFEST, VIDEO_SUFFIXES
 from avlib.files import write_text
-from avlib.io import MediaError, probe
+from avlib.io import _SAMPLE_FORMATS, PAPER_SAMPLE_RATE, MediaError, _frame_channels, map_channels, probe
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +70,8 @@ _MANIFEST_VERSION = 1
 #: Re-encoders by container: H.264 where the container has timestamps, MPEG-4 Part 2 without B-frames (UCF-101's
 #: own codec) in AVI, which has none (H.264 in AVI came out one frame late).
 _ENCODERS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4"}
+#: Samples per FLAC frame: 0.39 s at 21 kHz, a dozen frames per window read (reading costs per frame; FFmpeg's default is 0.1 s).
+_FLAC_BLOCK = 8192
 #: Files of the raw tree that are not copied: the index cache (its paths and signatures are the raw tree's).
 _SKIPPED_NAMES = (".avlib-index.json", MANIFEST)
 
@@ -76,6 +88,9 @@ class PrepareSettings:
     preset:     x264's speed preset (encoding time only; decoding speed is about the same).
     tune:       x264's tune ('' for none); 'fastdecode' (no CABAC, no deblocking filter) decodes about a third
                 faster for about a fifth more bytes (bench/input_pipeline.py).
+    audio_rate: the audio's sample rate in Hz, stored as 16-bit stereo FLAC (21 000: the network's, so reading
+                neither decodes AAC nor resamples); 0 copies the audio packets as they are. AVI files keep
+                their audio (UCF-101's own).
     """
 
     size: int = 256
@@ -84,6 +99,7 @@ class PrepareSettings:
     crf: int = 18
     preset: str = "veryfast"
     tune: str = "fastdecode"
+    audio_rate: int = PAPER_SAMPLE_RATE
 
     def __post_init__(self) -> None:
         if self.size < 16 or self.size % 2:
@@ -92,6 +108,8 @@ class PrepareSettings:
             raise ValueError(f"resize must be 'squash' or 'short_side', got {self.resize!r}")
         if self.keyint < 1:
             raise ValueError(f"keyint must be at least 1, got {self.keyint}")
+        if self.audio_rate < 0:
+            raise ValueError(f"audio_rate must be a sample rate in Hz, or 0 to copy the audio, got {self.audio_rate}")
 
 
 def prepared_size(width: int, height: int, settings: PrepareSettings) -> tuple[int, int]:
@@ -133,9 +151,12 @@ def _plan(path: Path, settings: PrepareSettings) -> tuple[str, str]:
         gop = longest_gop(path)
     except (MediaError, av.error.FFmpegError, IndexError) as error:
         return "copy", f"unreadable: {getattr(error, 'problem', error)}"
-    if prepared_size(info.width, info.height, settings) == (info.width, info.height) and gop <= settings.keyint:
-        return "copy", f"already {info.width}x{info.height} with keyframes every {gop} frames or fewer"
-    return "reencode", f"{info.width}x{info.height}, longest keyframe interval {gop} frames"
+    audio_ready = (not info.has_audio or not settings.audio_rate or path.suffix.lower() == ".avi"
+                   or (info.audio_codec, info.sample_rate, info.channels) == ("flac", settings.audio_rate, 2))
+    audio = f", audio {info.audio_codec} {info.sample_rate} Hz" if info.has_audio else ""
+    if prepared_size(info.width, info.height, settings) == (info.width, info.height) and gop <= settings.keyint and audio_ready:
+        return "copy", f"already {info.width}x{info.height} with keyframes every {gop} frames or fewer{audio}"
+    return "reencode", f"{info.width}x{info.height}, longest keyframe interval {gop} frames{audio}"
 
 
 def _video_encoder(container, encoder: str, source, first, size: tuple[int, int], settings: PrepareSettings, threads: int):
@@ -194,17 +215,20 @@ def _reencode(src: Path, out: Path, settings: PrepareSettings, threads: int) -> 
     encoder = _ENCODERS[kind]
     # AVI cannot signal an audio encoder's priming delay: keep every timestamp as it is (avlib.writer does the same).
     options = {"avoid_negative_ts": "disabled"} if kind == ".avi" else {}
+    flac = settings.audio_rate > 0 and kind != ".avi"
+    track = _audio_track(src, settings.audio_rate) if flac else None
     with av.open(str(src), metadata_errors="ignore") as source:
         vin = source.streams.video[0]
         vin.thread_type = "AUTO"
-        ain = source.streams.audio[0] if source.streams.audio else None
+        ain = source.streams.audio[0] if source.streams.audio and not flac else None
         for stream in source.streams:
             if stream not in (vin, ain):
                 stream.discard = av.stream.Discard.all
         with av.open(str(out), mode="w", format="matroska" if kind == ".mkv" else None, container_options=options) as target:
             aout = target.add_stream_from_template(ain) if ain is not None else None
+            # the resampled track, encoded up front and muxed in time order with the video packets
+            pending = _flac_packets(target, *track) if track is not None else deque()
             vout, size = None, (0, 0)
-            pending = []  # audio packets met before the first video frame, muxed once the video stream exists
             # demux ends each stream with an empty packet, whose decode() flushes the decoder
             for packet in source.demux(*(s for s in (vin, ain) if s is not None)):
                 if packet.stream is ain:
@@ -220,25 +244,87 @@ def _reencode(src: Path, out: Path, settings: PrepareSettings, threads: int) -> 
                     if vout is None:
                         size = prepared_size(frame.width, frame.height, settings)
                         vout = _video_encoder(target, encoder, vin, frame, size, settings, threads)
-                        for held in pending:
-                            target.mux(held)
-                        pending = []
-                    _encode(target, vout, frame, size)
+                        if ain is not None:  # copied packets met before the first video frame
+                            for held in pending:
+                                target.mux(held)
+                            pending = deque()
+                    pending = _encode(target, vout, frame, size, pending)
             if vout is None:
                 raise ValueError("the video stream holds no decodable frame")
             for packet in vout.encode(None):
                 target.mux(packet)
+            for packet in pending:
+                target.mux(packet)
     return size
 
 
-def _encode(target, vout, frame, size: tuple[int, int]) -> None:
+def _audio_track(path: Path, rate: int) -> tuple[np.ndarray, int, int] | None:
+    """The first audio track whole, placed by its timestamps, down-mixed to stereo as avlib.io reads it and resampled
+    once to ``rate`` (soxr, as avlib.io resamples a window): (2 x N int16 samples, the first one's time in 1/``rate``
+    ticks of the file's clock, ``rate``); None without audio. Its first sample is put on a tick that both rates share
+    (zeros before the track's start), so the resampled samples lie exactly on the 1/``rate`` grid."""
+    with av.open(str(path), metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        native = int(stream.codec_context.sample_rate)
+        if native <= 0:
+            raise ValueError(f"the audio track states an invalid sample rate ({native})")
+        pieces, names, samples_per_tick = [], None, float(stream.time_base) * native
+        for frame in container.decode(stream):
+            if frame.pts is None or not frame.samples:
+                continue
+            if names is None:
+                names = [channel.name for channel in frame.layout.channels]
+                if frame.format.name not in _SAMPLE_FORMATS:
+                    raise ValueError(f"audio sample format {frame.format.name!r} is not supported")
+                sample_format = _SAMPLE_FORMATS[frame.format.name]
+            pieces.append((int(round(frame.pts * samples_per_tick)), np.stack(_frame_channels(frame, *sample_format))))
+    if not pieces:
+        raise ValueError("the audio track holds no decodable samples")
+    step = native // math.gcd(native, rate)  # native samples per tick shared by both rates
+    first = min(at for at, _ in pieces) // step * step
+    buffer = np.zeros((len(names), max(at + piece.shape[1] for at, piece in pieces) - first), dtype=np.float32)
+    for at, piece in pieces:  # in timestamp order; a gap stays silent
+        buffer[:, at - first : at - first + piece.shape[1]] = piece
+    stereo = map_channels(buffer, names, 2)
+    resampled = stereo if native == rate else soxr.resample(stereo.T, native, rate, quality="HQ").T
+    quantised = np.clip(np.round(resampled * 32768.0), -32768, 32767).astype(np.int16)
+    return quantised, first // step * (rate // math.gcd(native, rate)), rate
+
+
+def _flac_packets(target, samples: np.ndarray, first_tick: int, rate: int) -> deque:
+    """A stereo FLAC stream of ``samples`` (2 x N int16) from ``first_tick`` (1/``rate`` s) in ``target``, encoded:
+    its packets, to mux."""
+    stream = target.add_stream("flac", rate=rate, layout="stereo")
+    stream.codec_context.format = "s16"
+    stream.codec_context.time_base = Fraction(1, rate)
+    stream.codec_context.options = {"frame_size": str(_FLAC_BLOCK)}
+    packets, block = [], _FLAC_BLOCK
+    for at in range(0, samples.shape[1], block):
+        chunk = np.ascontiguousarray(samples[:, at : at + block].T).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = rate, first_tick + at, Fraction(1, rate)
+        packets.extend(stream.encode(frame))
+    packets.extend(stream.encode(None))
+    return deque(packets)
+
+
+def _encode(target, vout, frame, size: tuple[int, int], audio: deque) -> deque:
+    """Encode one video frame and mux its packets, each after the ``audio`` packets that come before it; returns the
+    audio packets left."""
     if frame.pts is None:
-        return
+        return audio
     image = frame.reformat(width=size[0], height=size[1], format="yuv420p", interpolation="BICUBIC",
                            dst_color_range=frame.color_range)
     image.pts, image.time_base = frame.pts, frame.time_base
     for packet in vout.encode(image):
+        if packet.dts is not None and audio:
+            due = float(packet.dts * packet.time_base)
+            while audio and audio[0].pts is not None and float(audio[0].pts * audio[0].time_base) <= due:
+                target.mux(audio.popleft())
         target.mux(packet)
+    return audio
 
 
 # ----------------------------------------------------------------------------- trees
@@ -346,11 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crf", type=int, default=defaults.crf)
     parser.add_argument("--preset", default=defaults.preset)
     parser.add_argument("--tune", default=defaults.tune)
+    parser.add_argument("--audio-rate", type=int, default=defaults.audio_rate,
+                        help="audio stored as 16-bit stereo FLAC at this rate (default 21000); 0 copies the audio")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="files prepared at once")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = PrepareSettings(size=args.size, resize=args.resize, keyint=args.keyint, crf=args.crf, preset=args.preset,
-                               tune=args.tune)
+                               tune=args.tune, audio_rate=args.audio_rate)
     manifest = prepare_tree(args.src, args.dst, settings, workers=args.workers, progress=True)
     counts: dict[str, int] = {}
     for entry in manifest["files"].values():

@@ -26,7 +26,7 @@ import torch
 
 from avlib import io
 from avlib.data.cache import decode_all
-from avlib.data.clips import ClipFormat, StepBatches, collate, crop_and_flip
+from avlib.data.clips import ClipFormat, StepBatches, collate, crop_and_flip, draw_crop
 
 #: The paper's window, seconds (``src/shift_params.py``).
 PAPER_WINDOW = 4.2
@@ -141,6 +141,18 @@ class FileClips:
         return io.read_audio(self.videos[video].path, first_frame / self.config.fps, samples,
                              sample_rate=self.config.sample_rate)
 
+    def pair(self, video: int, first_frame: int, shifted_frame: int, num_frames: int, crop: ClipFormat,
+             rng: np.random.Generator | None, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(frames, audio, shifted audio) of one alignment example, read in one pass over the open file: what
+        :meth:`window`, :meth:`audio` and :func:`~avlib.data.clips.crop_and_flip` (``crop``, drawing from
+        ``rng`` the same numbers) give, but each frame is cropped as it is converted, into ``out`` if given."""
+        size = self.config.size
+        offset, flipped = draw_crop(size, size, crop, rng)
+        clip = io.read_clip(self.videos[video].path, first_frame / self.config.fps, fps=self.config.fps, num_frames=num_frames,
+                            size=size, sample_rate=self.config.sample_rate, crop=crop.crop, crop_offset=offset, flip=flipped,
+                            out=out, extra_audio=(shifted_frame / self.config.fps,))
+        return clip.frames, clip.audio, clip.extra_audio[0]
+
 
 def sample_pair_starts(rng: np.random.Generator, total_frames: int, config: ShiftConfig) -> tuple[int, int]:
     """(first frame of the window, first frame of the shifted audio), uniformly over valid pairs.
@@ -178,10 +190,19 @@ def make_example(source: ClipSource, video: int, rng: np.random.Generator, confi
     """One alignment example of ``video``; its cropped frames are written into ``out`` if given (a row of
     :func:`batch_frames`), else into a new array."""
     start, shifted_start = sample_pair_starts(rng, source.num_frames(video), config)
+    frames, audio, shifted = _read_pair(source, video, start, shifted_start, config, rng if train else None, out)
+    return ShiftExample(frames, audio, shifted, (shifted_start - start) / config.fps)
+
+
+def _read_pair(source: ClipSource, video: int, start: int, shifted_start: int, config: ShiftConfig,
+               rng: np.random.Generator | None, out: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cropped frames, audio and shifted audio of a pair: in one pass by a source that reads files (``pair``), else
+    its window and audio, then :func:`crop_and_flip`; the same values and draws from ``rng`` either way."""
+    if hasattr(source, "pair"):
+        return source.pair(video, start, shifted_start, config.num_frames, config, rng, out)
     frames, audio = source.window(video, start, config.num_frames)
     shifted = source.audio(video, shifted_start, config.num_frames)
-    frames = crop_and_flip(frames, config, rng if train else None, out)
-    return ShiftExample(frames, audio, shifted, (shifted_start - start) / config.fps)
+    return crop_and_flip(frames, config, rng, out), audio, shifted
 
 
 def batch_frames(batch_size: int, config: ShiftConfig) -> np.ndarray:
@@ -244,10 +265,8 @@ class EvaluationSet:
         """Example ``index``, decoded (what :func:`make_example` gives for an evaluation pair); its centre crop
         written into ``out`` if given."""
         pair, config = self.pairs[index], self.config
-        frames, audio = self.source.window(pair.video, pair.start, config.num_frames)
-        shifted = self.source.audio(pair.video, pair.shifted_start, config.num_frames)
-        return ShiftExample(crop_and_flip(frames, config, None, out), audio, shifted,
-                            (pair.shifted_start - pair.start) / config.fps)
+        frames, audio, shifted = _read_pair(self.source, pair.video, pair.start, pair.shifted_start, config, None, out)
+        return ShiftExample(frames, audio, shifted, (pair.shifted_start - pair.start) / config.fps)
 
     def batch(self, first: int, size: int) -> dict[str, torch.Tensor]:
         """Examples ``first`` .. ``first + size - 1`` as one batch with their ``label``."""
