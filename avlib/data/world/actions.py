@@ -14,7 +14,9 @@ As in UCF-101, clips of one group share their background, actor and sound, and t
 splits hold out disjoint ranges of groups (UCF-101: groups 1-7, 8-14, 15-21 of 25; here the
 same fractions of ``num_groups``); the list files end lines with CRLF, as UCF-101's do. About
 half the groups are written without an audio track (about half of UCF-101 has none); clips of
-a sound-only pair without audio cannot be told apart, as in UCF-101.
+a sound-only pair without audio cannot be told apart, as in UCF-101. The actor is 35-50 % of the
+frame height, as UCF-101's actors fill much of the frame, so that its motion shows at the ``synth``
+network's 40-pixel input (docs/world.md).
 
 Beside the layout: ``actions.csv`` (one row per clip: class, 1-based label, group, motion,
 sound, ``has_audio``, the frames of its sounding impacts, and train/test in each split) and

@@ -14,6 +14,11 @@ has a speaker table with gender, and train / val / test hold disjoint speakers (
 each). Separation mixes clips of two speakers at training time (the paper's ``mix_sounds``).
 Layout: ``<root>/<speaker>/<video>/<nnnnn>.mp4``, ``speakers.csv``, ``clips.csv``,
 ``truth/<speaker>_<video>_<nnnnn>.npz`` (mouth opening, face and mouth boxes, f0 per frame).
+
+The same generator also writes the ``talkers`` part (:class:`TalkersConfig`): talking heads as
+pretraining clips, in the scenes' format, each a new person from that part's own random stream
+(AudioSet's on-screen speech; docs/world.md). Layout: ``clips/talker_NNNNN.mp4``, ``talkers.csv``,
+``truth/talker_NNNNN.npz`` (mouth opening, face and mouth boxes, loudness per frame).
 """
 
 from __future__ import annotations
