@@ -70,6 +70,8 @@ class PretrainConfig:
     ``train`` is the optimiser and schedule of every stage (SGD, momentum 0.9, lr 1e-2, clip 5,
     L2 1e-5); each stage sets its own ``steps``. ``held_out_scenes`` is the share of the synthetic
     world's scene clips held out for alignment accuracy (real data has its own test folder).
+    ``talking_heads`` is the share of the synthetic training clips that are talking heads, AudioSet's
+    on-screen speech (docs/world.md); real data has its own, and must keep 0.
     """
 
     shift: ShiftConfig = field(default_factory=ShiftConfig)
@@ -81,6 +83,7 @@ class PretrainConfig:
     eval_every: int = 10_000
     eval_pairs_per_video: int = 4
     held_out_scenes: float = 0.0
+    talking_heads: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -320,6 +323,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "train": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "checkpoint_every": 50,
                       "amp": "none", "channels_last": False, "workers": 0},
             "eval_every": 50, "eval_pairs_per_video": 4, "held_out_scenes": 0.1,
+            # a quarter of the clips show a talking head: AudioSet's on-screen speech (docs/world.md)
+            "talking_heads": 0.25,
         },
         # The paper's share of the pretraining (25 k of 650 k) at the last stage's batch.
         "cam": {"fine_tune_steps": None, "fine_tune_batch": None, "map_stride": 4, "tile_batch": 8,
@@ -357,7 +362,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "stages": [{"name": "shift_lowfps", "fps": LOW_FPS, "batch_size": 4, "steps": 4}],
             "train": {"checkpoint_every": 2, "log_every": 2, "device": "cpu", "amp": "none", "channels_last": False,
                       "workers": 0},
-            "eval_every": 2, "eval_pairs_per_video": 2, "held_out_scenes": 0.34,
+            "eval_every": 2, "eval_pairs_per_video": 2, "held_out_scenes": 0.34, "talking_heads": 0.25,
         },
         "cam": {"fine_tune_steps": 2, "fine_tune_batch": 2, "map_stride": 4, "tile_batch": 8, "eval_clips": 2,
                 "eval_frame_stride": 30, "bootstrap": 50, "top_frames": 2},

@@ -22,7 +22,7 @@ from avlib.data.world import PARTS, generate, world_config
 from avlib.data.world._common import default_workers
 
 #: The table of each part that lists its clips.
-CLIP_TABLES = {"scenes": "scenes.csv", "actions": "actions.csv", "speakers": "clips.csv"}
+CLIP_TABLES = {"scenes": "scenes.csv", "actions": "actions.csv", "speakers": "clips.csv", "talkers": "talkers.csv"}
 
 
 def count_rows(path: Path) -> int:

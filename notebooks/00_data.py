@@ -245,3 +245,31 @@ if settings.synthetic:
     fig.suptitle("A male and a female speaker: face and spectrogram\n(harmonics of f0, moving formants)")
     out.figure(fig, "world_speakers", caption="Two speakers of the synthetic world, one of each gender.")
     plt.show()
+
+# %% [markdown]
+# ## Talking heads among the pretraining clips
+# AudioSet is full of speech, so a quarter of the `synth` pretraining clips are talking heads
+# (`docs/world.md` gives the share's reasoning): each a person of their own, never a speaker of
+# the separation sets, written as the scenes are (same size, rates and length, off-screen sound and
+# noise). The table counts the pretraining clips by kind.
+
+# %%
+if settings.synthetic:
+    from avlib.data.world import load_talkers
+    from avlib.tasks.pretrain import scene_files_of
+
+    pretraining = scene_files_of(settings, seed, data_root).counts()
+    out.table(pretraining, "pretraining_clips", caption="Pretraining clips by kind: scenes and talking heads, for training and held out.")
+    display(pretraining)
+    if settings.pretrain.talking_heads > 0:
+        talkers = load_talkers(world["talkers"])
+        talk = io.read_clip(world["talkers"] / talkers.iloc[0]["path"], 0.0, 3.0)
+        fig, axes = plt.subplots(1, 4, figsize=(8, 2.4))
+        for axis, index in zip(axes, np.linspace(0, talk.num_frames - 1, 4).astype(int)):
+            axis.imshow(talk.frames[index])
+            axis.set_title(f"{index / talk.fps:.2f} s")
+            axis.axis("off")
+        fig.suptitle("A talking head among the pretraining clips")
+        out.figure(fig, "world_talkers", caption="A talking-head pretraining clip: its mouth opens with its own voice.")
+        plt.show()
+        display(Audio(talk.audio, rate=talk.sample_rate))

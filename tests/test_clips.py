@@ -24,7 +24,7 @@ from avlib import io  # noqa: E402
 from avlib.data.clips import ClipFormat, StepBatches, collate, crop_and_flip  # noqa: E402
 from avlib.data.mixtures import MixtureConfig  # noqa: E402
 from avlib.data.shift import FileClips, ShiftBatches, ShiftConfig  # noqa: E402
-from avlib.data.sources import action_sources, scene_files, scene_sources, speaker_sources  # noqa: E402
+from avlib.data.sources import action_sources, scene_files, scene_sources, speaker_sources, talker_count  # noqa: E402
 from avlib.data.ucf101 import ActionClipFormat, DecodedVideos, FileVideos  # noqa: E402
 from avlib.train import TrainConfig, fit  # noqa: E402
 
@@ -191,6 +191,28 @@ def test_synthetic_scenes_hold_out_the_last_clips_with_their_truth():
     clips = sorted((files.root / "clips").glob("*.mp4"))
     assert files.train + files.held_out == clips and len(files.held_out) == max(1, round(len(clips) * 0.34))
     assert all(files.truth(path).exists() for path in files.held_out)
+
+
+def test_synthetic_pretraining_mixes_talking_heads_in_their_share():
+    files = scene_files(True, "smoke", seed=0, held_out_share=0.34, talking_heads=0.25)
+    scenes = sorted((files.root / "clips").glob("*.mp4"))
+    talkers = sorted((files.root.parent / "talkers" / "clips").glob("*.mp4"))
+    assert files.held_out == scenes[-len(files.held_out):]  # scenes only: CAM reads their truth
+    assert files.train == scenes[: -len(files.held_out)] + files.talkers
+    assert len(files.talkers) == talker_count(len(scenes) - len(files.held_out), 0.25) >= 1
+    assert files.talkers + files.talkers_held_out == talkers and files.talkers_held_out
+    counts = files.counts().set_index(["kind", "use"])["clips"]
+    assert counts["talking heads", "training"] == len(files.talkers) and counts["scenes", "held out"] == len(files.held_out)
+    assert talker_count(540, 0.25) == 180 and talker_count(10, 0.0) == 0
+    with pytest.raises(ValueError, match="talkers"):
+        scene_files(True, "smoke", seed=0, held_out_share=0.34, talking_heads=0.9)
+    with pytest.raises(ValueError, match="in \\[0, 1\\)"):
+        talker_count(10, 1.0)
+
+
+def test_real_pretraining_refuses_synthetic_talking_heads(data_root):
+    with pytest.raises(ValueError, match="AudioSet"):
+        scene_files(False, "paper", data_root=data_root, talking_heads=0.25)
 
 
 def test_real_actions_are_file_sources_of_the_split(data_root):

@@ -19,11 +19,12 @@ from avlib.data.world import (
     generate_world,
     load_actions,
     load_speakers,
+    load_talkers,
     load_truth,
     read_manifest,
     world_config,
 )
-from avlib.data.world.actions import held_out_groups
+from avlib.data.world.actions import CLASS_CATALOGUE, POSES, ActionsConfig, held_out_groups, sound_only_pairs
 from avlib.data.world.speakers import F0_MEAN_RANGE, F0_SWING
 
 #: A world smaller than smoke, for tests that build several.
@@ -31,6 +32,7 @@ TINY = dict(
     scenes=dict(num_clips=2, size=48, clip_seconds=4.0),
     actions=dict(num_classes=2, num_groups=4, clips_per_group=1, width=48, height=32, clip_seconds=(1.0, 1.5)),
     speakers=dict(num_speakers=6, videos_per_speaker=1, clips_per_video=1, size=48, clip_seconds=1.5),
+    talkers=dict(num_clips=1, size=48, clip_seconds=1.5),
 )
 
 
@@ -327,6 +329,60 @@ def test_mouths_open_with_their_own_speech(smoke_world):
             region = frame[int(y0) : int(np.ceil(y1)) + 1, int(x0) : int(np.ceil(x1)) + 1].astype(int)
             darkness.append((region.sum(axis=-1) < 150).sum())
         assert np.corrcoef(darkness, mouth_open)[0, 1] > 0.6
+
+
+def test_talkers_are_scenes_like_clips_of_people_who_are_not_the_speakers(smoke_world):
+    talkers, scenes = load_talkers(smoke_world["talkers"]), rows(smoke_world["scenes"] / "scenes.csv")
+    speakers, _ = load_speakers(smoke_world["speakers"])
+    assert len(talkers) == world_config("talkers", "smoke").num_clips
+    # written as the pretraining clips are: frame size, rates, length
+    for column in ("width", "height", "fps", "sample_rate", "num_frames"):
+        assert set(talkers[column].astype(float)) == {float(row[column]) for row in scenes}, column
+    # each talker is a person of its own, drawn from another random stream than any speaker
+    assert talkers.f0_hz.is_unique and not set(np.round(talkers.f0_hz, 6)) & set(np.round(speakers.f0_hz, 6))
+    for clip in talkers.itertuples():
+        frames, audio, rate = decode(smoke_world["talkers"] / clip.path)
+        assert audio.shape[0] == 2 and frames.shape[1:3] == (clip.height, clip.width)
+        with np.load(smoke_world["talkers"] / clip.truth) as truth:
+            mouth_open, fps = truth["mouth_open"], float(truth["fps"])
+        bounds = np.round(np.arange(len(mouth_open) + 1) * rate / fps).astype(int)
+        envelope = np.array([np.sqrt(np.mean(audio[:, a:b] ** 2)) for a, b in zip(bounds[:-1], bounds[1:])])
+        usable = min(len(envelope), len(mouth_open))
+        # the mouth opens with the voice (off-screen sound and noise, as the scenes have, blur it a little)
+        assert np.corrcoef(envelope[:usable], mouth_open[:usable])[0, 1] > 0.5, clip.path
+
+
+def _actor_visibility(motion: str, config: ActionsConfig, network_size: int = 40, network_fps: float = 29.97 / 4,
+                      trials: int = 12) -> tuple[float, float]:
+    """(actor side, median movement per network frame) in pixels of the network's squashed frame, over draws of a motion."""
+    scale_x = network_size / config.width
+    sides, moves = [], []
+    for trial in range(trials):
+        rng = np.random.default_rng(trial)
+        size = int(round(rng.uniform(*config.actor_size) * config.height))
+        num_frames = int(4 * config.fps)
+        room = np.array([config.width - size, config.height - size], dtype=float)
+        pose = POSES[motion](rng, num_frames, room, config.height / 96, config.fps)
+        picked = np.round(np.arange(0, 4, 1 / network_fps) * config.fps).astype(int)
+        centre = pose.motion.top_left[picked] + size / 2
+        shift = np.hypot(*(np.diff(centre, axis=0) * [scale_x, network_size / config.height]).T)
+        growth = np.abs(np.diff(pose.scale[picked])) * size * scale_x
+        turn = np.abs(np.diff(pose.angle[picked])) * size / 2 * scale_x
+        sides.append(size * scale_x)
+        moves.append(float(np.median(shift + growth + turn)))
+    return float(np.median(sides)), float(np.median(moves))
+
+
+def test_every_action_is_visible_at_the_synth_networks_input():
+    # docs/world.md: at the synth profile's 40-pixel frames every actor is a dozen pixels wide and every motion,
+    # the in-place ones too, moves it by more than a pixel per frame
+    config = world_config("actions", "synth")
+    for motion in dict.fromkeys(motion for _, motion, _ in CLASS_CATALOGUE):
+        side, move = _actor_visibility(motion, config)
+        assert side >= 11 and move >= 1.0, (motion, side, move)
+    # the sound-only pairs still move alike: only their sound tells them apart
+    motions = {name: motion for name, motion, _ in CLASS_CATALOGUE}
+    assert sound_only_pairs() and all(motions[a] == motions[b] for a, b in sound_only_pairs())
 
 
 # ---------------------------------------------------------------------------------------------

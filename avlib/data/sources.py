@@ -6,7 +6,8 @@ generated on first use) and decodes its clips once into memory, cached on disk b
 (AudioSet clips, UCF-101 as distributed, VoxCeleb) through file sources that decode each window when
 it is asked for, so that :func:`avlib.train.fit`'s DataLoader workers can decode ahead.
 
-- :func:`scene_files` / :func:`scene_sources`: AudioSet-like clips for pretraining and CAM (docs/paper.md §3, §5)
+- :func:`scene_files` / :func:`scene_sources`: AudioSet-like clips for pretraining and CAM (docs/paper.md §3, §5),
+  with the world's talking heads among the synthetic training clips (``talking_heads``)
 - :func:`action_sources`: UCF-101 or the world's actions, one split (docs/paper.md §6)
 - :func:`speaker_sources`: VoxCeleb or the world's speakers (docs/paper.md §7)
 
@@ -50,6 +51,9 @@ class SceneFiles:
 
     ``root`` is the world's scenes folder (ground truth in ``root/truth``) when synthetic, else None;
     ``probed`` holds the probe of each real clip (by path string), which file sources need.
+    Synthetic pretraining may mix talking heads among the training clips (``talkers``, also in
+    ``train``); the world's other talking heads are ``talkers_held_out``, never trained on.
+    ``held_out`` holds scenes only (CAM reads their ground truth).
     """
 
     synthetic: bool
@@ -57,6 +61,8 @@ class SceneFiles:
     held_out: list[Path]
     root: Path | None = None
     probed: dict[str, io.VideoInfo] = field(default_factory=dict)
+    talkers: list[Path] = field(default_factory=list)
+    talkers_held_out: list[Path] = field(default_factory=list)
 
     @property
     def cache_dir(self) -> Path | None:
@@ -72,16 +78,41 @@ class SceneFiles:
         return (FileClips([self.probed[str(path)] for path in self.train], shift),
                 FileClips([self.probed[str(path)] for path in self.held_out], shift))
 
+    def talkers_held_out_source(self, shift: ShiftConfig) -> ClipSource | None:
+        """The held-out talking heads at ``shift``'s rates (None when there are none)."""
+        if not self.talkers_held_out:
+            return None
+        return DecodedClips(self.talkers_held_out, shift, cache_dir=self.cache_dir, progress=True)
+
+    def counts(self) -> pd.DataFrame:
+        """Clips by kind (scenes, talking heads) and use (training, held out): notebook 00's table."""
+        scenes = len(self.train) - len(self.talkers)
+        rows = [("scenes", "training", scenes), ("talking heads", "training", len(self.talkers)),
+                ("scenes", "held out", len(self.held_out)), ("talking heads", "held out", len(self.talkers_held_out))]
+        table = pd.DataFrame(rows, columns=["kind", "use", "clips"])
+        training = max(len(self.train), 1)
+        table["share of training clips %"] = [100 * count / training if use == "training" else None for _, use, count in rows]
+        return table
+
     def truth(self, clip: Path) -> Path | None:
         """The ground-truth file of a synthetic clip (sounding objects per frame); None for real clips."""
         return self.root / "truth" / f"{Path(clip).stem}.npz" if self.root is not None else None
 
 
+def talker_count(scene_clips: int, share: float) -> int:
+    """Talking-head clips that make up ``share`` of the training clips beside ``scene_clips`` scenes."""
+    if not 0 <= share < 1:
+        raise ValueError(f"the share of talking heads must be in [0, 1), got {share}")
+    return round(share * scene_clips / (1 - share))
+
+
 def scene_files(synthetic: bool, world: str, seed: int = 0, data_root: str | os.PathLike = "",
-                held_out_share: float = 0.0) -> SceneFiles:
+                held_out_share: float = 0.0, talking_heads: float = 0.0) -> SceneFiles:
     """The scene clips of pretraining and CAM.
 
-    Synthetic: the world's scenes (sorted), the last ``held_out_share`` of them (at least one) held out.
+    Synthetic: the world's scenes (sorted), the last ``held_out_share`` of them (at least one) held out,
+    and, when ``talking_heads`` > 0, the first of the world's talking heads (``talkers`` part) among the
+    training clips so that they make up that share of them; the other talking heads are held out.
     Real: the AudioSet clips with audio under ``data_root/audioset/train/`` and ``.../test/`` (held out);
     unreadable files are skipped and logged by the index.
     """
@@ -91,7 +122,20 @@ def scene_files(synthetic: bool, world: str, seed: int = 0, data_root: str | os.
         root = _world_part(world, seed, "scenes")
         clips = sorted((root / "clips").glob("*.mp4"))
         held = max(1, round(len(clips) * held_out_share))
-        return SceneFiles(True, clips[:-held], clips[-held:], root=root)
+        train, talkers, talkers_held_out = clips[:-held], [], []
+        count = talker_count(len(train), talking_heads)
+        if talking_heads > 0:
+            talking = _world_part(world, seed, "talkers")
+            every = sorted((talking / "clips").glob("*.mp4"))
+            if count + 1 > len(every):
+                raise ValueError(f"{talking}: {len(every)} talking-head clips, but a share of {talking_heads} beside "
+                                 f"{len(train)} scenes needs {count} for training and one held out; raise the world's "
+                                 "talkers num_clips or lower pretrain.talking_heads")
+            talkers, talkers_held_out = every[:count], every[count:]
+        return SceneFiles(True, train + talkers, clips[-held:], root=root, talkers=talkers, talkers_held_out=talkers_held_out)
+    if talking_heads > 0:
+        raise ValueError(f"talking_heads={talking_heads}: talking heads are mixed into the synthetic world's pretraining only; "
+                         "AudioSet's clips carry their own speech (set pretrain.talking_heads=0 for real data)")
     audioset = _need_data_root(data_root, "AudioSet clips") / AUDIOSET_FOLDER
     train = build_index(audioset / "train", skip_bad=True).with_audio()
     held_out = build_index(audioset / "test", skip_bad=True).with_audio()
@@ -101,9 +145,9 @@ def scene_files(synthetic: bool, world: str, seed: int = 0, data_root: str | os.
 
 
 def scene_sources(synthetic: bool, world: str, seed: int, data_root: str | os.PathLike, shift: ShiftConfig,
-                  held_out_share: float = 0.0) -> tuple[ClipSource, ClipSource]:
+                  held_out_share: float = 0.0, talking_heads: float = 0.0) -> tuple[ClipSource, ClipSource]:
     """(training, held-out) scene clip sources at ``shift``'s rates (:func:`scene_files`, :meth:`SceneFiles.sources`)."""
-    return scene_files(synthetic, world, seed, data_root, held_out_share).sources(shift)
+    return scene_files(synthetic, world, seed, data_root, held_out_share, talking_heads).sources(shift)
 
 
 @dataclass

@@ -113,7 +113,8 @@ def pretrain(
 def scene_files_of(experiment: Experiment, seed: int = 0, data_root: str | Path = "") -> SceneFiles:
     """The scene clips of the experiment, split into training and held-out clips
     (:func:`avlib.data.sources.scene_files`): the world's, or AudioSet's under ``data_root``."""
-    return scene_files(experiment.synthetic, experiment.profile, seed, data_root, experiment.pretrain.held_out_scenes)
+    return scene_files(experiment.synthetic, experiment.profile, seed, data_root, experiment.pretrain.held_out_scenes,
+                       experiment.pretrain.talking_heads)
 
 
 def scene_sources(experiment: Experiment, seed: int = 0,
@@ -121,7 +122,8 @@ def scene_sources(experiment: Experiment, seed: int = 0,
     """``sources(fps)`` for :func:`pretrain`, and the numbers of training and held-out clips.
 
     Synthetic profiles: the world's scenes (generated on first use), the last
-    ``pretrain.held_out_scenes`` of them held out, decoded once and cached beside the world.
+    ``pretrain.held_out_scenes`` of them held out, with ``pretrain.talking_heads`` of the training
+    clips the world's talking heads, decoded once and cached beside the world.
     ``paper``: AudioSet clips under ``data_root/audioset/{train,test}/`` (docs/datasets.md), read from
     their files.
     """

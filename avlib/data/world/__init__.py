@@ -13,6 +13,9 @@ Three parts mirror the paper's datasets:
 - ``speakers`` (VoxCeleb, for separation): drawn talking heads whose mouths open with their
   own synthetic speech, male and female voices, speaker-disjoint splits. See
   :mod:`avlib.data.world.speakers`.
+- ``talkers`` (AudioSet's speech, for pretraining): talking heads written as scenes clips are,
+  each a person of its own, never a speaker of ``speakers``; pretraining mixes a share of them
+  among the scenes (:class:`avlib.config.PretrainConfig`). See :class:`TalkersConfig`.
 
 Everything is a function of (seed, config): each clip draws from its own random stream, so
 the number of worker processes does not change a byte. A built part is cached: its folder's
@@ -32,11 +35,11 @@ from typing import Any
 from ._common import GENERATOR_VERSION, build_cached, config_key, default_workers, read_manifest, replace_fields
 from .actions import ActionsConfig, build_actions, load_actions, sound_only_pairs
 from .scenes import ScenesConfig, SceneTruth, build_scenes, load_scenes, load_truth
-from .speakers import SpeakersConfig, build_speakers, load_speakers
+from .speakers import SpeakersConfig, TalkersConfig, build_speakers, build_talkers, load_speakers, load_talkers
 
-PARTS = ("scenes", "actions", "speakers")
-CONFIG_TYPES = {"scenes": ScenesConfig, "actions": ActionsConfig, "speakers": SpeakersConfig}
-BUILDERS = {"scenes": build_scenes, "actions": build_actions, "speakers": build_speakers}
+PARTS = ("scenes", "actions", "speakers", "talkers")
+CONFIG_TYPES = {"scenes": ScenesConfig, "actions": ActionsConfig, "speakers": SpeakersConfig, "talkers": TalkersConfig}
+BUILDERS = {"scenes": build_scenes, "actions": build_actions, "speakers": build_speakers, "talkers": build_talkers}
 
 #: Sizes of each profile; every field of the part's config can be overridden.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
@@ -45,12 +48,14 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "scenes": dict(num_clips=6, size=64),
         "actions": dict(num_classes=6, num_groups=4, clips_per_group=1, width=64, height=48, clip_seconds=(4.3, 5.0)),
         "speakers": dict(num_speakers=6, videos_per_speaker=1, clips_per_video=2, size=64),
+        "talkers": dict(num_clips=2, size=64),
     },
     # the default (the configs' own defaults): large enough that the effects can be measured, < 10 min on 2 cores
     "synth": {
         "scenes": dict(),
         "actions": dict(),
         "speakers": dict(),
+        "talkers": dict(),
     },
 }
 
@@ -72,7 +77,8 @@ def generate(part: str, root: str | os.PathLike, config=None, *, workers: int | 
     Files: ``scenes``: ``scenes.csv``, ``objects.csv``, ``events.csv``, ``clips/*.mp4``,
     ``truth/*.npz``; ``actions``: ``<Class>/v_<Class>_gNN_cMM.avi``, ``ucfTrainTestlist/``,
     ``actions.csv``, ``classes.csv``; ``speakers``: ``speakers.csv``, ``clips.csv``,
-    ``<speaker>/<video>/<nnnnn>.mp4``, ``truth/*.npz``. Every part has ``manifest.json``.
+    ``<speaker>/<video>/<nnnnn>.mp4``, ``truth/*.npz``; ``talkers``: ``talkers.csv``, ``clips/*.mp4``,
+    ``truth/*.npz``. Every part has ``manifest.json``.
     """
     if part not in BUILDERS:
         raise ValueError(f"unknown part {part!r}; use one of {PARTS}")
@@ -123,6 +129,7 @@ __all__ = [
     "SceneTruth",
     "ScenesConfig",
     "SpeakersConfig",
+    "TalkersConfig",
     "config_key",
     "default_world_root",
     "generate",
@@ -130,6 +137,7 @@ __all__ = [
     "load_actions",
     "load_scenes",
     "load_speakers",
+    "load_talkers",
     "load_truth",
     "read_manifest",
     "sound_only_pairs",

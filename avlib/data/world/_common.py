@@ -20,10 +20,10 @@ import numpy as np
 from scipy.fft import irfft, next_fast_len, rfft, rfftfreq
 
 #: Bumped whenever the generator's output changes, so cached worlds are rebuilt.
-GENERATOR_VERSION = "world-2"
+GENERATOR_VERSION = "world-3"
 
 #: Part name -> a number mixed into every seed, so parts never share random streams.
-PART_IDS = {"scenes": 1, "actions": 2, "speakers": 3}
+PART_IDS = {"scenes": 1, "actions": 2, "speakers": 3, "talkers": 4}
 
 #: Encoder options that make the bytes independent of the number of cores and workers.
 VIDEO_OPTIONS = {"threads": "1"}

@@ -14,7 +14,9 @@ As in UCF-101, clips of one group share their background, actor and sound, and t
 splits hold out disjoint ranges of groups (UCF-101: groups 1-7, 8-14, 15-21 of 25; here the
 same fractions of ``num_groups``); the list files end lines with CRLF, as UCF-101's do. About
 half the groups are written without an audio track (about half of UCF-101 has none); clips of
-a sound-only pair without audio cannot be told apart, as in UCF-101.
+a sound-only pair without audio cannot be told apart, as in UCF-101. The actor is 35-50 % of the
+frame height, as UCF-101's actors fill much of the frame, so that its motion shows at the ``synth``
+network's 40-pixel input (docs/world.md).
 
 Beside the layout: ``actions.csv`` (one row per clip: class, 1-based label, group, motion,
 sound, ``has_audio``, the frames of its sounding impacts, and train/test in each split) and
@@ -101,6 +103,7 @@ class ActionsConfig:
     height: int = 96
     sample_rate: int = 44100  #: UCF-101's audio is 44.1 kHz (its MP3 then decodes ~25 ms late)
     audio_fraction: float = 0.5  #: share of each class's groups written with an audio track
+    actor_size: tuple[float, float] = (0.35, 0.5)  #: actor's side, fraction of the frame height (docs/world.md)
     distractor_probability: float = 0.3  #: chance of a silent object drifting in the background
     seed: int = 0
 
@@ -252,6 +255,20 @@ def zigzag(rng: np.random.Generator, num_frames: int, room: np.ndarray, scale: f
     return _pose(slide(rng, num_frames, room, scale, fps, angle=float(rng.choice([1, -1]) * rng.uniform(1.0, 1.3))), num_frames)
 
 
+#: How much wider the actions' rattle is than the scenes' (about a third of the actor's side; docs/world.md).
+SHAKE_WIDENING = 4.0
+
+
+def shake_wide(rng: np.random.Generator, num_frames: int, room: np.ndarray, scale: float, fps: float) -> Pose:
+    """The scenes' rattle in bursts, widened by :data:`SHAKE_WIDENING` about its rest position and kept in the frame:
+    the scenes' swing of 5-10 % of the frame moves less than a pixel per frame at the network's input."""
+    motion = shake(rng, num_frames, room, scale, fps)
+    rest = motion.top_left[0].copy()  # every burst starts and ends at rest
+    motion.top_left = np.clip(rest + SHAKE_WIDENING * (motion.top_left - rest), 0, room)
+    motion.speed = motion.speed * SHAKE_WIDENING
+    return _pose(motion, num_frames)
+
+
 def _rigid(function: Callable[..., Motion]) -> Callable[..., Pose]:
     """A scenes motion as an upright pose of fixed size."""
     return lambda rng, num_frames, room, scale, fps: _pose(function(rng, num_frames, room, scale, fps), num_frames)
@@ -262,7 +279,7 @@ POSES: dict[str, Callable[..., Pose]] = {
     "bounce": _rigid(bounce),
     "slide": slide_across,
     "zigzag": zigzag,
-    "shake": _rigid(shake),
+    "shake": shake_wide,
     "orbit": _rigid(orbit),
     "swing": swing,
     "hop": hop,
@@ -360,7 +377,7 @@ def render_group(job: ActionJob) -> list[dict]:
     margin = height // 4
     background = texture(group_rng, height + margin, width + margin)
     shape = str(group_rng.choice(SHAPES[1:] if motion_name == "spin" else SHAPES))  # a spinning circle shows nothing
-    size = max(6, int(round(group_rng.uniform(0.2, 0.3) * height)))
+    size = max(6, int(round(group_rng.uniform(*config.actor_size) * height)))
     colour = random_colour(group_rng)
     surface = shaded_sprite(group_rng, colour, size)
     still_alpha = shape_alpha(shape, size)

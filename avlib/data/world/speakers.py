@@ -14,6 +14,11 @@ has a speaker table with gender, and train / val / test hold disjoint speakers (
 each). Separation mixes clips of two speakers at training time (the paper's ``mix_sounds``).
 Layout: ``<root>/<speaker>/<video>/<nnnnn>.mp4``, ``speakers.csv``, ``clips.csv``,
 ``truth/<speaker>_<video>_<nnnnn>.npz`` (mouth opening, face and mouth boxes, f0 per frame).
+
+The same generator also writes the ``talkers`` part (:class:`TalkersConfig`): talking heads as
+pretraining clips, in the scenes' format, each a new person from that part's own random stream
+(AudioSet's on-screen speech; docs/world.md). Layout: ``clips/talker_NNNNN.mp4``, ``talkers.csv``,
+``truth/talker_NNNNN.npz`` (mouth opening, face and mouth boxes, loudness per frame).
 """
 
 from __future__ import annotations
@@ -25,13 +30,20 @@ import numpy as np
 
 from ...writer import write_video
 from ._common import (
+    SHAPES,
     VIDEO_OPTIONS,
+    add_at,
     clip_rng,
     coloured_noise,
     frame_rms,
+    harmonic_tone,
+    impact_sound,
+    object_timbre,
     panning_offsets,
     parallel_map,
     random_colour,
+    sample_at_frame,
+    stereo_gains,
     texture,
     to_uint8,
     write_npz,
@@ -454,3 +466,150 @@ def load_speakers(root: str | Path):
 
     root = Path(root)
     return pd.read_csv(root / "speakers.csv"), pd.read_csv(root / "clips.csv")
+
+
+# ---------------------------------------------------------------------------------------------
+# Talking heads among the pretraining clips (AudioSet's speech)
+
+
+@dataclass(frozen=True)
+class TalkersConfig:
+    """Talking heads written as pretraining clips: the scenes' size, length, frame and audio rates and
+    container, with off-screen sound and noise as the scenes have (docs/world.md, "Why pretraining
+    sees talking heads"). Every clip is a new person drawn from this part's own random stream, so no
+    talker is a speaker of the ``speakers`` part (whose test speakers score separation)."""
+
+    num_clips: int = 200  #: talking-head clips written; :class:`avlib.config.PretrainConfig` sets how many train
+    clip_seconds: float = 10.1  #: as the scenes (paper: 10.1 s AudioSet clips)
+    fps: float = 30000 / 1001
+    sample_rate: int = 22050  #: as the scenes; stereo, the voice in the middle
+    size: int = 128  #: as the scenes: square frames
+    head_scale: tuple[float, float] = (1.2, 1.8)  #: head size, times the frame side: from half-length shots to close-ups
+    mouth_gain: float = 1.6  #: as the speakers part
+    offscreen_probability: float = 0.2  #: as the scenes: sound with no visible source
+    noise_probability: float = 0.3  #: as the scenes
+    seed: int = 0
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.clip_seconds * self.fps + 1e-9)
+
+    def validate(self) -> None:
+        if self.num_clips < 1:
+            raise ValueError(f"TalkersConfig.num_clips must be >= 1, got {self.num_clips}")
+        if self.size % 2 or self.size < 32:
+            raise ValueError(f"TalkersConfig.size must be even and >= 32, got {self.size}")
+
+
+@dataclass(frozen=True)
+class TalkerJob:
+    config: TalkersConfig
+    index: int
+    root: str
+
+
+def talker_name(index: int) -> str:
+    return f"talker_{index:05d}"
+
+
+def offscreen_sound(rng: np.random.Generator, num_frames: int, num_samples: int, fps: float, sample_rate: int) -> np.ndarray:
+    """Sound with no visible source (2 x N): irregular impacts or a hum from one side, as the scenes' off-screen sound."""
+    out = np.zeros((2, num_samples), dtype=np.float32)
+    timbre = object_timbre(rng, str(rng.choice(SHAPES)), rng.uniform())
+    side_gain = stereo_gains(rng.uniform())
+    if rng.uniform() < 0.6:
+        strike = impact_sound(timbre, sample_rate, rng)
+        frame = int(rng.integers(1, 30))
+        while frame <= num_frames - 2:
+            add_at(out, strike, sample_at_frame(frame, fps, sample_rate), 0.6 * float(rng.uniform(0.4, 1.0)) * side_gain)
+            frame += int(rng.integers(8, 45))
+    else:
+        level = np.clip(np.convolve(rng.uniform(-0.5, 1, num_frames // 15 + 2), np.ones(2) / 2, "same"), 0, 1)
+        envelope = np.interp(np.arange(num_samples), np.linspace(0, num_samples, level.size), level).astype(np.float32)
+        out += 0.25 * envelope * harmonic_tone(0.5 * timbre.frequencies[0], num_samples, sample_rate, 0.6, rng) * side_gain[:, None]
+    return out
+
+
+def render_talker(job: TalkerJob) -> dict:
+    """Write one talking-head pretraining clip (a new person, speaking in phrases) and its truth; returns its row."""
+    config, index = job.config, job.index
+    rng = clip_rng(config.seed, "talkers", index)
+    gender = "m" if rng.uniform() < 0.5 else "f"
+    voice, face = speaker_voice(rng, gender), speaker_face(rng, gender)
+    side, fps, sr, num_frames = config.size, config.fps, config.sample_rate, config.num_frames
+    num_samples = int(round(num_frames * sr / fps))
+    margin = side // 8
+    background = texture(rng, side + margin, side + margin)
+    head_scale = rng.uniform(*config.head_scale) * side
+    home = np.array([0.5, 0.5]) * side + rng.uniform(-0.08, 0.08, 2) * side
+    lighting = rng.uniform(0.8, 1.15)
+    head = np.zeros((side, side, 4), dtype=np.float32)
+    draw_head(head, face, home[0], home[1], head_scale)
+
+    speech = synthesize_speech(voice, num_samples, sr, rng)
+    loudness = frame_rms(speech.signal, num_frames, fps, sr)
+    reference = max(float(np.percentile(loudness, 95)), 1e-6)
+    control_per_frame = np.clip((np.arange(num_frames) / fps * sr / speech.hop).astype(int), 0, speech.openness.size - 1)
+    mouth_open = np.clip(loudness / reference, 0, 1) ** 0.8 * (0.7 + 0.3 * speech.openness[control_per_frame])
+    times = np.arange(num_frames) / fps
+    sway = side * np.stack(
+        [rng.uniform(0.01, 0.025) * np.sin(2 * np.pi * rng.uniform(0.15, 0.5) * times + rng.uniform(0, 6.3)),
+         rng.uniform(0.005, 0.015) * np.sin(2 * np.pi * rng.uniform(0.2, 0.6) * times + rng.uniform(0, 6.3))], axis=1)
+    sway = np.round(sway).astype(np.int64)
+    blinks = np.ones(num_frames)
+    for start in np.flatnonzero(rng.uniform(size=num_frames) < 0.25 / fps):
+        blinks[start : start + 3] = 0.1
+    pan = panning_offsets(rng, num_frames, margin)
+    frames = np.empty((num_frames, side, side, 3), dtype=np.uint8)
+    mouth_boxes = np.zeros((num_frames, 4), dtype=np.float32)
+    face_boxes = np.zeros((num_frames, 4), dtype=np.float32)
+    for t in range(num_frames):
+        dy, dx = pan[t]
+        canvas = background[dy : dy + side, dx : dx + side].copy()
+        lay_over(canvas, head, int(sway[t, 1]), int(sway[t, 0]))
+        cx, cy = home + sway[t]
+        face_boxes[t], mouth_boxes[t] = draw_features(canvas, face, cx, cy, head_scale, float(mouth_open[t]), float(blinks[t]),
+                                                       config.mouth_gain)
+        frames[t] = to_uint8(canvas * lighting)
+
+    level = rng.uniform(0.05, 0.15)
+    voice_track = level * speech.signal / max(float(np.sqrt(np.mean(speech.signal**2))), 1e-9)
+    mix = np.stack([voice_track, voice_track]).astype(np.float32)  # the talker is in the middle of the picture
+    offscreen = "none"
+    if rng.uniform() < config.offscreen_probability:
+        mix += offscreen_sound(rng, num_frames, num_samples, fps, sr)
+        offscreen = "yes"
+    noise_rms = float(rng.uniform(0.003, 0.02)) if rng.uniform() < config.noise_probability else 0.0
+    mix += noise_rms * np.stack([coloured_noise(rng, num_samples, sr, 30, None, -1.0) for _ in range(2)])
+    gain = min(1.0, 0.95 / max(float(np.abs(mix).max()), 1e-6))
+    mix *= gain
+
+    name = talker_name(index)
+    relative = Path("clips") / f"{name}.mp4"
+    write_video(Path(job.root) / relative, frames, fps, mix, sr, video_options=VIDEO_OPTIONS)
+    truth = Path("truth") / f"{name}.npz"
+    write_npz(Path(job.root) / truth, mouth_open=mouth_open.astype(np.float32), face_box=face_boxes, mouth_box=mouth_boxes,
+              loudness=(gain * level / max(float(np.sqrt(np.mean(speech.signal**2))), 1e-9) * loudness).astype(np.float32),
+              fps=np.float64(fps), sample_rate=np.int64(sr))
+    return dict(clip=name, path=relative.as_posix(), truth=truth.as_posix(), gender=gender, f0_hz=voice.f0,
+                head_scale=head_scale / side, num_frames=num_frames, duration=num_frames / fps, fps=fps, sample_rate=sr,
+                width=side, height=side, offscreen=offscreen, noise_rms=noise_rms * gain)
+
+
+TALKER_COLUMNS = ("clip", "path", "truth", "gender", "f0_hz", "head_scale", "num_frames", "duration", "fps", "sample_rate", "width",
+                  "height", "offscreen", "noise_rms")
+
+
+def build_talkers(config: TalkersConfig, root: Path, workers: int, progress: bool) -> None:
+    """Write every talking-head clip and the table ``talkers.csv``."""
+    config.validate()
+    jobs = [TalkerJob(config, index, str(root)) for index in range(config.num_clips)]
+    rows = parallel_map(render_talker, jobs, workers, "talkers" if progress else None)
+    write_table(root / "talkers.csv", rows, TALKER_COLUMNS)
+
+
+def load_talkers(root: str | Path):
+    """The talking-head clips' table (pandas, one row per clip; ``path`` and ``truth`` relative to ``root``)."""
+    import pandas as pd
+
+    return pd.read_csv(Path(root) / "talkers.csv")
