@@ -34,11 +34,12 @@ OVERRIDES=(
   pretrain.stages.0.batch_size=2 pretrain.stages.0.steps=1 pretrain.stages.1.batch_size=2 pretrain.stages.1.steps=2
   pretrain.eval_every=1 pretrain.eval_pairs_per_video=1
   pretrain.train.checkpoint_every=1 pretrain.train.log_every=1 pretrain.train.workers=1
-  # CAM: one fine-tuning step, one held-out clip scored
+  # CAM: one fine-tuning step, one held-out clip mapped by windows that do not overlap (3 instead of 4 on a 10 s clip)
   cam.fine_tune_steps=1 cam.fine_tune_batch=1 cam.eval_clips=1 cam.eval_frame_stride=30 cam.bootstrap=20 cam.top_frames=1
-  # UCF-101: one step per row, one test clip per video
-  ucf101.batch_size=2 ucf101.train.steps=1 "ucf101.train.lr_milestones=[]" ucf101.train.checkpoint_every=1
-  ucf101.train.log_every=1 ucf101.train.workers=1 ucf101.test_clips=1 ucf101.eval_every=1 ucf101.curve_videos=0
+  cam.hop=1.0
+  # UCF-101: one step of one clip per row, one test clip per video, one test video for the training curve
+  ucf101.batch_size=1 ucf101.train.steps=1 "ucf101.train.lr_milestones=[]" ucf101.train.checkpoint_every=1
+  ucf101.train.log_every=1 ucf101.train.workers=1 ucf101.test_clips=1 ucf101.eval_every=1 ucf101.curve_videos=1
   ucf101.eval_batch=2 ucf101.probe_steps=1 "ucf101.probe_milestones=()"
   # separation and its ablations: one step per model, two test mixtures
   separation.train.steps=1 "separation.train.lr_milestones=[]" separation.train.checkpoint_every=1
