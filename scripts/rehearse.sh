@@ -7,7 +7,7 @@
 #    made from the synthetic world; re-used when already there).
 # 2. Pretraining (notebook 01's work) runs under `torchrun --nproc_per_node 2 -m avlib.tasks.pretrain`
 #    (gloo on CPU), into DIR/checkpoints/.
-# 3. All six notebooks run with `--profile paper --data-root DIR/root` into DIR/results/paper/ (never
+# 3. Every notebook (00-06) runs with `--profile paper --data-root DIR/root` into DIR/results/paper/ (never
 #    results/paper/); notebook 01 finds the finished pretraining and only evaluates and plots.
 #
 # The paper's full architecture and input sizes (125 frames of 224 x 224, 4.2 s of 21 kHz audio, the
@@ -56,7 +56,7 @@ echo "== rehearsal data root: $root"
 "$PY" -m avlib.data.rehearsal "$root"
 echo "   ${SECONDS} s"
 
-if [[ -z $only || $only =~ (01|02|03|04|05) ]]; then
+if [[ -z $only || $only =~ (01|02|03|04|05|06) ]]; then
   echo "== pretraining under torchrun, 2 processes (one thread each)"
   AVLIB_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" -m torch.distributed.run --standalone --nproc_per_node 2 \
     -m avlib.tasks.pretrain --profile paper --data-root "$root" --checkpoints "$checkpoints" --out "$dir/runs/pretrain" \
