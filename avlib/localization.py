@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from scipy.ndimage import gaussian_filter
 
-from avlib.localize import area_resize, to_frame
+from avlib.localize import MapTrack, area_resize, to_frame
 from avlib.stats import cluster_bootstrap_ratio
 
 FRAME_COLUMNS = ("clip", "frame", "method", "pointing", "ciou", "sounding_area", "silent_visible", "peak_on_silent",
@@ -158,7 +158,8 @@ class SceneEvaluation:
     (0/1), ``ciou``, ``silent_visible``, ``peak_on_silent`` and ``sounding_over_silent`` (NaN without a
     visible silent object). ``maps[clip][method]`` (F, h, w) at the scored frame indices
     ``frame_index[clip]`` (every ``eval_frame_stride``-th frame, whatever is visible), ``scales[clip][method]``
-    each track's overlay scale, ``clips[clip]`` the video and truth paths.
+    each track's overlay scale, ``clips[clip]`` the video and truth paths, ``tracks[clip][method]`` the
+    :class:`avlib.localize.MapTrack` of every window (kept in memory for an overlay, not saved).
     """
 
     frames: pd.DataFrame
@@ -166,6 +167,7 @@ class SceneEvaluation:
     frame_index: dict[str, np.ndarray] = field(default_factory=dict)
     scales: dict[str, dict[str, float]] = field(default_factory=dict)
     clips: dict[str, SceneClip] = field(default_factory=dict)
+    tracks: dict[str, dict[str, MapTrack]] = field(default_factory=dict)  # clip -> method -> MapTrack; in memory only
 
     @property
     def methods(self) -> list[str]:

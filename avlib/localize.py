@@ -595,7 +595,7 @@ def _check_overlay_path(out: Path) -> None:
 
 def localize(video: str | Path, checkpoint: str | Path, out: str | Path | None = None, *,
              shift: ShiftConfig | None = None, settings: CamSettings | None = None, device: str = "cpu",
-             progress: bool = False, mkdir: bool = False) -> Localization:
+             progress: bool = False, mkdir: bool = False, track: MapTrack | None = None) -> Localization:
     """Sound-source maps of a video: the CAM of ``checkpoint``'s network (loaded with ``cam=True``) over
     sliding windows and tiles, at every frame of the video; with ``out``, also an overlay video with the
     original sound and every frame at its own time.
@@ -606,8 +606,10 @@ def localize(video: str | Path, checkpoint: str | Path, out: str | Path | None =
 
     ``shift`` (the network's input: window, fps, sample rate, size, crop) defaults to the one stored in
     the checkpoint by pretraining; ``settings`` to those stored with the checkpoint (:func:`cam_settings_of`).
-    ``out``'s folder must exist unless ``mkdir``. Raises :class:`avlib.io.NoAudioError` for a video without
-    sound and other :class:`avlib.io.MediaError` subclasses for unreadable files, naming the file.
+    ``out``'s folder must exist unless ``mkdir``. ``track``: this video's maps by the same network and settings,
+    already computed (:attr:`avlib.localization.SceneEvaluation.tracks`), drawn instead of mapping again.
+    Raises :class:`avlib.io.NoAudioError` for a video without sound and other :class:`avlib.io.MediaError`
+    subclasses for unreadable files, naming the file.
     """
     from avlib.checkpoint import load_checkpoint
 
@@ -621,11 +623,12 @@ def localize(video: str | Path, checkpoint: str | Path, out: str | Path | None =
         raise ValueError(f"checkpoint {checkpoint} does not record its input settings; pass shift=ShiftConfig(...) "
                          "or --profile")
     settings = settings or cam_settings_of(run)
-    net = cam_network(checkpoint, device)
-    name = "CAM"
-    tracks = map_video(video, [TiledCam(network_cam(net), shift.crop, name, settings.tile_batch, device)], shift,
-                       settings, progress)
-    track = tracks[f"{name} |CAM|" if settings.absolute else name]
+    if track is None:
+        net = cam_network(checkpoint, device)
+        name = "CAM"
+        tracks = map_video(video, [TiledCam(network_cam(net), shift.crop, name, settings.tile_batch, device)], shift,
+                           settings, progress)
+        track = tracks[f"{name} |CAM|" if settings.absolute else name]
     scale = overlay_scale(track.values(), settings.percentile)
     info = io.probe(video)
     if out is None:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from avlib.data.shift import EvaluationSet
 from avlib.data.ucf101 import VideoSource, evaluation_batches
 from avlib.models.multisensory import normalize_frames
-from avlib.models.unet import mono_mix, predict
+from avlib.models.unet import mono_mix, predict_phases
 from avlib.stats import confidence_interval, wilson_interval
 
 #: PESQ wide-band is defined at 16 kHz.
@@ -218,10 +218,13 @@ def score_separation(systems: Mapping[str, tuple], test_batch: Mapping[str, Tens
         chosen = slice(first, first + batch_size)
         part = (test_batch(test_list.iloc[chosen]) if callable(test_batch) else
                 {key: value[chosen] for key, value in test_batch.items()})
-        predictions, order_free = {}, {}
-        for name, (model, free, *phase) in systems.items():
-            predictions[name] = predict(model, part["frames"], part["mixture"], batch_size, *phase)
-            order_free[name] = free
+        order_free = {name: free for name, (model, free, *phase) in systems.items()}
+        predictions = {}
+        for model in {id(model): model for model, *_ in systems.values()}.values():  # one pass per model, every phase
+            named = {name: (phase or ["predicted"])[0] for name, (other, free, *phase) in systems.items() if other is model}
+            by_phase = predict_phases(model, part["frames"], part["mixture"], batch_size, sorted(set(named.values())))
+            predictions.update({name: by_phase[phase] for name, phase in named.items()})
+        predictions = {name: predictions[name] for name in systems}
         for index, pair in enumerate(pairs[chosen]):
             rows.extend(_score_test_pair(pair, index, part, predictions, order_free, spectral, speech_systems,
                                          score_mixture, stoi))

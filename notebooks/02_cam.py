@@ -251,7 +251,7 @@ plt.show()
 
 # %%
 result = localize(example.video, cam.fine_tuned, work / "cam_overlay.mp4", shift=shift, settings=settings,
-                  device=device_name)
+                  device=device_name, track=evaluation.tracks[example.name][shown])  # the maps made above, not made again
 media = out.media(result.out, "cam_overlay.mp4", caption=(
     f"{example.name} with the {shown} overlay and its original sound, {profile} profile."))
 written = io.probe(media)

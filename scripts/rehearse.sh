@@ -7,7 +7,7 @@
 #    made from the synthetic world; re-used when already there).
 # 2. Pretraining (notebook 01's work) runs under `torchrun --nproc_per_node 2 -m avlib.tasks.pretrain`
 #    (gloo on CPU), into DIR/checkpoints/.
-# 3. All six notebooks run with `--profile paper --data-root DIR/root` into DIR/results/paper/ (never
+# 3. Every notebook (00-06) runs with `--profile paper --data-root DIR/root` into DIR/results/paper/ (never
 #    results/paper/); notebook 01 finds the finished pretraining and only evaluates and plots.
 #
 # The paper's full architecture and input sizes (125 frames of 224 x 224, 4.2 s of 21 kHz audio, the
@@ -34,11 +34,12 @@ OVERRIDES=(
   pretrain.stages.0.batch_size=2 pretrain.stages.0.steps=1 pretrain.stages.1.batch_size=2 pretrain.stages.1.steps=2
   pretrain.eval_every=1 pretrain.eval_pairs_per_video=1
   pretrain.train.checkpoint_every=1 pretrain.train.log_every=1 pretrain.train.workers=1
-  # CAM: one fine-tuning step, one held-out clip scored
+  # CAM: one fine-tuning step, one held-out clip mapped by windows that do not overlap (3 instead of 4 on a 10 s clip)
   cam.fine_tune_steps=1 cam.fine_tune_batch=1 cam.eval_clips=1 cam.eval_frame_stride=30 cam.bootstrap=20 cam.top_frames=1
-  # UCF-101: one step per row, one test clip per video
-  ucf101.batch_size=2 ucf101.train.steps=1 "ucf101.train.lr_milestones=[]" ucf101.train.checkpoint_every=1
-  ucf101.train.log_every=1 ucf101.train.workers=1 ucf101.test_clips=1 ucf101.eval_every=1 ucf101.curve_videos=0
+  cam.hop=1.0
+  # UCF-101: one step of one clip per row, one test clip per video, one test video for the training curve
+  ucf101.batch_size=1 ucf101.train.steps=1 "ucf101.train.lr_milestones=[]" ucf101.train.checkpoint_every=1
+  ucf101.train.log_every=1 ucf101.train.workers=1 ucf101.test_clips=1 ucf101.eval_every=1 ucf101.curve_videos=1
   ucf101.eval_batch=2 ucf101.probe_steps=1 "ucf101.probe_milestones=()"
   # separation and its ablations: one step per model, two test mixtures
   separation.train.steps=1 "separation.train.lr_milestones=[]" separation.train.checkpoint_every=1
@@ -55,7 +56,7 @@ echo "== rehearsal data root: $root"
 "$PY" -m avlib.data.rehearsal "$root"
 echo "   ${SECONDS} s"
 
-if [[ -z $only || $only =~ (01|02|03|04|05) ]]; then
+if [[ -z $only || $only =~ (01|02|03|04|05|06) ]]; then
   echo "== pretraining under torchrun, 2 processes (one thread each)"
   AVLIB_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" -m torch.distributed.run --standalone --nproc_per_node 2 \
     -m avlib.tasks.pretrain --profile paper --data-root "$root" --checkpoints "$checkpoints" --out "$dir/runs/pretrain" \

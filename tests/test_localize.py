@@ -143,6 +143,11 @@ def test_short_clip_and_command_line(tmp_path, capsys):
         without_video = localize(source, tmp_path / "net.pt")  # maps only, at every frame's time
         np.testing.assert_allclose(without_video.maps, saved["maps"], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(without_video.times, np.arange(8) / 25, atol=1e-6)
+        # maps already made (notebook 02's evaluation) are drawn as they are, the same as mapping again
+        reused = localize(source, tmp_path / "net.pt", tmp_path / "reused.mp4", track=without_video.track)
+        assert reused.track is without_video.track and reused.scale == without_video.scale
+        np.testing.assert_array_equal(reused.maps, without_video.maps)
+        assert io.probe(tmp_path / "reused.mp4").num_frames == 8
     # the maps alone, without paying for the video; a missing folder is named, and made only with --mkdir
     maps_only = tmp_path / "new" / "maps.npz"
     assert main([str(source), "--checkpoint", str(tmp_path / "net.pt"), "--maps", str(maps_only)]) == 2

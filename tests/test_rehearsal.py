@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from avlib.report import runs
 from avlib.report.results import REHEARSAL_BANNER, REHEARSAL_ENV, SMOKE_BANNER, ResultWriter
 
 CHECKOUT = Path(__file__).resolve().parents[1]
+#: The whole rehearsal's limit: about twice its time on an idle 2-core machine (docs/datasets.md, Dress rehearsal).
+REHEARSAL_TIMEOUT = 75 * 60
 NOTEBOOKS = discover()
 
 
@@ -129,17 +133,19 @@ def test_data_root_has_the_layouts_of_docs_datasets(data_root, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(4 * 3600)  # the full-size network on CPU: see docs/datasets.md (Dress rehearsal)
-@pytest.mark.skipif(os.environ.get("AVLIB_REHEARSAL_TEST") != "1",
-                    reason="the full-size rehearsal takes over an hour on 2 CPU cores, more than CI's budget beside the "
-                           "suite; run it with AVLIB_REHEARSAL_TEST=1 (docs/datasets.md, Dress rehearsal)")
+@pytest.mark.timeout(REHEARSAL_TIMEOUT)
 def test_the_rehearsal_runs_every_notebook_on_the_paper_path(rehearsal_dir, data_root):
     """``scripts/rehearse.sh DIR``: pretraining under 2-process torchrun, then every notebook at the paper's sizes."""
     environment = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
-    environment.pop("REHEARSAL_SET", None)
-    environment.pop("REHEARSAL_ONLY", None)
+    for name in ("REHEARSAL_SET", "REHEARSAL_ONLY", "REHEARSAL_DEVICE"):
+        environment.pop(name, None)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(["bash", str(CHECKOUT / "scripts" / "rehearse.sh"), str(rehearsal_dir)], cwd=CHECKOUT,
-                          env=environment, capture_output=True, text=True, timeout=4 * 3600)
+                          env=environment, capture_output=True, text=True, timeout=REHEARSAL_TIMEOUT - 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the numbers docs/datasets.md records (shown with pytest -s or -rP, and in a failure's report)
+    print(f"rehearsal: {after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime:.0f} CPU s, "
+          f"largest process {after.ru_maxrss / 2**20:.1f} GB")
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 
     summary = json.loads((rehearsal_dir / "runs" / "pretrain" / "summary.json").read_text())
@@ -164,3 +170,4 @@ def test_the_rehearsal_runs_every_notebook_on_the_paper_path(rehearsal_dir, data
             assert record["config"]["pretrain"]["model"]["width"] == 64
     for table in profile.glob("tables/*.md"):
         assert table.read_text().startswith(f"> **{REHEARSAL_BANNER}**"), table
+    shutil.rmtree(rehearsal_dir / "checkpoints")  # gigabytes of full-size weights: not kept in the test's temporary folders

@@ -238,6 +238,15 @@ def test_evaluation_scores_every_pair_for_every_system(speakers, tiny_checkpoint
     mixture_scores = scores[scores["system"] == "mixture"]
     assert mixture_scores["sdr"].abs().max() < 3  # two equal-RMS voices: about 0 dB
     assert np.isfinite(scores[["sdr", "sir", "sar"]].to_numpy()).all()
+    # one pass of a model serves both phases: the same scores as scoring each phase on its own
+    both = evaluate({"full": (model, False), "full_mixture_phase": (model, False, "mixture")}, batch, test_list,
+                    speech_metrics=False, score_mixture=False)
+    alone = pd.concat([evaluate({"full": (model, False)}, batch, test_list, speech_metrics=False, score_mixture=False),
+                       evaluate({"full_mixture_phase": (model, False, "mixture")}, batch, test_list, speech_metrics=False,
+                                score_mixture=False)])
+    key = ["system", "pair", "source"]
+    pd.testing.assert_frame_equal(both.sort_values(key).reset_index(drop=True), alone.sort_values(key).reset_index(drop=True))
+    assert not np.allclose(*(both[both["system"] == name]["sdr"].to_numpy() for name in ("full", "full_mixture_phase")))
 
 
 def test_profile_settings():

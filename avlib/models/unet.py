@@ -546,7 +546,6 @@ def source_phase(output: Mapping[str, Tensor], source: str, mixture_phase: Tenso
     return output[f"{source}_phase"].float()
 
 
-@torch.no_grad()
 def predict(model: SeparationNet, frames: Tensor | None, mixture: Tensor, batch_size: int = 8,
             phase: str = "predicted") -> dict[str, Tensor]:
     """Waveforms of both estimates and of the mono mixture, over the samples the spectrogram covers (docs/paper.md §7.7).
@@ -557,11 +556,19 @@ def predict(model: SeparationNet, frames: Tensor | None, mixture: Tensor, batch_
     ``phase``: ``"predicted"`` (the paper's ``phase_type = 'pred'``) or ``"mixture"`` (the official code's
     ``phase_type = 'orig'``: each estimate takes the mixture's phase; see :func:`source_phase`).
     """
-    check_phase(phase)
+    return predict_phases(model, frames, mixture, batch_size, (phase,))[phase]
+
+
+@torch.no_grad()
+def predict_phases(model: SeparationNet, frames: Tensor | None, mixture: Tensor, batch_size: int = 8,
+                   phases: Sequence[str] = ("predicted",)) -> dict[str, dict[str, Tensor]]:
+    """:func:`predict` with each of ``phases``, from one pass of the network: ``{phase: predict's dict}``."""
+    for phase in phases:
+        check_phase(phase)
     model.eval()
     device = next(model.parameters()).device
     spectral = model.config.spectral
-    parts: dict[str, list[Tensor]] = {}
+    parts: dict[str, dict[str, list[Tensor]]] = {phase: {} for phase in phases}
     for first in range(0, mixture.shape[0], batch_size):
         audio = mixture[first : first + batch_size].to(device)
         video = normalize_frames(frames[first : first + batch_size].to(device)) if model.features is not None else None
@@ -570,12 +577,13 @@ def predict(model: SeparationNet, frames: Tensor | None, mixture: Tensor, batch_
         mono = mono_mix(audio, model.config.spectrogram_channel)
         mixture_phase = torch.angle(stft(mono, spectral)[:, :num_frames]) / math.pi
         covered = spectral.samples_for(num_frames)
-        results = {"mixture": mono[:, :covered], "mixture_magnitude": analyze(mono, spectral, num_frames).magnitude}
-        for source in ("on_screen", "off_screen"):
-            magnitude = output[f"{source}_magnitude"].float()
-            spectrum = full_band(magnitude, source_phase(output, source, mixture_phase, phase), mixture_phase, spectral)
-            results[source] = inverse_stft(spectrum, spectral)
-            results[f"{source}_magnitude"] = magnitude
-        for key, value in results.items():
-            parts.setdefault(key, []).append(value.cpu())
-    return {key: torch.cat(values) for key, values in parts.items()}
+        for phase in phases:
+            results = {"mixture": mono[:, :covered], "mixture_magnitude": analyze(mono, spectral, num_frames).magnitude}
+            for source in ("on_screen", "off_screen"):
+                magnitude = output[f"{source}_magnitude"].float()
+                spectrum = full_band(magnitude, source_phase(output, source, mixture_phase, phase), mixture_phase, spectral)
+                results[source] = inverse_stft(spectrum, spectral)
+                results[f"{source}_magnitude"] = magnitude
+            for key, value in results.items():
+                parts[phase].setdefault(key, []).append(value.cpu())
+    return {phase: {key: torch.cat(values) for key, values in found.items()} for phase, found in parts.items()}

@@ -91,6 +91,7 @@ def evaluate_scenes(clips: Sequence[SceneClip], sources: Sequence[MapSource], sh
         evaluation.frame_index[scene.name] = index
         evaluation.scales[scene.name] = {name: overlay_scale(track.values(), settings.percentile) for name, track in tracks.items()}
         evaluation.clips[scene.name] = scene
+        evaluation.tracks[scene.name] = tracks
         for position, frame in enumerate(index if truth is not None else []):
             sounding, silent = object_masks(truth, int(frame))
             if not sounding.any():
@@ -192,7 +193,8 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
         device: str = "auto", work_dir: str | Path | None = None, progress: bool = True) -> CamRun:
     """Fine-tune the CAM network, then map every evaluation clip with it (tiled and whole-frame), with the
     pretrained and random weights, and with the motion-energy, centre and random baselines; score the maps
-    where the clip has ground truth. ``work_dir`` keeps the maps (``evaluation/``)."""
+    where the clip has ground truth. Without ground truth in any clip (real data) only the network's tiled
+    map is made: the others would never be scored. ``work_dir`` keeps the maps (``evaluation/``)."""
     settings, shift = experiment.cam, experiment.pretrain.shift
     device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
     pretrained = ensure_pretrained(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device)
@@ -206,12 +208,14 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
              "pretrained": "pretrained weights, no fine-tuning", "random": "random weights"}
     names["whole"] = names["cam"] + ", whole frame"  # ablation: one pass over the frame instead of tiles
     names["shown"] = names["cam"] + (" |CAM|" if settings.absolute else "")
-    sources = [TiledCam(network_cam(cam_net), shift.crop, names["cam"], settings.tile_batch, device_name),
-               TiledCam(network_cam(cam_net), shift.crop, names["whole"], settings.tile_batch, device_name, whole_frame=True)]
-    if fine_tuned != pretrained:
-        sources.append(TiledCam(network_cam(pretrained_net), shift.crop, names["pretrained"], settings.tile_batch, device_name))
-    sources += [TiledCam(network_cam(random_net), shift.crop, names["random"], settings.tile_batch, device_name),
-                MotionEnergy(sigma=settings.map_stride), CentrePrior(), RandomMap(seed)]
+    sources = [TiledCam(network_cam(cam_net), shift.crop, names["cam"], settings.tile_batch, device_name)]
+    # the whole-frame ablation and the baselines exist to be scored: clips without ground truth (real data) skip them
+    if any(clip.truth is not None for clip in clips):
+        sources.append(TiledCam(network_cam(cam_net), shift.crop, names["whole"], settings.tile_batch, device_name, whole_frame=True))
+        if fine_tuned != pretrained:
+            sources.append(TiledCam(network_cam(pretrained_net), shift.crop, names["pretrained"], settings.tile_batch, device_name))
+        sources += [TiledCam(network_cam(random_net), shift.crop, names["random"], settings.tile_batch, device_name),
+                    MotionEnergy(sigma=settings.map_stride), CentrePrior(), RandomMap(seed)]
     evaluation = evaluate_scenes(clips, sources, shift, settings, progress=progress)
     if work_dir is not None:
         evaluation.save(Path(work_dir) / "evaluation")
