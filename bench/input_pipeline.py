@@ -12,7 +12,7 @@ frames: one keyframe per clip, as a cut with default settings leaves it) and AAC
 the picture is a panned texture with a moving disc and sensor-like noise. Each is also prepared with
 :mod:`avlib.data.prepare` at its defaults (audio as 21 kHz FLAC, examples read in one pass by
 :meth:`avlib.data.shift.FileClips.pair`), and, for the row "prepared before", with ``audio_rate=0`` (AAC packets
-copied) and read as before that (:class:`SeparateReads`), in the same run and load.
+copied) and read as before that (:class:`avlib.data.shift.SeparateReads`), in the same run and load.
 
 Measured for each set of files:
 
@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avlib import io  # noqa: E402
 from avlib.data.prepare import PrepareSettings, prepare_file  # noqa: E402
-from avlib.data.shift import FileClips, ShiftBatches, ShiftConfig, make_example  # noqa: E402
+from avlib.data.shift import FileClips, SeparateReads, ShiftBatches, ShiftConfig, make_example  # noqa: E402
 from avlib.provenance import cpu_model, git_commit, git_dirty  # noqa: E402
 from avlib.train import TrainConfig, _loader_source  # noqa: E402
 
@@ -115,26 +115,6 @@ def make_audioset_like(path: Path, width: int, height: int, bit_rate: int, seed:
         for packet in sound.encode():
             container.mux(packet)
     return path
-
-
-class SeparateReads:
-    """FileClips without its one-pass ``pair``: an example is read as before it, its window (frames converted whole,
-    then cropped and flipped into the batch) and its shifted audio from a second opening of the file."""
-
-    def __init__(self, clips: FileClips):
-        self.clips = clips
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def num_frames(self, video: int) -> int:
-        return self.clips.num_frames(video)
-
-    def window(self, video: int, first_frame: int, num_frames: int):
-        return self.clips.window(video, first_frame, num_frames)
-
-    def audio(self, video: int, first_frame: int, num_frames: int):
-        return self.clips.audio(video, first_frame, num_frames)
 
 
 def batches_of(paths: list[Path], one_pass: bool = True) -> ShiftBatches:

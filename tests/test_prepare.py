@@ -15,7 +15,7 @@ from avlib import io
 from avlib.data.index import build_index, find_prepared
 from avlib.data.mixtures import MixtureBatches, MixtureConfig
 from avlib.data.prepare import MANIFEST, PrepareSettings, longest_gop, main, prepare_file, prepare_tree, prepared_size
-from avlib.data.shift import FileClips, ShiftBatches, ShiftConfig, evaluation_set
+from avlib.data.shift import FileClips, SeparateReads, ShiftBatches, ShiftConfig, evaluation_set
 from avlib.data.sources import action_sources, scene_files, speaker_sources
 from avlib.data.ucf101 import ActionClipFormat, ClipBatches, load_split
 from avlib.train import TrainConfig, _loader_source
@@ -186,39 +186,20 @@ def test_index_of_a_prepared_tree_names_its_settings(raw_root, prepared_root):
     assert build_index(raw_root / "audioset" / "train", skip_bad=True).prepared is None
 
 
-class _WindowAndAudio:
-    """A file source without its one-pass ``pair``: examples are read as window, audio, then crop_and_flip."""
-
-    def __init__(self, clips: FileClips):
-        self.clips = clips
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def num_frames(self, video: int) -> int:
-        return self.clips.num_frames(video)
-
-    def window(self, video: int, first_frame: int, num_frames: int):
-        return self.clips.window(video, first_frame, num_frames)
-
-    def audio(self, video: int, first_frame: int, num_frames: int):
-        return self.clips.audio(video, first_frame, num_frames)
-
-
 def test_one_pass_pairs_are_the_window_audio_and_crop_they_replace(prepared_root):
     """FileClips.pair (frames cropped and flipped as they are converted, both audios from one open file) gives the
     batches and held-out examples of window + audio + crop_and_flip, bit for bit, with the same draws."""
     paths = sorted((prepared_root / "audioset" / "train").glob("[ab].mp4"))
     config = ShiftConfig(window=1.0, min_shift=0.4, max_shift=1.2, size=64, crop=48)
     clips = FileClips([io.probe(path) for path in paths], config)
-    fused, plain = ShiftBatches(clips, config, 3, seed=4), ShiftBatches(_WindowAndAudio(clips), config, 3, seed=4)
+    fused, plain = ShiftBatches(clips, config, 3, seed=4), ShiftBatches(SeparateReads(clips), config, 3, seed=4)
     for step in range(3):
         first, second = fused(step), plain(step)
         _assert_same(first, second)
         rng_a, rng_b = fused.generator(step), plain.generator(step)
         fused.make(rng_a), plain.make(rng_b)
         assert rng_a.random() == rng_b.random()  # the same numbers drawn
-    held = [evaluation_set(source, config, per_video=2) for source in (clips, _WindowAndAudio(clips))]
+    held = [evaluation_set(source, config, per_video=2) for source in (clips, SeparateReads(clips))]
     _assert_same(held[0].batch(0, 4), held[1].batch(0, 4))
 
 

@@ -154,6 +154,27 @@ class FileClips:
         return clip.frames, clip.audio, clip.extra_audio[0]
 
 
+class SeparateReads:
+    """A :class:`FileClips` read without its one-pass ``pair``: an example's window (frames converted whole, then
+    cropped and flipped) and its shifted audio come from separate reads, the path before ``pair``; kept so that
+    the two can be compared (tests, ``bench/input_pipeline.py``)."""
+
+    def __init__(self, clips: FileClips):
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def num_frames(self, video: int) -> int:
+        return self.clips.num_frames(video)
+
+    def window(self, video: int, first_frame: int, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.clips.window(video, first_frame, num_frames)
+
+    def audio(self, video: int, first_frame: int, num_frames: int) -> np.ndarray:
+        return self.clips.audio(video, first_frame, num_frames)
+
+
 def sample_pair_starts(rng: np.random.Generator, total_frames: int, config: ShiftConfig) -> tuple[int, int]:
     """(first frame of the window, first frame of the shifted audio), uniformly over valid pairs.
 
