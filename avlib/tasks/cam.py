@@ -10,6 +10,13 @@ same shapes with or without the stride, so :func:`cam_checkpoint` loads the pret
 scores them against the world's ground truth with :mod:`avlib.localization`; :func:`run` does the
 whole experiment (fine-tuning, the network's maps beside the baselines', scores) and
 ``python -m avlib.tasks.cam --profile P`` runs it from a shell.
+
+Beyond the paper: the fine-tuning runs at ``cam.size``-pixel frames (fully convolutional, so it may be larger
+than the pretraining's, which makes each conv5 cell see a part of the frame) once per training seed
+(``cam.seeds``); every map is also scored on the world's sync-only clips (:class:`SyncOnlyConfig`: a silent
+distractor that moves and glows like the source, out of step with the sound, so only audio-visual
+correspondence finds the source) and on the speakers' talking heads (is the peak on the mouth?). Verdicts
+against the baselines come from per-clip differences over seeds and clips (:func:`avlib.stats.seed_interval`).
 """
 
 from __future__ import annotations
@@ -431,6 +438,29 @@ def scores(result: CamRun, settings: CamSettings, seed: int = 0) -> dict[str, pd
     if result.sync_only is not None and len(result.sync_only.frames):
         tables["sync_only"] = summarise(result.sync_only.frames, settings.bootstrap, seed)
     return tables
+
+
+def claim_inputs(result: CamRun, tables: dict[str, pd.DataFrame], measure: str,
+                 baselines: Sequence[str] | None = None) -> dict | None:
+    """Keyword arguments of :meth:`avlib.report.results.ResultWriter.compare` for the fine-tuned CAM (signed) on
+    ``measure``: its mean % over seeds and clips with :func:`role_interval`, each baseline's difference interval
+    (``baselines``: default all of :attr:`CamRun.baseline_roles`), the training seeds and each seed's score; None
+    when the run did not score ``measure``."""
+    seeds_table, differences = tables["seeds"], tables["vs_baselines"]
+    if not len(seeds_table) or measure not in set(seeds_table["measure"]):
+        return None
+    row = seeds_table[(seeds_table["measure"] == measure) & (seeds_table["method"] == result.names["cam"])].iloc[0]
+    against = differences[(differences["measure"] == measure) & (differences["network map"] == result.names["cam"])]
+    if baselines is not None:
+        against = against[against["baseline"].isin(baselines)]
+    frames = {SYNC_MEASURE: (result.sync_only.frames if result.sync_only is not None else None, "sounding_over_silent"),
+              POINTING_MEASURE: (result.evaluation.frames, "pointing"),
+              MOUTH_MEASURE: (result.speakers, "on_mouth"), FACE_MEASURE: (result.speakers, "on_face")}[measure]
+    matrix, _ = clip_scores(frames[0], result.methods("cam"), frames[1])
+    return {"ours": float(row["mean %"]), "low": float(row["95 % low"]), "high": float(row["95 % high"]),
+            "n": int(row["clips"]), "against": {baseline: (low, high) for baseline, low, high in
+                                                zip(against["baseline"], against["95 % low"], against["95 % high"])},
+            "seeds": list(result.seeds), "seed_scores": [float(score) for score in 100 * matrix.mean(axis=1)]}
 
 
 def _run(experiment: Experiment, args) -> dict:
