@@ -139,9 +139,8 @@ class CamSettings:
     def __post_init__(self) -> None:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"CamSettings.seeds must name at least one seed, none twice, got {self.seeds}")
-        if (self.size is not None and self.crop is not None and self.crop > self.size) or any(
-                value is not None and value < 16 for value in (self.size, self.crop)):
-            raise ValueError(f"CamSettings: crop must be <= size and both >= 16 pixels, got size {self.size}, crop {self.crop}")
+        if any(value is not None and value < 16 for value in (self.size, self.crop)):
+            raise ValueError(f"CamSettings: size and crop must be >= 16 pixels, got size {self.size}, crop {self.crop}")
         if self.sync_only_clips < 0 or self.speaker_clips < 0:
             raise ValueError(f"CamSettings: clip counts must be >= 0, got {self.sync_only_clips}, {self.speaker_clips}")
         if self.fine_tune_steps is not None and self.fine_tune_steps < 0:
@@ -417,6 +416,8 @@ def _derive(experiment: Experiment) -> Experiment:
     if cam.size is None or cam.crop is None:  # the pretraining's frames, or its crop's share of a larger size
         size = cam.size or shift.size
         cam = replace(cam, size=size, crop=cam.crop or min(size, round(size * shift.crop / shift.size)))
+    if cam.crop > cam.size:  # checked once every override is in, so size and crop may be changed in either order
+        raise ConfigError(f"cam.crop ({cam.crop}) must be <= cam.size ({cam.size})")
     separation = experiment.separation
     if separation.features_from_pretrain:
         separation = replace(separation, model=replace(

@@ -151,5 +151,10 @@ def test_seed_rows_and_differences_pair_seeds_and_count_their_spread():
 def test_cam_settings_check_seeds_and_sizes():
     with pytest.raises(ValueError, match="seeds"):
         CamSettings(seeds=(0, 0))
-    with pytest.raises(ValueError, match="crop"):
-        CamSettings(size=48, crop=64)
+    with pytest.raises(ValueError, match="16 pixels"):
+        CamSettings(size=8)
+    from avlib.config import ConfigError, resolve
+
+    assert (resolve("synth", {"cam.size": 40, "cam.crop": 32}).cam.crop, resolve("synth").cam.crop) == (32, 64)
+    with pytest.raises(ConfigError, match="cam.crop"):
+        resolve("synth", {"cam.size": 48})
