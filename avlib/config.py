@@ -109,6 +109,14 @@ class CamSettings:
         eval_frame_stride: score every k-th written frame of a clip.
         bootstrap: resamples of clips for the 95 % intervals.
         top_frames: frames in the paper-style figure of top responses.
+        size, crop: frame side the CAM network is fine-tuned and mapped at, and its input crop; None: the
+            pretraining's (``pretrain.shift``). The network is fully convolutional, so a larger size than the
+            pretraining's makes each conv5 cell see a part of the frame rather than all of it.
+        seeds: training seeds of the fine-tuning; each is fine-tuned and scored, and verdicts against the
+            baselines count the seeds' spread (:func:`avlib.stats.seed_interval`).
+        sync_only_clips: held-out sync-only clips scored (:class:`avlib.data.world.scenes.SyncOnlyConfig`:
+            a silent distractor that moves and glows like the source, out of step with the sound); 0: none.
+        speaker_clips: test clips of the speakers part scored for ``cam_speech`` (is the peak on the mouth?); 0: none.
     """
 
     fine_tune_steps: int | None = PAPER_CAM_STEPS
@@ -125,8 +133,19 @@ class CamSettings:
     eval_frame_stride: int = 4
     bootstrap: int = 1000
     top_frames: int = 6
+    size: int | None = None
+    crop: int | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)
+    sync_only_clips: int = 60
+    speaker_clips: int = 20
 
     def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"CamSettings.seeds must name at least one seed, none twice, got {self.seeds}")
+        if any(value is not None and value < 16 for value in (self.size, self.crop)):
+            raise ValueError(f"CamSettings: size and crop must be >= 16 pixels, got size {self.size}, crop {self.crop}")
+        if self.sync_only_clips < 0 or self.speaker_clips < 0:
+            raise ValueError(f"CamSettings: clip counts must be >= 0, got {self.sync_only_clips}, {self.speaker_clips}")
         if self.fine_tune_steps is not None and self.fine_tune_steps < 0:
             raise ValueError(f"CamSettings.fine_tune_steps must be >= 0, got {self.fine_tune_steps}")
         if self.fine_tune_batch is not None and self.fine_tune_batch < 1:
@@ -326,9 +345,12 @@ PROFILES: dict[str, dict[str, Any]] = {
             # a quarter of the clips show a talking head: AudioSet's on-screen speech (docs/world.md)
             "talking_heads": 0.25,
         },
-        # The paper's share of the pretraining (25 k of 650 k) at the last stage's batch.
+        # The paper's share of the pretraining (25 k of 650 k) at the last stage's batch; fine-tuned and mapped
+        # at 64-pixel frames (4 x 4 conv5 cells; at 32 pixels each of the 2 x 2 cells saw the whole frame and
+        # 41 % of the peaks fell in one corner cell; at 64, 16-25 %, docs/world.md), 3 training seeds.
         "cam": {"fine_tune_steps": None, "fine_tune_batch": None, "map_stride": 4, "tile_batch": 8,
-                "eval_clips": None},
+                "eval_clips": None, "size": 64, "crop": 64, "seeds": [0, 1, 2], "sync_only_clips": 60,
+                "speaker_clips": 20},
         # Adam at 3e-4, batches of 16, 1500 steps: the paper-like SGD at 1e-2 stayed at chance on the
         # world's actions (docs/world.md).
         "ucf101": {
@@ -365,7 +387,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "eval_every": 2, "eval_pairs_per_video": 2, "held_out_scenes": 0.34, "talking_heads": 0.25,
         },
         "cam": {"fine_tune_steps": 2, "fine_tune_batch": 2, "map_stride": 4, "tile_batch": 8, "eval_clips": 2,
-                "eval_frame_stride": 30, "bootstrap": 50, "top_frames": 2},
+                "eval_frame_stride": 30, "bootstrap": 50, "top_frames": 2, "seeds": [0, 1], "sync_only_clips": 2,
+                "speaker_clips": 2},
         "ucf101": {
             "window": 1.1, "batch_size": 4,
             "train": {"steps": 3, "lr": 1e-2, "lr_milestones": [2], "log_every": 1, "checkpoint_every": 3,
@@ -421,6 +444,11 @@ def _derive(experiment: Experiment) -> Experiment:
         cam = replace(cam, fine_tune_steps=round(last.steps * PAPER_CAM_STEPS / PAPER_PRETRAIN_STEPS))
     if cam.fine_tune_batch is None:
         cam = replace(cam, fine_tune_batch=last.batch_size)
+    if cam.size is None or cam.crop is None:  # the pretraining's frames, or its crop's share of a larger size
+        size = cam.size or shift.size
+        cam = replace(cam, size=size, crop=cam.crop or min(size, round(size * shift.crop / shift.size)))
+    if cam.crop > cam.size:  # checked once every override is in, so size and crop may be changed in either order
+        raise ConfigError(f"cam.crop ({cam.crop}) must be <= cam.size ({cam.size})")
     separation = experiment.separation
     if separation.features_from_pretrain:
         separation = replace(separation, model=replace(

@@ -249,6 +249,16 @@ def pointing_difference(frames: pd.DataFrame, method: str, baseline: str, resamp
             "low": 100 * low, "high": 100 * high, "clips": len(difference)}
 
 
+def clip_scores(frames: pd.DataFrame, methods: Sequence[str], column: str) -> tuple[np.ndarray, list[str]]:
+    """(len(methods), N) per-clip means of ``column`` for each method, over the clips every method scored (NaN
+    frames, e.g. ``sounding_over_silent`` without a visible distractor, left out), and the N clips' names: the
+    examples of :func:`avlib.stats.seed_interval`, since frames of one clip are not independent."""
+    scored = frames[frames["method"].isin(methods) & frames[column].notna()]
+    table = scored.pivot_table(index="clip", columns="method", values=column, aggfunc="mean")
+    table = table.reindex(columns=list(methods)).dropna()
+    return table.to_numpy(dtype=np.float64).T, [str(clip) for clip in table.index]
+
+
 def top_responses(evaluation: SceneEvaluation, method: str, count: int) -> pd.DataFrame:
     """The ``count`` scored frames with the strongest map peak of ``method``, at most one per clip
     (the paper's figure of top-responding held-out frames): clip, frame, response."""
@@ -298,7 +308,7 @@ def mask_means(track_maps: np.ndarray, frame_index: np.ndarray, truth) -> pd.Dat
 
 
 __all__ = [
-    "CIOU_THRESHOLDS", "CentrePrior", "MotionEnergy", "RandomMap", "SceneClip", "SceneEvaluation", "ciou",
+    "CIOU_THRESHOLDS", "CentrePrior", "MotionEnergy", "RandomMap", "SceneClip", "SceneEvaluation", "ciou", "clip_scores",
     "mask_means", "object_masks", "on_screen_events", "peak_concentration", "peak_in", "pointing_difference",
     "sounding_over_silent", "success_auc", "summarise", "top_responses",
 ]

@@ -75,12 +75,12 @@ if official_cam is not None:
     cam_checkpoint_path, cam_source = official_cam, f"official {official_cam.stem} network ({REGISTRY[official_cam.stem].prefix})"
     cam_inputs = {}  # the input settings stored with the imported network (the paper's)
 else:
-    from avlib.tasks.cam import cam_checkpoint
+    from avlib.tasks.cam import cam_checkpoint, cam_shift
 
     cam_checkpoint_path = cam_checkpoint(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root or None,
                                          device=device)
     cam_source = f"the {profile} profile's CAM network (notebook 02), not the official one"
-    cam_inputs = {"shift": experiment.pretrain.shift, "settings": experiment.cam}
+    cam_inputs = {"shift": cam_shift(experiment), "settings": experiment.cam}  # the frame size it was fine-tuned at
 if official_sep is not None:
     sep_checkpoint_path, sep_source = official_sep, f"official sep-full network ({REGISTRY['sep-full'].prefix})"
 else:

@@ -42,9 +42,10 @@ def test_cam_fine_tuning_under_torchrun_and_its_scores(tmp_path: Path) -> None:
     summary = _run(["avlib.tasks.cam", "--profile", "smoke"], tmp_path, processes=2)["summary"]
     checkpoint = load_checkpoint(summary["checkpoint"])
     assert checkpoint["step"] == 2 and checkpoint["config"]["run"]["cam"]["fine_tune_steps"] == 2
-    assert len(checkpoint["extra"]["rng"]) == 2
-    assert set(summary["tables"]) == {"localization.csv", "peaks.csv", "vs_baselines.csv"}
-    assert 0.0 <= summary["pointing %"] <= 100.0 and summary["frames"] > 0
+    assert len(checkpoint["extra"]["rng"]) == 2 and checkpoint["config"]["run"]["train_seed"] == 0
+    assert sorted(summary["checkpoints"]) == ["0", "1"]  # the smoke profile's two training seeds
+    assert set(summary["tables"]) == {"localization.csv", "peaks.csv", "vs_baselines.csv", "seeds.csv", "sync_only.csv"}
+    assert 0.0 <= summary["pointing %"] <= 100.0 and summary["frames"] > 0 and 0.0 <= summary["sync-only %"] <= 100.0
 
 
 @pytest.mark.slow

@@ -141,7 +141,8 @@ class PaperClaim:
 _SUMMARY = "SUMMARY section 12 (the paper's tables could not be read; docs/paper.md §7.8)"
 _ABLATION_ROW = "INF docs/paper.md §7.6 (a variant of sep_params.py, very likely an ablation row) + MEM docs/paper.md §7.8 (row recalled)"
 CLAIMS: tuple[PaperClaim, ...] = (
-    PaperClaim("cam_speech", "CAM on speech videos", "top-ranked regions fall on speakers' faces and mouths", _SUMMARY),
+    PaperClaim("cam_speech", "CAM on speech videos", "top-ranked regions fall on speakers' faces and mouths", _SUMMARY,
+               expected_sign=1),
     PaperClaim("cam_non_speech", "CAM on non-speech videos", "sound sources are still localised reasonably", _SUMMARY,
                expected_sign=1),
     PaperClaim("cam_over_time", "CAM over time",

@@ -15,7 +15,7 @@ same ways. Sound is caused by what is visible:
   hums (``glow`` = 0 turns this off). This is the world's visible correlate of sound, the
   counterpart of the visible vibration and contact that real sounds come with; without it
   the alignment task stayed at chance for the whole CPU budget of the ``synth`` profile
-  (docs/world.md). Silent distractors never glow;
+  (docs/world.md). Silent distractors never glow (but see the sync-only clips below);
 - some clips also carry off-screen sound (impacts or a hum with no visible source) and noise.
 
 Files: ``clips/scene_NNNNN.mp4``; tables ``scenes.csv`` (one row per clip), ``objects.csv`` (one
@@ -24,6 +24,11 @@ row per object: shape, colour, size, motion, whether and how it sounds, its timb
 Ground truth per clip (``truth/<clip>.npz``, read with :func:`load_truth`): every object's box
 per frame, its sprite and rendered position (hence its mask), whether it sounds, its loudness
 per frame, and every sound event with the object that caused it (-1: off-screen).
+
+Sync-only clips (:class:`SyncOnlyConfig`, :func:`generate_sync_only`; held out, for CAM, beyond the paper): a
+sounding object beside a silent distractor that moves and glows with the same statistics but out of step with the
+sound, so that motion and brightness cannot tell them apart and only audio-visual correspondence can. Same layout
+(``scenes.csv``, ``clips/sync_NNNNN.mp4``, ``truth/``), the truth with each object's ``glow`` too.
 """
 
 from __future__ import annotations
@@ -256,40 +261,54 @@ def clip_name(index: int) -> str:
     return f"scene_{index:05d}"
 
 
+def _draw_object(rng: np.random.Generator, config: ScenesConfig, sounding: bool, motion_name: str | None = None) -> dict:
+    """One object of a clip: shape, size, colour, motion (drawn from ``config.motions`` unless given), timbre and
+    sprite, in that order of draws."""
+    num_frames, side, fps = config.num_frames, config.size, config.fps
+    low, high = config.object_size
+    shape = str(rng.choice(SHAPES))
+    size_fraction = rng.uniform(*config.object_size)
+    size = max(6, int(round(size_fraction * side)))
+    colour = random_colour(rng)
+    motion_name = str(rng.choice(config.motions)) if motion_name is None else motion_name
+    motion = MOTION_FUNCTIONS[motion_name](rng, num_frames, np.full(2, float(side - size)), side / 128, fps)
+    # impacts in the first or last frame have no visible before/after: leave them out
+    motion.impacts = [(f, s) for f, s in motion.impacts if 1 <= f <= num_frames - 2]
+    return dict(
+        shape=shape, size=size, colour=colour, motion_name=motion_name, motion=motion,
+        sounding=bool(sounding), timbre=object_timbre(rng, shape, (size_fraction - low) / max(high - low, 1e-6)),
+        alpha=shape_alpha(shape, size), surface=shaded_sprite(rng, colour, size),
+    )
+
+
 def render_scene(job: SceneJob) -> dict:
     """Generate, write and describe one scenes clip; returns its table rows."""
     config, index = job.config, job.index
     rng = clip_rng(config.seed, "scenes", index)
-    num_frames, side, fps, sr = config.num_frames, config.size, config.fps, config.sample_rate
-    num_samples = int(round(num_frames * sr / fps))
-    scale = side / 128
+    num_frames, fps = config.num_frames, config.fps
 
     num_objects = int(rng.integers(1, config.max_objects + 1))
     sounding = rng.uniform(size=num_objects) < config.sounding_probability
     if not sounding.any() and rng.uniform() >= config.silent_scene_probability:
         sounding[rng.integers(num_objects)] = True
-    objects = []
-    low, high = config.object_size
-    for k in range(num_objects):
-        shape = str(rng.choice(SHAPES))
-        size_fraction = rng.uniform(*config.object_size)
-        size = max(6, int(round(size_fraction * side)))
-        colour = random_colour(rng)
-        motion_name = str(rng.choice(config.motions))
-        motion = MOTION_FUNCTIONS[motion_name](rng, num_frames, np.full(2, float(side - size)), scale, fps)
-        # impacts in the first or last frame have no visible before/after: leave them out
-        motion.impacts = [(f, s) for f, s in motion.impacts if 1 <= f <= num_frames - 2]
-        objects.append(
-            dict(
-                shape=shape, size=size, colour=colour, motion_name=motion_name, motion=motion,
-                sounding=bool(sounding[k]), timbre=object_timbre(rng, shape, (size_fraction - low) / max(high - low, 1e-6)),
-                alpha=shape_alpha(shape, size), surface=shaded_sprite(rng, colour, size),
-            )
-        )
+    objects = [_draw_object(rng, config, sounding[k]) for k in range(num_objects)]
 
     # -- pictures; a sounding object glows with its own sound (see the module docstring)
     for obj in objects:
         obj["glow"] = glow_envelope(obj["motion"], num_frames, fps, config.glow_seconds) if obj["sounding"] else None
+    return _render_clip(job, rng, objects, config.offscreen_probability)
+
+
+def _render_clip(job: SceneJob, rng: np.random.Generator, objects: list[dict], offscreen_probability: float,
+                 extra_truth: dict | None = None, clip: str | None = None) -> dict:
+    """Draw, voice, write and describe one clip of ``objects`` (each with its motion, sprite, timbre, whether it
+    sounds and its ``glow`` envelope or None); returns its table rows. ``extra_truth``: more arrays for its truth file;
+    ``clip``: its name (default: the scenes clip's)."""
+    config, clip = job.config, clip or clip_name(job.index)
+    num_frames, side, fps, sr = config.num_frames, config.size, config.fps, config.sample_rate
+    num_samples = int(round(num_frames * sr / fps))
+    num_objects = len(objects)
+    sounding = np.array([obj["sounding"] for obj in objects], dtype=bool)
     margin = side // 4
     background = texture(rng, side + margin, side + margin)
     pan = panning_offsets(rng, num_frames, margin)
@@ -333,7 +352,7 @@ def render_scene(job: SceneJob) -> dict:
 
     offscreen = np.zeros((2, num_samples), dtype=np.float32)
     offscreen_kind = "none"
-    if rng.uniform() < config.offscreen_probability:
+    if rng.uniform() < offscreen_probability:
         hidden_shape = str(rng.choice(SHAPES))
         timbre = object_timbre(rng, hidden_shape, rng.uniform())
         side_gain = stereo_gains(rng.uniform())
@@ -358,13 +377,13 @@ def render_scene(job: SceneJob) -> dict:
     gain = min(1.0, 0.95 / max(float(np.abs(mix).max()), 1e-6))  # never clip: scale the whole mix
     mix *= gain
 
-    relative = Path("clips") / f"{clip_name(index)}.{config.container}"
+    relative = Path("clips") / f"{clip}.{config.container}"
     write_video(Path(job.root) / relative, frames, fps, mix, sr, video_options=VIDEO_OPTIONS)
 
     events.sort()
     event_frame = np.array([e[0] for e in events], dtype=np.int32)
     loudness = np.stack([frame_rms(gain * tracks[k], num_frames, fps, sr) for k in range(num_objects)], axis=1)
-    truth_relative = Path("truth") / f"{clip_name(index)}.npz"
+    truth_relative = Path("truth") / f"{clip}.npz"
     max_size = max(obj["size"] for obj in objects)
     sprites = np.zeros((num_objects, max_size, max_size), dtype=np.uint8)
     for k, obj in enumerate(objects):
@@ -384,9 +403,9 @@ def render_scene(job: SceneJob) -> dict:
         event_sample=np.array([sample_at_frame(f, fps, sr) for f in event_frame], dtype=np.int64),
         fps=np.float64(fps),
         sample_rate=np.int64(sr),
+        **(extra_truth or {}),
     )
 
-    clip = clip_name(index)
     scene_row = dict(
         clip=clip, path=relative.as_posix(), truth=truth_relative.as_posix(), num_frames=num_frames, duration=num_frames / fps,
         fps=fps, sample_rate=sr, width=side, height=side, num_objects=num_objects, num_sounding=int(sounding.sum()),
@@ -406,6 +425,69 @@ def render_scene(job: SceneJob) -> dict:
         for f, k, s in events
     ]
     return dict(scene=scene_row, objects=object_rows, events=event_rows)
+
+
+# ----------------------------------------------------------------------------- sync-only clips
+
+#: Mixed into the random streams of sync-only clips: (index, 1) never gives a pretraining clip's stream (index,).
+SYNC_ONLY_STREAM = 1
+
+
+@dataclass(frozen=True)
+class SyncOnlyConfig:
+    """Held-out clips in which only audio-visual synchrony finds the sound's source (beyond the paper).
+
+    Each clip shows two objects drawn alike: the same kind of motion, shape, size and colour drawn from the same
+    distributions, and both glow with the same process (:func:`glow_envelope` of their own impacts or activity).
+    One makes the sound; the other is silent, its glow and impacts an independent train from the same
+    distribution, out of step with the sound. Motion, brightness changes, size and place tell them apart no
+    better than a coin, so a map that prefers the sounding object must have heard which one the sound follows.
+    Clips have the scenes' size, rates and background noise, no off-screen sound; their random streams are
+    disjoint from the pretraining clips'.
+    """
+
+    scenes: ScenesConfig  #: the world's scenes (frame size, rates, glow, motions, noise)
+    num_clips: int = 60  #: clips written
+
+    def validate(self) -> None:
+        self.scenes.validate()
+        if self.num_clips < 1:
+            raise ValueError(f"SyncOnlyConfig.num_clips must be >= 1, got {self.num_clips}")
+
+
+def sync_only_name(index: int) -> str:
+    return f"sync_{index:05d}"
+
+
+def render_sync_only(job: SceneJob) -> dict:
+    """Generate, write and describe one sync-only clip (:class:`SyncOnlyConfig`): object 0 sounds, object 1 is a
+    silent distractor with the same motion kind and its own glow; the truth file also holds ``glow`` (T x 2)."""
+    config = job.config
+    rng = clip_rng(config.seed, "scenes", job.index, SYNC_ONLY_STREAM)
+    motion_name = str(rng.choice(config.motions))
+    objects = [_draw_object(rng, config, sounding, motion_name) for sounding in (True, False)]
+    for obj in objects:  # both glow, each with its own impacts or activity: only the sound says which is heard
+        obj["glow"] = glow_envelope(obj["motion"], config.num_frames, config.fps, config.glow_seconds)
+    glow = np.stack([obj["glow"] for obj in objects], axis=1) * (config.glow > 0)
+    return _render_clip(job, rng, objects, 0.0, {"glow": glow.astype(np.float32)}, sync_only_name(job.index))
+
+
+def build_sync_only(config: SyncOnlyConfig, root: Path, workers: int, progress: bool) -> None:
+    """Write every sync-only clip and the tables ``scenes.csv``, ``objects.csv``, ``events.csv`` (the scenes' layout)."""
+    config.validate()
+    jobs = [SceneJob(config.scenes, index, str(root)) for index in range(config.num_clips)]
+    results = parallel_map(render_sync_only, jobs, workers, "sync-only clips" if progress else None)
+    write_table(root / "scenes.csv", [r["scene"] for r in results], SCENE_COLUMNS)
+    write_table(root / "objects.csv", [row for r in results for row in r["objects"]], OBJECT_COLUMNS)
+    write_table(root / "events.csv", [row for r in results for row in r["events"]], EVENT_COLUMNS)
+
+
+def generate_sync_only(config: SyncOnlyConfig, root: str | Path, workers: int | None = None, progress: bool = False) -> Path:
+    """Build the sync-only clips into ``root`` (or re-use an identical build there) and return ``root``."""
+    from ._common import build_cached, default_workers
+
+    workers = default_workers() if workers is None else workers
+    return build_cached(Path(root), "sync_only", config, lambda staging: build_sync_only(config, staging, workers, progress))
 
 
 SCENE_COLUMNS = ("clip", "path", "truth", "num_frames", "duration", "fps", "sample_rate", "width", "height", "num_objects",
@@ -449,6 +531,7 @@ class SceneTruth:
     sample_rate: int
     height: int
     width: int
+    glow: np.ndarray | None = None  # T x K glow of each object (sync-only clips only)
 
     @property
     def event_time(self) -> np.ndarray:
