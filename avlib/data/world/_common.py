@@ -420,3 +420,14 @@ class _NoProgress:
 
     def close(self) -> None:
         pass
+
+
+def clip_frames(seconds: float, fps: float) -> int:
+    """Frames per clip, counted as the paper does: ``int(seconds * fps)`` (10.1 s at 29.97 fps -> 302)."""
+    return int(seconds * fps + 1e-9)
+
+
+def check_frame_size(owner: str, size: int) -> None:
+    """Square frames of a part must have an even side of at least 32 pixels (H.264's 4:2:0 and the crops)."""
+    if size % 2 or size < 32:
+        raise ValueError(f"{owner}.size must be even and >= 32, got {size}")

@@ -43,6 +43,8 @@ from ._common import (
     SHAPES,
     VIDEO_OPTIONS,
     add_at,
+    check_frame_size,
+    clip_frames,
     clip_rng,
     coloured_noise,
     frame_rms,
@@ -97,15 +99,13 @@ class ScenesConfig:
 
     @property
     def num_frames(self) -> int:
-        """Frames per clip, counted as the paper does: ``int(seconds * fps)`` (10.1 s -> 302)."""
-        return int(self.clip_seconds * self.fps + 1e-9)
+        return clip_frames(self.clip_seconds, self.fps)
 
     def validate(self) -> None:
         unknown = sorted(set(self.motions) - set(MOTIONS))
         if unknown:
             raise ValueError(f"ScenesConfig.motions: unknown {unknown}; use {MOTIONS}")
-        if self.size % 2 or self.size < 32:
-            raise ValueError(f"ScenesConfig.size must be even and >= 32, got {self.size}")
+        check_frame_size("ScenesConfig", self.size)
         if self.container not in ("mp4", "avi", "mkv"):
             raise ValueError(f"ScenesConfig.container must be mp4, avi or mkv, got {self.container!r}")
         if self.num_frames < 8 or self.max_objects < 1 or self.num_clips < 1:

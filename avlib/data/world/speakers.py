@@ -33,6 +33,8 @@ from ._common import (
     SHAPES,
     VIDEO_OPTIONS,
     add_at,
+    check_frame_size,
+    clip_frames,
     clip_rng,
     coloured_noise,
     frame_rms,
@@ -83,13 +85,12 @@ class SpeakersConfig:
 
     @property
     def num_frames(self) -> int:
-        return int(self.clip_seconds * self.fps + 1e-9)
+        return clip_frames(self.clip_seconds, self.fps)
 
     def validate(self) -> None:
         if self.num_speakers < 6:
             raise ValueError(f"SpeakersConfig.num_speakers must be >= 6 (3 splits x 2 genders), got {self.num_speakers}")
-        if self.size % 2 or self.size < 32:
-            raise ValueError(f"SpeakersConfig.size must be even and >= 32, got {self.size}")
+        check_frame_size("SpeakersConfig", self.size)
 
 
 @dataclass(frozen=True)
@@ -492,13 +493,12 @@ class TalkersConfig:
 
     @property
     def num_frames(self) -> int:
-        return int(self.clip_seconds * self.fps + 1e-9)
+        return clip_frames(self.clip_seconds, self.fps)
 
     def validate(self) -> None:
         if self.num_clips < 1:
             raise ValueError(f"TalkersConfig.num_clips must be >= 1, got {self.num_clips}")
-        if self.size % 2 or self.size < 32:
-            raise ValueError(f"TalkersConfig.size must be even and >= 32, got {self.size}")
+        check_frame_size("TalkersConfig", self.size)
 
 
 @dataclass(frozen=True)
