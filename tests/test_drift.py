@@ -100,10 +100,15 @@ def tensors(value, prefix: str = "") -> dict[str, torch.Tensor]:
 
 
 def checkpoints(root: Path) -> dict[str, Path]:
-    """Every checkpoint under ``root`` by its path with the run keys taken out: a keyed folder (``cam/ft2-<key>``)
-    hashes its input checkpoint's bytes or modification time, which differ between runs (elapsed time, folder)."""
-    found = {RUN_KEY.sub("-<key>", path.relative_to(root).as_posix()): path for path in sorted(root.rglob("*.pt"))}
-    assert len(found) == len(list(root.rglob("*.pt"))), f"two runs of one setting under {root}"
+    """Every checkpoint under ``root`` by its path with the run keys taken out, and its training seed: a keyed folder
+    (``cam/ft2-<key>``) hashes its input checkpoint's bytes or modification time, which differ between runs (elapsed
+    time, folder), and the training seeds of one row differ only in that key."""
+    found = {}
+    for path in sorted(root.rglob("*.pt")):
+        config = torch.load(path, map_location="cpu", weights_only=False)["config"]
+        name = f"{RUN_KEY.sub('-<key>', path.relative_to(root).as_posix())} (train seed {config['train'].get('seed')})"
+        assert name not in found, f"two runs of one setting under {root}: {name}"
+        found[name] = path
     return found
 
 
