@@ -94,8 +94,6 @@ def seed_interval(differences, level: float = 0.95) -> tuple[float, float, float
     seed-by-example term enters both estimates, so the interval errs wide. NaN bounds with fewer than 2 seeds
     (seed variance unknown) or fewer than 2 examples: a verdict read from them is 'not resolved'.
     """
-    from scipy import stats
-
     array = np.asarray(differences, dtype=np.float64)
     if array.ndim != 2:
         raise ValueError(f"seed_interval needs an (S seeds, N examples) array, got shape {array.shape}")
@@ -107,14 +105,20 @@ def seed_interval(differences, level: float = 0.95) -> tuple[float, float, float
     mean = float(array.mean())
     if seeds < 2 or examples < 2:
         return mean, float("nan"), float("nan")
-    between = float(array.mean(axis=1).var(ddof=1)) / seeds
-    within = float(array.mean(axis=0).var(ddof=1)) / examples
-    error = math.sqrt(between + within)
-    if error == 0:
+    return _components_interval(mean, [(float(array.mean(axis=1).var(ddof=1)) / seeds, seeds - 1),
+                                       (float(array.mean(axis=0).var(ddof=1)) / examples, examples - 1)], level)
+
+
+def _components_interval(mean: float, terms: Sequence[tuple[float, int]], level: float) -> tuple[float, float, float]:
+    """(mean, low, high): a t interval whose variance is the sum of independent ``(variance, degrees of freedom)``
+    terms, its degrees of freedom by Welch-Satterthwaite (the seed intervals' one rule for adding doubts)."""
+    from scipy import stats
+
+    variance = sum(term for term, _ in terms)
+    if variance == 0:
         return mean, mean, mean
-    terms = [(between, seeds - 1), (within, examples - 1)]
-    dof = (between + within) ** 2 / sum(term**2 / df for term, df in terms if term > 0)
-    half = float(stats.t.ppf(0.5 + level / 2, dof) * error)
+    dof = variance**2 / sum(term**2 / df for term, df in terms if term > 0)
+    half = float(stats.t.ppf(0.5 + level / 2, dof) * math.sqrt(variance))
     return mean, mean - half, mean + half
 
 
@@ -135,8 +139,6 @@ def seed_welch_interval(first, second, level: float = 0.95) -> tuple[float, floa
     of the S per-seed differences of means, over S, as in :func:`seed_interval`; degrees of freedom by
     Welch-Satterthwaite over the three terms. NaN bounds with fewer than 2 seeds or fewer than 2 examples a side.
     """
-    from scipy import stats
-
     a, b = (np.asarray(values, dtype=np.float64) for values in (first, second))
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
         raise ValueError(f"seed_welch_interval needs (S, N1) and (S, N2) arrays of the same seeds, got {a.shape} and {b.shape}")
@@ -149,12 +151,6 @@ def seed_welch_interval(first, second, level: float = 0.95) -> tuple[float, floa
     mean = float(per_seed.mean())
     if seeds < 2 or a.shape[1] < 2 or b.shape[1] < 2:
         return mean, float("nan"), float("nan")
-    terms = [(float(per_seed.var(ddof=1)) / seeds, seeds - 1),
-             (float(a.mean(axis=0).var(ddof=1)) / a.shape[1], a.shape[1] - 1),
-             (float(b.mean(axis=0).var(ddof=1)) / b.shape[1], b.shape[1] - 1)]
-    variance = sum(term for term, _ in terms)
-    if variance == 0:
-        return mean, mean, mean
-    dof = variance**2 / sum(term**2 / df for term, df in terms if term > 0)
-    half = float(stats.t.ppf(0.5 + level / 2, dof) * math.sqrt(variance))
-    return mean, mean - half, mean + half
+    return _components_interval(mean, [(float(per_seed.var(ddof=1)) / seeds, seeds - 1),
+                                       (float(a.mean(axis=0).var(ddof=1)) / a.shape[1], a.shape[1] - 1),
+                                       (float(b.mean(axis=0).var(ddof=1)) / b.shape[1], b.shape[1] - 1)], level)
