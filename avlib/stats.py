@@ -109,6 +109,14 @@ def seed_interval(differences, level: float = 0.95) -> tuple[float, float, float
                                        (float(array.mean(axis=0).var(ddof=1)) / examples, examples - 1)], level)
 
 
+def interval_over_seeds(values) -> tuple[float, float, float]:
+    """(mean, low, high) of an (S seeds, N examples) array: :func:`seed_interval` with several seeds, the Student-t
+    interval over the N examples with one (its seed variance unknown, so a verdict between training regimes stays
+    'not resolved' in a result profile: :meth:`avlib.report.results.ResultWriter.compare`)."""
+    array = np.asarray(values, dtype=np.float64)
+    return seed_interval(array) if len(array) > 1 else confidence_interval(array[0])
+
+
 def _components_interval(mean: float, terms: Sequence[tuple[float, int]], level: float) -> tuple[float, float, float]:
     """(mean, low, high): a t interval whose variance is the sum of independent ``(variance, degrees of freedom)``
     terms, its degrees of freedom by Welch-Satterthwaite (the seed intervals' one rule for adding doubts)."""

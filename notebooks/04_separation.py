@@ -56,7 +56,7 @@ from avlib.report.index import notebook_comparison
 from avlib.report.results import ResultWriter
 from avlib.separate import separate
 from avlib.spectral import analyze
-from avlib.stats import confidence_interval, seed_interval, seed_welch_interval, welch_interval
+from avlib.stats import interval_over_seeds, seed_welch_interval, welch_interval
 from avlib.tasks.separation import SYSTEM_NAMES, run, seed_gains, seed_summary
 from avlib.writer import write_video
 
@@ -219,7 +219,7 @@ by_gender[["system", "source", "mixture kind", "sdr", "sdr_low", "sdr_high", "sd
 same = seed_gains(result.evaluations, headline["full"], test_list.pair[test_list.same_gender.astype(bool)])
 different = seed_gains(result.evaluations, headline["full"], test_list.pair[~test_list.same_gender.astype(bool)])
 if same.shape[1] and different.shape[1]:
-    mean, low, high = seed_interval(same) if len(same) > 1 else confidence_interval(same[0])
+    mean, low, high = interval_over_seeds(same)
     _, difference_low, difference_high = (seed_welch_interval(same, different) if len(same) > 1
                                           else welch_interval(same[0], different[0]))
     out.compare("same_gender", mean, low=low, high=high, n=same.shape[1],
@@ -230,7 +230,7 @@ if same.shape[1] and different.shape[1]:
                      "seeds and pairs (Welch between the two kinds of pairs, paired by seed)",
                 seeds=result.seeds, seed_scores=same.mean(axis=1))
 full_gain, pit_gain = seed_gains(result.evaluations, headline["full"]), seed_gains(result.evaluations, headline["unet_pit"])
-mean, low, high = seed_interval(pit_gain) if len(pit_gain) > 1 else confidence_interval(pit_gain[0])
+mean, low, high = interval_over_seeds(pit_gain)
 out.compare("audio_only_pit", mean, low=low, high=high, n=pit_gain.shape[1],
             measure=f"u-net PIT (oracle assignment, {settings.phase} phase): on-screen SDR gain over the mixture, dB, "
                     f"mean of {len(pit_gain)} training seeds",

@@ -68,7 +68,7 @@ from avlib.models.i3d import I3D, I3DConfig, I3DFeatures, load_converted
 from avlib.models.multisensory import MultisensoryNet, normalize_frames
 from avlib.models.unet import MultisensoryFeatures, SeparationConfig, SeparationNet
 from avlib.report.claims import CLAIMS_BY_KEY, PaperClaim, verdict
-from avlib.stats import confidence_interval, seed_interval, seed_spread, seed_welch_interval, welch_interval
+from avlib.stats import interval_over_seeds, seed_spread, seed_welch_interval, welch_interval
 from avlib.tasks.separation import ensure_test_list, mixture_config, pit_config, train
 from avlib.train import fit
 
@@ -355,12 +355,6 @@ def paired_difference(scores: pd.DataFrame, system: str, reference: str = "full"
     seed (pairs both scored by every seed)."""
     difference = (seed_matrix(scores, system, metric, source) - seed_matrix(scores, reference, metric, source)).dropna(axis=1)
     return difference.to_numpy(dtype=np.float64)
-
-
-def interval_over_seeds(values: np.ndarray) -> tuple[float, float, float]:
-    """(mean, low, high) of an (S, N) array: :func:`avlib.stats.seed_interval` with several seeds, the Student-t
-    interval over the N examples with one (its seed variance unknown)."""
-    return seed_interval(values) if len(values) > 1 else confidence_interval(values[0])
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ from avlib.losses import alignment_loss
 from avlib.metrics import alignment_accuracy
 from avlib.models.multisensory import MultisensoryNet, cam_network, network_cam
 from avlib.report.claims import verdict
-from avlib.stats import confidence_interval, seed_interval, seed_spread
+from avlib.stats import interval_over_seeds, seed_spread
 from avlib.tasks.pretrain import ensure_pretrained, scene_files_of
 
 # ----------------------------------------------------------------------------- scenes and their scores
@@ -369,24 +369,15 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
 # ----------------------------------------------------------------------------- scores over training seeds
 
 
-def role_interval(matrix: np.ndarray) -> tuple[float, float, float]:
-    """(mean, low, high) of an (S seeds, N clips) array of per-clip scores or differences: :func:`seed_interval`
-    with 2 or more seeds, the t interval over clips with one (seed variance unknown, so a verdict between
-    training regimes is 'not resolved' in a result profile: :meth:`ResultWriter.compare`)."""
-    if len(matrix) >= 2:
-        return seed_interval(matrix)
-    return confidence_interval(matrix[0])
-
-
 def seed_rows(frames: pd.DataFrame, roles: dict[str, list[str]], column: str, measure: str) -> list[dict]:
     """One row per role of ``column`` (0/1 per frame) in %: per-clip means, averaged over clips and seeds, with
-    :func:`role_interval` and the seeds' spread (:func:`seed_spread` of each seed's mean over clips)."""
+    :func:`~avlib.stats.interval_over_seeds` and the seeds' spread (:func:`seed_spread` of each seed's mean over clips)."""
     rows = []
     for label, methods in roles.items():
         matrix, clips = clip_scores(frames, methods, column)
         if not len(clips):
             continue
-        mean, low, high = role_interval(100 * matrix)
+        mean, low, high = interval_over_seeds(100 * matrix)
         spread = seed_spread(100 * matrix.mean(axis=1))
         rows.append({"measure": measure, "method": label, "seeds": len(methods), "mean %": mean, "95 % low": low,
                      "95 % high": high, "seed sd": spread["sd"], "seed min": spread["min"], "seed max": spread["max"],
@@ -397,7 +388,7 @@ def seed_rows(frames: pd.DataFrame, roles: dict[str, list[str]], column: str, me
 def difference_rows(frames: pd.DataFrame, roles: dict[str, list[str]], networks: Sequence[str], baselines: Sequence[str],
                     column: str, measure: str) -> list[dict]:
     """Each network role minus each baseline role on ``column`` (points), per clip: paired seed by seed when both
-    have a map per seed (random weights), else against the one baseline map; :func:`role_interval` and verdict."""
+    have a map per seed (random weights), else against the one baseline map; :func:`~avlib.stats.interval_over_seeds` and verdict."""
     rows = []
     for network in networks:
         for baseline in baselines:
@@ -407,7 +398,7 @@ def difference_rows(frames: pd.DataFrame, roles: dict[str, list[str]], networks:
                 continue
             mine, other = matrix[: len(ours)], matrix[len(ours):]
             differences = 100 * (mine - (other if len(other) == len(mine) else other[:1]))
-            mean, low, high = role_interval(differences)
+            mean, low, high = interval_over_seeds(differences)
             rows.append({"measure": measure, "network map": network, "baseline": baseline, "difference (points)": mean,
                          "95 % low": low, "95 % high": high, "seeds": len(ours), "clips": len(clips),
                          "verdict": verdict(low, high, 1)})
@@ -450,7 +441,7 @@ def scores(result: CamRun, settings: CamSettings, seed: int = 0) -> dict[str, pd
 def claim_inputs(result: CamRun, tables: dict[str, pd.DataFrame], measure: str,
                  baselines: Sequence[str] | None = None) -> dict | None:
     """Keyword arguments of :meth:`avlib.report.results.ResultWriter.compare` for the fine-tuned CAM (signed) on
-    ``measure``: its mean % over seeds and clips with :func:`role_interval`, each baseline's difference interval
+    ``measure``: its mean % over seeds and clips with :func:`~avlib.stats.interval_over_seeds`, each baseline's difference interval
     (``baselines``: default all of :attr:`CamRun.baseline_roles`), the training seeds and each seed's score; None
     when the run did not score ``measure``."""
     seeds_table, differences = tables["seeds"], tables["vs_baselines"]

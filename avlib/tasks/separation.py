@@ -37,7 +37,7 @@ from avlib.data.sources import SpeakerData, speaker_sources
 from avlib.losses import SeparationLoss
 from avlib.metrics import improvement_over_mixture, score_separation, summarize
 from avlib.models.unet import MultisensoryFeatures, SeparationConfig, SeparationNet
-from avlib.stats import confidence_interval, seed_interval, seed_spread
+from avlib.stats import confidence_interval, interval_over_seeds, seed_spread
 from avlib.train import fit
 
 #: Names of the scored systems in the tables.
@@ -251,7 +251,7 @@ def seed_summary(evaluations: Sequence[SeparationScores], metrics: Sequence[str]
         spread = seed_spread(sdr.mean(axis=1))
         row.update(sdr_seed_sd=spread["sd"], sdr_seed_min=spread["min"], sdr_seed_max=spread["max"])
         for name, values in (("sdr", sdr), ("sdr_gain", gain)):
-            mean, low, high = seed_interval(values) if len(values) > 1 else confidence_interval(values[0])
+            mean, low, high = interval_over_seeds(values)
             row.update({name: mean, f"{name}_low": low, f"{name}_high": high})
         if system == "mixture":  # no gain over itself
             row.update(sdr_gain=float("nan"), sdr_gain_low=float("nan"), sdr_gain_high=float("nan"))
