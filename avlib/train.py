@@ -780,7 +780,7 @@ def refuse_changed_config(path: Path, stored: Mapping[str, Any], current: Mappin
                    f"{_lr_of(old_train, changed_lr):g} to {_lr_of(new_train, changed_lr):g}; milestones may only "
                    f"move or appear after the {step} steps done)")
         raise CheckpointError(
-            f"checkpoint {path} was written with another config; differing keys: {', '.join(changed)}.{why} "
+            f"checkpoint {path} was written with another config; differing keys: {', '.join(changed)}{why}. "
             "Resume with the same config, or start over (resume=False, or another folder)"
         )
 
