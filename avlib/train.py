@@ -988,23 +988,33 @@ def loss_flattened(history: Iterable[Mapping[str, float]] | str | os.PathLike, *
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m avlib.train METRICS_CSV ...``: print :func:`loss_flattened` of each training log as JSON."""
+    """``python -m avlib.train METRICS_CSV ...``: print :func:`loss_flattened` of each training log, a line each
+    (``--json``: every number as JSON)."""
     import argparse
     import json
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m avlib.train", description="Has the training loss flattened? "
-                                     "Compares the mean loss of the last tenth of the steps with the tenth before.")
+                                     "Compares the mean loss of the last tenth of the steps with the tenth before "
+                                     "(avlib.train.loss_flattened, docs/training.md).")
     parser.add_argument("logs", nargs="+", help="metrics.csv files written by avlib.train.fit")
     parser.add_argument("--window", type=float, default=0.1, help="share of the steps in each window (default 0.1)")
     parser.add_argument("--tolerance", type=float, default=0.02, help="relative change counted as flat (default 0.02)")
+    parser.add_argument("--json", action="store_true", help="print every number as JSON")
     args = parser.parse_args(argv)
     try:
-        verdicts = {log: loss_flattened(log, window=args.window, tolerance=args.tolerance).to_dict() for log in args.logs}
+        verdicts = {log: loss_flattened(log, window=args.window, tolerance=args.tolerance) for log in args.logs}
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(verdicts, indent=1))
+    if args.json:
+        print(json.dumps({log: verdict.to_dict() for log, verdict in verdicts.items()}, indent=1))
+        return 0
+    for log, v in verdicts.items():
+        print(f"{log}: {v.verdict} at step {v.last_step}: mean loss {v.earlier_mean:.4g} (steps {v.earlier[0]}-{v.earlier[1]}, "
+              f"{v.rows[0]} rows) -> {v.last_mean:.4g} (steps {v.last[0]}-{v.last[1]}, {v.rows[1]} rows), drop "
+              f"{100 * v.relative_drop:.2f} % (95 % interval {100 * v.low:.2f} to {100 * v.high:.2f} %, flat within "
+              f"+-{100 * v.tolerance:g} %)")
     return 0
 
 

@@ -357,8 +357,10 @@ def test_loss_flattened_reads_a_training_log_and_names_it_when_it_cannot(tmp_pat
     halves = loss_flattened(log, window=0.5)
     assert halves == loss_flattened(history["train"], window=0.5) and halves.rows == (5, 5)
     assert halves.earlier_mean == pytest.approx(np.mean([row["loss"] for row in history["train"][:5]]))
-    assert main([str(log), "--window", "0.5"]) == 0
+    assert main([str(log), "--window", "0.5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[str(log)]["verdict"] == halves.verdict
+    assert main([str(log), "--window", "0.5"]) == 0
+    assert capsys.readouterr().out.startswith(f"{log}: {halves.verdict} at step 20: mean loss ")
     assert main([str(log)]) == 2 and "logged rows" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no training log at .*missing.csv"):
         loss_flattened(tmp_path / "missing.csv")
