@@ -776,7 +776,7 @@ def refuse_changed_config(path: Path, stored: Mapping[str, Any], current: Mappin
     if changed:
         why = ""
         if changed_lr is not None and any(_under(key, "train.lr_milestones") for key in changed):
-            why = (f" (train.lr_milestones: the learning rate of step {changed_lr}, already done, would change from "
+            why = (f" (train.lr_milestones: the learning rate of 0-based step {changed_lr}, already done, would change from "
                    f"{_lr_of(old_train, changed_lr):g} to {_lr_of(new_train, changed_lr):g}; milestones may only "
                    f"move or appear after the {step} steps done)")
         raise CheckpointError(

@@ -303,7 +303,7 @@ def test_extending_a_run_checks_the_steps_done_and_the_lr_of_each(tmp_path: Path
     with pytest.raises(CheckpointError, match=r"run.checkpoint\.pt has done 4 steps, more than this run's train\.steps = 3"):
         extend(3, [3])
     with pytest.raises(CheckpointError, match=r"differing keys: train\.lr_milestones \(train\.lr_milestones: the learning "
-                                              r"rate of step 2, already done, would change from 0\.1 to 0\.01"):
+                                              r"rate of 0-based step 2, already done, would change from 0\.1 to 0\.01"):
         extend(6, [2, 5])
     with pytest.raises(CheckpointError, match=r"differing keys: train\.lr_milestones \("):
         extend(6, [1, 3, 5])  # a milestone appears among the done steps
