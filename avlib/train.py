@@ -22,7 +22,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -136,7 +136,12 @@ class TrainConfig:
 def lr_at(step: int, config: TrainConfig) -> float:
     """Learning rate of the update made at 0-based ``step``: ``lr * lr_gamma ** (milestones <= step)``,
     the same schedule as torch's MultiStepLR, computed from the step so that resume needs no state."""
-    return config.lr * config.lr_gamma ** sum(step >= milestone for milestone in config.lr_milestones)
+    return _scheduled_lr(step, config.lr, config.lr_gamma, config.lr_milestones)
+
+
+def _scheduled_lr(step: int, lr: float, gamma: float, milestones: Iterable[int]) -> float:
+    """:func:`lr_at` of the schedule's three settings (a checkpoint stores them as plain values)."""
+    return lr * gamma ** sum(step >= milestone for milestone in milestones)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -310,6 +315,7 @@ def fit(
     eval_every: int | None = None,
     extra_state: Mapping[str, Stateful] | None = None,
     run_config: Mapping[str, Any] | None = None,
+    other_budgets: Sequence[str] = (),
 ) -> History:
     """Train ``model`` for ``config.steps`` optimizer steps and return the logged history.
 
@@ -334,6 +340,12 @@ def fit(
     extra_state: named objects with ``state_dict``/``load_state_dict`` saved in and restored from the
                  checkpoint.
     run_config:  JSON-able facts about the run stored in the checkpoint's config (profile, data settings).
+    other_budgets: dotted keys of ``run_config`` that are other runs' step budgets stored along (the u-net PIT
+                 baseline's steps in the full model's section): a resume accepts them changed.
+
+    A resume continues the checkpoint's run to ``config.steps``, which may be larger than the run it was
+    started with (extending a finished run equals, bit for bit, a run started with the larger count when the
+    checkpoint is at a step that run also saved); what else may change is :func:`refuse_changed_config`'s.
 
     Torch's thread count is first set by :func:`avlib.determinism.configure` (2 unless ``AVLIB_THREADS``
     says otherwise), since CPU results depend on it; the checkpoint records it (``extra['threads']``).
@@ -376,6 +388,7 @@ def fit(
                 model, loss_fn, batches, config, device, rank, world_size,
                 resume=resume, eval_fn=eval_fn, eval_every=eval_every,
                 extra_state=dict(extra_state or {}), run_config=dict(run_config or {}),
+                other_budgets=tuple(other_budgets),
             )
     finally:
         if created_group:
@@ -396,6 +409,7 @@ def _train(
     eval_every: int | None,
     extra_state: dict[str, Stateful],
     run_config: dict[str, Any],
+    other_budgets: tuple[str, ...] = (),
 ) -> History:
     is_main = rank == 0
     out_dir = Path(config.out_dir)
@@ -410,7 +424,8 @@ def _train(
     start_step, elapsed_before = 0, 0.0
     if resume and checkpoint_path.exists():
         start_step, elapsed_before = _restore(
-            checkpoint_path, model, optimizer, config, device, rank, world_size, extra_state, run_config
+            checkpoint_path, model, optimizer, config, device, rank, world_size, extra_state, run_config,
+            other_budgets,
         )
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -689,6 +704,7 @@ def _restore(
     world_size: int,
     extra_state: dict[str, Stateful],
     run_config: dict[str, Any],
+    other_budgets: Sequence[str] = (),
 ) -> tuple[int, float]:
     """Load the checkpoint into model, optimizer, RNGs and ``extra_state``; return (step, elapsed_s)."""
     checkpoint = load_checkpoint(
@@ -705,7 +721,8 @@ def _restore(
             f"checkpoint {path}: its optimizer state does not fit this run: {error}"
         ) from error
 
-    refuse_changed_config(path, checkpoint["config"], {"train": asdict(config), "run": run_config})
+    refuse_changed_config(path, checkpoint["config"], {"train": asdict(config), "run": run_config},
+                          step=checkpoint["step"], other_budgets=other_budgets)
     if len(extra["rng"]) == world_size:
         _set_rng_state(extra["rng"][rank], device)
     else:
@@ -722,22 +739,103 @@ def _restore(
     return checkpoint["step"], float(extra["elapsed_s"])
 
 
-#: Training settings a resume may change: a longer run, a moved folder, another device, other loader
-#: processes (they make the same batches).
+#: Training settings a resume may change: a longer run (``train.steps``, never below the steps done), a moved
+#: folder, another device, other loader processes (they make the same batches).
 RESUMABLE_CHANGES = ("train.steps", "train.out_dir", "train.device", "train.workers", "train.prefetch")
 
 
-def refuse_changed_config(path: Path, stored: Mapping[str, Any], current: Mapping[str, Any]) -> None:
+def refuse_changed_config(path: Path, stored: Mapping[str, Any], current: Mapping[str, Any], *, step: int | None = None,
+                          other_budgets: Sequence[str] = ()) -> None:
     """Raise :class:`CheckpointError` naming every key of the training settings or of the run's config
-    (the resolved experiment) that differs between the checkpoint and this run."""
-    # a setting added after the checkpoint was written, at its off value, computes what the checkpoint did
-    changed = [key for key in config_differences(_plain(stored), _plain(current), added_off_ok=True)
-               if key not in RESUMABLE_CHANGES]
-    if changed:
+    (the resolved experiment) that differs between the checkpoint and this run, except what a resume may change.
+
+    With ``step`` (the steps the checkpoint has done), a run may be extended: ``train.steps`` grows (a smaller
+    count than ``step`` is refused), ``train.lr_milestones`` may move or appear after the steps done as long
+    as :func:`lr_at` of every step done stays the same, and the run config's copies of the budget and of the
+    milestones (a key ``steps`` / ``*_steps`` or ``*_milestones`` holding ``train.steps`` / ``train.lr_milestones``
+    on both sides, e.g. ``separation.train.steps``) follow them. ``other_budgets``: run-config keys (dotted)
+    that are other runs' budgets, which may change. Without ``step`` only :data:`RESUMABLE_CHANGES` may change.
+    """
+    stored_plain, current_plain = _plain(stored), _plain(current)
+    old_train, new_train = stored_plain["train"], current_plain["train"]
+    if step is not None and isinstance(new_train.get("steps"), int) and new_train["steps"] < step:
         raise CheckpointError(
-            f"checkpoint {path} was written with another config; differing keys: {', '.join(changed)}. "
+            f"checkpoint {path} has done {step} steps, more than this run's train.steps = {new_train['steps']}: "
+            f"a run is not shortened. Ask for train.steps >= {step}, or start over (resume=False, or another folder)"
+        )
+    # a setting added after the checkpoint was written, at its off value, computes what the checkpoint did
+    differing = config_differences(stored_plain, current_plain, added_off_ok=True)
+    changed_lr = None if step is None else _first_changed_lr_step(old_train, new_train, step)
+    schedule_kept = step is not None and changed_lr is None
+    changed = [key for key in differing if not (
+        key in RESUMABLE_CHANGES
+        or (schedule_kept and _under(key, "train.lr_milestones"))
+        or any(_under(key, f"run.{budget}") for budget in other_budgets)
+        or (step is not None and _copies_schedule(key, stored_plain, current_plain))
+    )]
+    if changed:
+        why = ""
+        if changed_lr is not None and any(_under(key, "train.lr_milestones") for key in changed):
+            why = (f" (train.lr_milestones: the learning rate of 0-based step {changed_lr}, already done, would change from "
+                   f"{_lr_of(old_train, changed_lr):g} to {_lr_of(new_train, changed_lr):g}; milestones may only "
+                   f"move or appear after the {step} steps done)")
+        raise CheckpointError(
+            f"checkpoint {path} was written with another config; differing keys: {', '.join(changed)}{why}. "
             "Resume with the same config, or start over (resume=False, or another folder)"
         )
+
+
+def _under(key: str, name: str) -> bool:
+    """Whether dotted ``key`` is ``name`` or lies below it (a list element of it)."""
+    return key == name or key.startswith(name + ".")
+
+
+def _lr_of(train: Mapping[str, Any], step: int) -> float:
+    return _scheduled_lr(step, train.get("lr", 0.0), train.get("lr_gamma", 1.0), train.get("lr_milestones", []))
+
+
+def _first_changed_lr_step(old: Mapping[str, Any], new: Mapping[str, Any], done: int) -> int | None:
+    """The first of the ``done`` steps whose learning rate differs between two stored schedules, or None. The rate
+    is constant between milestones, so step 0 and the milestones before ``done`` are the only steps to compare."""
+    candidates = {0} | {int(m) for m in [*old.get("lr_milestones", []), *new.get("lr_milestones", [])] if m < done}
+    for step in sorted(candidates):
+        if step < done and _lr_of(old, step) != _lr_of(new, step):
+            return step
+    return None
+
+
+def _copies_schedule(key: str, stored: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether run-config ``key`` (or the list it is an element of) is a copy of the run's step budget or of its
+    milestones on both sides: those keys change with ``train.steps`` / ``train.lr_milestones``, which are checked."""
+    parts = key.split(".")
+    if parts[0] != "run":
+        return False
+    if len(parts) > 2 and parts[-1].isdigit():
+        parts = parts[:-1]
+    name, node = parts[-1], parts[1:]
+    old, new = _lookup(stored["run"], node), _lookup(current["run"], node)
+    if name == "steps" or name.endswith("_steps"):
+        return old == stored["train"].get("steps") and new == current["train"].get("steps")
+    if name.endswith("milestones"):
+        return (_is_sequence(old) and _is_sequence(new) and list(old) == list(stored["train"].get("lr_milestones", []))
+                and list(new) == list(current["train"].get("lr_milestones", [])))
+    return False
+
+
+def _lookup(tree: Any, parts: Sequence[str]) -> Any:
+    """The value at dotted ``parts`` in nested dicts and lists, or None where there is none."""
+    for part in parts:
+        if isinstance(tree, Mapping) and part in tree:
+            tree = tree[part]
+        elif _is_sequence(tree) and part.isdigit() and int(part) < len(tree):
+            tree = tree[int(part)]
+        else:
+            return None
+    return tree
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
 
 
 def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -787,3 +885,138 @@ def _truncate_log(path: Path, last_step: int) -> None:
     kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= last_step]
     if len(kept) < len(lines):
         atomic_write(path, lambda out: out.write("".join(kept).encode()))
+
+
+# ------------------------------------------------------------------------------------------ has the loss flattened?
+
+
+@dataclass(frozen=True)
+class Flatness:
+    """What :func:`loss_flattened` measured: the two last windows of the training loss and the verdict."""
+
+    last_step: int  # the history's last logged step
+    window_steps: int  # steps in each window
+    earlier: tuple[int, int]  # (first, last) logged step of the window before the last
+    last: tuple[int, int]  # (first, last) logged step of the last window
+    rows: tuple[int, int]  # logged rows in the earlier and in the last window
+    earlier_mean: float  # mean logged loss of the earlier window
+    last_mean: float  # mean logged loss of the last window
+    relative_drop: float  # (earlier_mean - last_mean) / |earlier_mean|: 0.05 is a 5 % fall
+    low: float  # 95 % Welch t interval of the relative drop
+    high: float
+    tolerance: float  # a relative change within +-tolerance counts as flat
+    verdict: str  # 'flat', 'falling', 'rising' or 'not resolved'
+
+    @property
+    def flat(self) -> bool:
+        return self.verdict == "flat"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "flat": self.flat}
+
+
+def loss_flattened(history: Iterable[Mapping[str, float]] | str | os.PathLike, *, window: float = 0.1,
+                   tolerance: float = 0.02, level: float = 0.95, column: str = "loss") -> Flatness:
+    """Whether a training loss has flattened at the end of its run, from the rows of its metrics.csv.
+
+    ``history``: rows with ``step`` and ``loss`` (``fit``'s ``history['train']``), or the path of a metrics.csv.
+    The rule: the last ``window`` of the steps (a tenth: steps ``(S - w, S]`` with ``w = round(window * S)``, S the
+    last logged step) is compared with the window before it (``(S - 2w, S - w]``). The relative drop is
+    ``(earlier mean - last mean) / |earlier mean|``, and its ``level`` interval is the Welch t interval of the
+    difference of the two windows' means (the logged rows of a window as independent draws around its mean)
+    divided by ``|earlier mean|``. Verdict:
+
+    - ``flat``: the whole interval lies within ``+-tolerance`` (at 95 %, the loss moved by less than 2 % over
+      the last tenth of the run);
+    - ``falling``: the interval lies above ``+tolerance`` (``rising``: below ``-tolerance``);
+    - ``not resolved``: the interval reaches past ``+-tolerance`` on one side only or both: the windows are too
+      noisy to say; train longer (wider windows) or log more often.
+
+    An interval that contains 0 is not taken as flat: a drop the noise hides is still a drop, so a noisy curve
+    is ``not resolved`` rather than flat. Each window needs at least two logged rows.
+    """
+    source = f"{history}" if isinstance(history, (str, os.PathLike)) else "the history"
+    if isinstance(history, (str, os.PathLike)):
+        path = Path(history)
+        if not path.is_file():
+            raise FileNotFoundError(f"no training log at {path}")
+        rows = _read_log(path)
+    else:
+        rows = list(history)
+    if not 0 < window <= 0.5:
+        raise ValueError(f"window is a share of the steps in (0, 0.5], got {window}")
+    if tolerance <= 0:
+        raise ValueError(f"tolerance must be positive, got {tolerance}")
+    missing = [name for name in ("step", column) if rows and name not in rows[0]]
+    if missing:
+        raise ValueError(f"{source} has no column {missing[0]!r} (columns: {', '.join(rows[0])})")
+    steps = np.asarray([row["step"] for row in rows], dtype=np.int64)
+    losses = np.asarray([row[column] for row in rows], dtype=np.float64)
+    if steps.size == 0:
+        raise ValueError(f"{source} has no logged rows")
+    last_step = int(steps.max())
+    width = max(1, round(window * last_step))
+    in_last = (steps > last_step - width) & (steps <= last_step)
+    in_earlier = (steps > last_step - 2 * width) & (steps <= last_step - width)
+    if in_last.sum() < 2 or in_earlier.sum() < 2:
+        raise ValueError(
+            f"{source}: the windows of {width} steps before step {last_step} hold {int(in_earlier.sum())} and "
+            f"{int(in_last.sum())} logged rows; each needs 2 or more (log more often, or a wider window)")
+    from avlib.stats import welch_interval
+
+    difference, low, high = welch_interval(losses[in_earlier], losses[in_last], level)
+    scale = abs(float(losses[in_earlier].mean()))
+    if scale == 0:
+        raise ValueError(f"{source}: the earlier window's mean loss is 0, so no relative drop")
+    drop, low, high = difference / scale, low / scale, high / scale
+    if -tolerance < low and high < tolerance:
+        verdict = "flat"
+    elif low >= tolerance:
+        verdict = "falling"
+    elif high <= -tolerance:
+        verdict = "rising"
+    else:
+        verdict = "not resolved"
+    return Flatness(
+        last_step=last_step, window_steps=width,
+        earlier=(int(steps[in_earlier].min()), int(steps[in_earlier].max())),
+        last=(int(steps[in_last].min()), int(steps[in_last].max())),
+        rows=(int(in_earlier.sum()), int(in_last.sum())),
+        earlier_mean=float(losses[in_earlier].mean()), last_mean=float(losses[in_last].mean()),
+        relative_drop=float(drop), low=float(low), high=float(high), tolerance=tolerance, verdict=verdict,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m avlib.train METRICS_CSV ...``: print :func:`loss_flattened` of each training log, a line each
+    (``--json``: every number as JSON)."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m avlib.train", description="Has the training loss flattened? "
+                                     "Compares the mean loss of the last tenth of the steps with the tenth before "
+                                     "(avlib.train.loss_flattened, docs/training.md).")
+    parser.add_argument("logs", nargs="+", help="metrics.csv files written by avlib.train.fit")
+    parser.add_argument("--window", type=float, default=0.1, help="share of the steps in each window (default 0.1)")
+    parser.add_argument("--tolerance", type=float, default=0.02, help="relative change counted as flat (default 0.02)")
+    parser.add_argument("--json", action="store_true", help="print every number as JSON")
+    args = parser.parse_args(argv)
+    try:
+        verdicts = {log: loss_flattened(log, window=args.window, tolerance=args.tolerance) for log in args.logs}
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({log: verdict.to_dict() for log, verdict in verdicts.items()}, indent=1))
+        return 0
+    for log, v in verdicts.items():
+        print(f"{log}: {v.verdict} at step {v.last_step}: mean loss {v.earlier_mean:.4g} (steps {v.earlier[0]}-{v.earlier[1]}, "
+              f"{v.rows[0]} rows) -> {v.last_mean:.4g} (steps {v.last[0]}-{v.last[1]}, {v.rows[1]} rows), drop "
+              f"{100 * v.relative_drop:.2f} % (95 % interval {100 * v.low:.2f} to {100 * v.high:.2f} %, flat within "
+              f"+-{100 * v.tolerance:g} %)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

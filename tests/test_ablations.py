@@ -259,7 +259,7 @@ def test_rows_train_with_the_separations_optimiser_and_04s_runs_store_its_run_co
     calls = []
     import avlib.tasks.separation as separation_task
 
-    monkeypatch.setattr(separation_task, "fit", lambda model, loss, batches, config, resume, run_config:
+    monkeypatch.setattr(separation_task, "fit", lambda model, loss, batches, config, resume, run_config, other_budgets:
                         calls.append((loss, batches, config, run_config)) or {"train": []})
     clips = SimpleNamespace(speakers=np.array(["a", "b"]))
     model = build_variant("unet_pit", separation)

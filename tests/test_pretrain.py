@@ -131,3 +131,20 @@ def test_pretraining_does_not_depend_on_what_the_caller_drew_before(tmp_path):
     second = pretrain(config, sources, tmp_path / "second", seed=0)["checkpoint"]
     first_state, second_state = torch.load(first)["model"], torch.load(second)["model"]
     assert all(torch.equal(first_state[name], second_state[name]) for name in first_state)
+
+
+def test_a_longer_last_stage_extends_the_run_and_a_longer_first_stage_is_refused_by_the_second(tmp_path):
+    profile = resolve("smoke")
+    fps = profile.pretrain.shift.fps
+
+    def stages(first: int, second: int):
+        return replace(profile.pretrain, stages=(Stage("one", fps, 2, first), Stage("two", fps, 2, second)), eval_every=1)
+
+    sources, _, _ = scene_sources(profile, seed=0)
+    pretrain(stages(1, 2), sources, tmp_path / "pretrain", seed=0)
+    run = pretrain(stages(1, 3), sources, tmp_path / "pretrain", seed=0)  # stage one restored, stage two extended
+    assert [row["step"] for row in run["stages"]["one"]["train"]] == [1]
+    assert [row["step"] for row in run["stages"]["two"]["train"]] == [1, 2]
+    with pytest.raises(CheckpointError, match=r"two.checkpoint\.pt was written with another config; differing keys: "
+                                              r"run\.pretrain\.stages\.0\.steps"):
+        pretrain(stages(2, 4), sources, tmp_path / "pretrain", seed=0)  # stage two started from a shorter stage one

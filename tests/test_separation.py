@@ -370,3 +370,50 @@ def test_on_screen_gains_pick_a_system_and_the_pairs_genders():
     assert on_screen_gains(gains, "full", test_list, same_gender=True).tolist() == [10.0, 30.0]
     assert on_screen_gains(gains, "full", test_list, same_gender=False).tolist() == [20.0]
     assert on_screen_gains(gains, "pit").tolist() == [-1.0, -1.0, -1.0]
+
+
+def test_a_finished_run_extends_to_more_steps_bit_for_bit(speakers, tmp_path):
+    """The task's full model trained 2 steps, then run again asking 4 (``separation.train.steps``, which its stored
+    section holds), continues from its checkpoint and ends with every tensor of a run asked 4 steps from the start;
+    u-net PIT's finished run resumes with the full model's budget changed, and a shorter budget is refused."""
+    from avlib.checkpoint import CheckpointError, load_checkpoint
+    from avlib.tasks.separation import train
+
+    experiment = resolve("smoke", {"separation.train.checkpoint_every": 2, "separation.train.log_every": 1})
+    clips = load_speaker_table(speakers).assign(split="train")
+    config = tiny_config()
+    mixture = MixtureConfig(num_frames=config.num_video_frames, fps=config.fps, sample_rate=RATE, size=40, crop=32)
+    source = SpeakerClips(speakers, clips, mixture, split="train")
+
+    def settings(steps: int):
+        base = experiment.separation
+        return replace(base, model=config, train=replace(base.train, steps=steps), pit_steps=1)
+
+    def full_run(folder: str, steps: int, init_seed: int) -> dict:
+        torch.manual_seed(init_seed)
+        return train(SeparationNet(config), MixtureBatches(source, 2, seed=0), settings(steps), tmp_path / folder,
+                     device="cpu", run_config={"profile": "smoke", "seed": 0})
+
+    straight = full_run("straight", 4, init_seed=0)
+    full_run("extended", 2, init_seed=0)
+    extended = full_run("extended", 4, init_seed=5)  # other initial weights: all must come from the checkpoint
+    one, other = (load_checkpoint(tmp_path / folder / "checkpoint.pt") for folder in ("straight", "extended"))
+    assert one["step"] == other["step"] == 4
+    assert one["config"]["run"]["separation"]["train"]["steps"] == 4 == other["config"]["run"]["separation"]["train"]["steps"]
+    for name, tensor in one["model"].items():
+        assert torch.equal(tensor, other["model"][name]), name
+    for index, state in one["optimizer"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(other["optimizer"]["state"][index][key])), (index, key)
+    drop_time = [{k: v for k, v in row.items() if k != "elapsed_s"} for row in straight["train"]]
+    assert drop_time == [{k: v for k, v in row.items() if k != "elapsed_s"} for row in extended["train"]]
+
+    with pytest.raises(CheckpointError, match=r"extended.checkpoint\.pt has done 4 steps.*train\.steps = 3"):
+        full_run("extended", 3, init_seed=0)
+
+    pit_model = SeparationNet(pit_config(settings(2)))
+    pit_batches = MixtureBatches(source, 2, seed=1, both_orders=False)
+    train(pit_model, pit_batches, settings(2), tmp_path / "pit", pit=True, device="cpu", run_config={"seed": 0})
+    history = train(SeparationNet(pit_config(settings(4))), pit_batches, settings(4), tmp_path / "pit", pit=True,
+                    device="cpu", run_config={"seed": 0})  # the full model's budget changed, not PIT's: restored
+    assert [row["step"] for row in history["train"]] == [1]

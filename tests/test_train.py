@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -279,3 +280,89 @@ def test_resume_accepts_a_setting_added_later_only_while_it_is_off(tmp_path: Pat
     with pytest.raises(CheckpointError, match=r"differing keys: run.model.depth\."):
         fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=4, **config),
             run_config={"model": {"width": 8, "renorm": False, "spectrogram_channel": None, "depth": 0}})
+
+
+def test_extending_a_run_checks_the_steps_done_and_the_lr_of_each(tmp_path: Path) -> None:
+    """A finished 4-step run extended to 6 with a milestone after its steps equals a 6-step run with that schedule;
+    fewer steps than done, or a milestone that changes the lr of a done step, are refused by file and key."""
+    config = dict(lr=0.1, checkpoint_every=2, log_every=1, device="cpu")
+    section = {"train": {"steps": 4, "lr_milestones": [3]}, "pit_steps": 2, "probe_steps": 5}
+    fit(build_model(seed=0), loss_fn, batches, TrainConfig(steps=4, lr_milestones=[3], out_dir=str(tmp_path / "run"), **config),
+        run_config={"section": section})
+    straight = build_model(seed=0)
+    fit(straight, loss_fn, batches, TrainConfig(steps=6, lr_milestones=[3, 5], out_dir=str(tmp_path / "straight"), **config))
+
+    def extend(steps: int, milestones: list[int], **changes) -> dict:
+        model = build_model(seed=9)
+        stored = {"train": {"steps": steps, "lr_milestones": milestones}, "pit_steps": 2, "probe_steps": 5, **changes}
+        history = fit(model, loss_fn, batches, TrainConfig(steps=steps, lr_milestones=milestones, out_dir=str(tmp_path / "run"),
+                                                           **config),
+                      run_config={"section": stored}, other_budgets=("section.pit_steps",))
+        return {"model": model, "history": history}
+
+    with pytest.raises(CheckpointError, match=r"run.checkpoint\.pt has done 4 steps, more than this run's train\.steps = 3"):
+        extend(3, [3])
+    with pytest.raises(CheckpointError, match=r"differing keys: train\.lr_milestones \(train\.lr_milestones: the learning "
+                                              r"rate of 0-based step 2, already done, would change from 0\.1 to 0\.01"):
+        extend(6, [2, 5])
+    with pytest.raises(CheckpointError, match=r"differing keys: train\.lr_milestones \("):
+        extend(6, [1, 3, 5])  # a milestone appears among the done steps
+    with pytest.raises(CheckpointError, match=r"differing keys: run\.section\.probe_steps\."):
+        extend(6, [3, 5], probe_steps=6)  # not this run's budget (5 is not its 4 steps) nor declared another run's
+    done = extend(6, [3, 5], pit_steps=5)  # another run's budget, declared, may change
+    assert [row["step"] for row in done["history"]["train"]] == [1, 2, 3, 4, 5, 6]
+    assert [row["lr"] for row in done["history"]["train"]] == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, done["model"].state_dict()[name]), name
+
+
+def loss_rows(losses, every: int = 1) -> list[dict[str, float]]:
+    """A metrics.csv history: the loss of steps every, 2 * every, ..."""
+    return [{"step": every * (index + 1), "loss": float(loss)} for index, loss in enumerate(losses)]
+
+
+def test_loss_flattened_tells_a_late_exponential_and_noise_from_a_fall() -> None:
+    from avlib.train import loss_flattened
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(1, 3001)
+    decay = 1.0 + 2.0 * np.exp(-steps / 200) + rng.normal(0, 0.02, steps.size)
+    early = loss_flattened(loss_rows(decay[:300]))
+    assert early.verdict == "falling" and not early.flat
+    assert early.window_steps == 30 and early.earlier == (241, 270) and early.last == (271, 300) and early.rows == (30, 30)
+    assert early.relative_drop == pytest.approx((decay[240:270].mean() - decay[270:300].mean()) / decay[240:270].mean())
+    assert early.low > 0.02 and early.low < early.relative_drop < early.high
+    late = loss_flattened(loss_rows(decay))
+    assert late.flat and -0.02 < late.low < late.high < 0.02
+
+    assert loss_flattened(loss_rows(1.0 + rng.normal(0, 0.02, 1000))).flat  # pure noise
+    linear = loss_flattened(loss_rows(2.0 - 0.001 * steps[:1000] + rng.normal(0, 0.02, 1000)))
+    assert linear.verdict == "falling" and linear.relative_drop == pytest.approx(0.1 / 1.15, rel=0.05)
+    # a wide interval that holds 0 is no evidence of flatness: 10 noisy rows a window cannot tell
+    noisy = loss_flattened(loss_rows(1.0 + rng.normal(0, 0.3, 100), every=10))
+    assert noisy.verdict == "not resolved" and noisy.low < -0.02 and noisy.high > 0.02
+    assert loss_flattened(loss_rows(1.0 + 0.0005 * steps[:1000])).verdict == "rising"
+
+
+def test_loss_flattened_reads_a_training_log_and_names_it_when_it_cannot(tmp_path: Path, capsys) -> None:
+    import json
+
+    from avlib.train import loss_flattened, main
+
+    config = TrainConfig(steps=20, lr=0.1, log_every=2, checkpoint_every=20, device="cpu", out_dir=str(tmp_path / "run"))
+    history = fit(build_model(seed=0), loss_fn, batches, config)
+    log = tmp_path / "run" / "metrics.csv"
+    with pytest.raises(ValueError, match=r"run.metrics\.csv: the windows of 2 steps before step 20 hold 1 and 1 logged rows"):
+        loss_flattened(log)
+    halves = loss_flattened(log, window=0.5)
+    assert halves == loss_flattened(history["train"], window=0.5) and halves.rows == (5, 5)
+    assert halves.earlier_mean == pytest.approx(np.mean([row["loss"] for row in history["train"][:5]]))
+    assert main([str(log), "--window", "0.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[str(log)]["verdict"] == halves.verdict
+    assert main([str(log), "--window", "0.5"]) == 0
+    assert capsys.readouterr().out.startswith(f"{log}: {halves.verdict} at step 20: mean loss ")
+    assert main([str(log)]) == 2 and "logged rows" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no training log at .*missing.csv"):
+        loss_flattened(tmp_path / "missing.csv")
+    with pytest.raises(ValueError, match="the history has no column 'loss'"):
+        loss_flattened([{"step": 1, "accuracy": 0.5}])

@@ -79,7 +79,8 @@ def pretrain(
     interrupted one resumes. Each stage after the first starts from the previous stage's
     weights, with ``Stage.reinit`` blocks re-initialised. ``run_config`` (the resolved experiment)
     is stored in every checkpoint. The initial weights are drawn after ``torch.manual_seed(seed)``, so
-    they do not depend on the caller's random state.
+    they do not depend on the caller's random state. A larger ``steps`` of the last stage extends the finished
+    run (docs/training.md); a stage's later stages refuse a change of its steps.
     """
     out_dir = Path(out_dir)
     # initial weights from ``seed`` alone, not from what the caller drew before (any task may train it)
@@ -103,6 +104,8 @@ def pretrain(
             model, alignment_loss, ShiftBatches(train_source, shift, stage.batch_size, seed=seed + 1000 * index), train,
             resume=resume, eval_fn=lambda net: alignment_accuracy(net, held_out, device=device), eval_every=config.eval_every,
             run_config={**(run_config or {"pretrain": config.to_dict()}), "stage": stage.name, "shift": asdict(shift)},
+            # this stage's own end (its budget, checked as train.steps) and later stages' may grow; earlier ones may not
+            other_budgets=tuple(f"pretrain.stages.{later}.steps" for later in range(index, len(config.stages))),
         )
         results["stages"][stage.name] = history
         results["checkpoint"] = checkpoint

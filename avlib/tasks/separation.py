@@ -115,13 +115,16 @@ def train(model: SeparationNet, batches, settings: SeparationSettings, out_dir: 
     :func:`avlib.train.fit`; ``steps`` defaults to ``settings.pit_steps`` with ``pit``, else ``settings.train.steps``.
 
     The checkpoint's ``run_config`` holds the resolved ``separation`` section, which :func:`avlib.separate.separate`
-    reads its defaults from.
+    reads its defaults from. A finished run resumes to a larger ``steps`` (docs/training.md): the section's two
+    budgets (``train.steps``, ``pit_steps``) may change on resume, since each run's own is its ``TrainConfig.steps``.
     """
     config = replace(settings.train, steps=steps or (settings.pit_steps if pit else settings.train.steps), seed=seed,
                      device=device, out_dir=str(out_dir))
     loss = SeparationLoss(model.config.spectral, model.features is not None, pit, settings.magnitude_loss)
+    # The section stores both budgets; each run's own is train.steps, checked on resume, the other's may change.
     return fit(model, loss, batches, config, resume=resume,
-               run_config={"separation": run_settings(settings), "pit": pit, **(run_config or {})})
+               run_config={"separation": run_settings(settings), "pit": pit, **(run_config or {})},
+               other_budgets=("separation.train.steps", "separation.pit_steps"))
 
 
 @dataclass

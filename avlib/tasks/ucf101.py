@@ -280,9 +280,12 @@ def finetune(model: ActionClassifier, train_source: VideoSource, settings: UCF10
     """
     batches = ClipBatches(train_source, settings.batch_size, seed=seed)
     config = train_config(settings, variant, out_dir, seed=seed, device=device)
+    # the section holds the fine-tuning's and the probe's schedules: the other row's may change on resume
+    other = ("ucf101.train.steps", "ucf101.train.lr_milestones") if variant.frozen else ("ucf101.probe_steps", "ucf101.probe_milestones")
     return fit(model, ClassificationLoss(settings.label_smoothing), batches, config, resume=resume,
                eval_fn=eval_fn, eval_every=settings.eval_every,
-               run_config={"ucf101": run_settings(settings), "variant": asdict(variant), **(run_config or {})})
+               run_config={"ucf101": run_settings(settings), "variant": asdict(variant), **(run_config or {})},
+               other_budgets=other)
 
 
 # ---------------------------------------------------------------------------------------------
