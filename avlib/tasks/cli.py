@@ -31,7 +31,7 @@ def experiment_from(profile: str, section: str, assignments: Sequence[str]) -> E
     overrides = {}
     for key, value in parse_assignments(list(assignments)).items():
         head = key.split(".", 1)[0]
-        absolute = head in SECTIONS or head in ("description", "is_result", "synthetic")
+        absolute = head in SECTIONS or head in ("description", "is_result", "synthetic", "seed_processes")
         overrides[key if absolute else f"{section}.{key}"] = value
     return resolve(profile, overrides)
 
