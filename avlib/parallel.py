@@ -59,11 +59,12 @@ def worker_threads(processes: int, threads: int | None = None) -> int:
     return max(1, (thread_count() if threads is None else threads) // processes)
 
 
-def run_jobs(jobs: Iterable[Job], processes: int = 1, *, threads: int | None = None) -> list[Any]:
+def run_jobs(jobs: Iterable[Job], processes: int = 1, *, threads: int | None = None, spawn: bool = False) -> list[Any]:
     """Run ``jobs`` and return their results in the jobs' order.
 
-    ``processes`` == 1: one after the other in this process, as a plain loop (no worker, this process's thread
-    count; an exception propagates unchanged, with a note naming the job). ``processes`` > 1: in
+    ``processes`` == 1 (and not ``spawn``): one after the other in this process, as a plain loop (no worker, this
+    process's thread count; an exception propagates unchanged, with a note naming the job). ``processes`` > 1, or
+    ``spawn`` (one fresh worker of ``threads`` threads, e.g. to time a count this process did not start with): in
     ``min(processes, len(jobs))`` spawned workers, each started with :func:`worker_threads` threads
     (``threads`` // ``processes``, the same count whatever the number of jobs, so a job's bits do not depend
     on how many others run); the count is noted for provenance (:func:`avlib.determinism.record`). A job
@@ -72,7 +73,7 @@ def run_jobs(jobs: Iterable[Job], processes: int = 1, *, threads: int | None = N
     jobs = list(jobs)
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
-    if processes == 1:
+    if processes == 1 and not spawn:
         results = []
         for job in jobs:
             try:
