@@ -1,6 +1,7 @@
-"""The UCF-101 task's real ``run`` on a miniature UCF-101 tree (tests/test_parallel.py), in a child process whose
-thread count the test sets: trains every row with two training seeds, with ``seed_processes`` workers, and writes
-the accuracy table, every test clip's probabilities, the training logs and the provenance settings to ``--out``."""
+"""A task's real ``run`` with ``seed_processes`` workers, in a child process whose thread count tests/test_parallel.py
+sets. ``ucf101``: on a miniature UCF-101 tree, every row with two training seeds; writes the accuracy table, every
+test clip's probabilities, the training logs and the provenance settings to ``--out``. ``separation``: the smoke
+profile (two training seeds); writes the per-pair scores, the training logs and the provenance settings."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from avlib import determinism  # noqa: E402
 from avlib.config import resolve  # noqa: E402
+from avlib.tasks import separation  # noqa: E402
 from avlib.tasks.ucf101 import accuracy_table, run  # noqa: E402
+
+
+def logs(histories: list[dict]) -> list[dict]:
+    """fit's rows without their training seconds (the only part that follows the clock)."""
+    return [{part: [{key: value for key, value in row.items() if key != "elapsed_s"} for row in rows]
+             for part, rows in history.items()} for history in histories]
 
 
 def tiny(processes: int) -> dict:
@@ -28,12 +36,22 @@ def tiny(processes: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    for name in ("--data-root", "--pretrained", "--checkpoints", "--out"):
+    parser.add_argument("--task", choices=("ucf101", "separation"), default="ucf101")
+    for name in ("--data-root", "--pretrained"):
+        parser.add_argument(name, default="")
+    for name in ("--checkpoints", "--out"):
         parser.add_argument(name, required=True)
     parser.add_argument("--processes", type=int, required=True)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.task == "separation":
+        result = separation.run(resolve("smoke", {"seed_processes": args.processes}), checkpoint_root=args.checkpoints,
+                                device="cpu", progress=False)
+        result.scores().to_csv(out / "scores.csv", index=False)
+        (out / "run.json").write_text(json.dumps({"determinism": determinism.record(), "histories": {
+            "full": logs(result.full_histories), "unet_pit": logs(result.pit_histories)}}))
+        return
     result = run(resolve("paper", tiny(args.processes)), seed=3, data_root=args.data_root, checkpoint_root=args.checkpoints,
                  device="cpu", pretrained_checkpoint=args.pretrained)
     accuracy_table(result.evaluations, result.histories, "paper").to_csv(out / "accuracy.csv", index=False)
@@ -41,9 +59,7 @@ def main() -> None:
                                    for index, scored in enumerate(per_seed)})
     (out / "run.json").write_text(json.dumps({
         "run_dir": str(result.run_dir), "determinism": determinism.record(),
-        "histories": {name: [{part: [{key: value for key, value in row.items() if key != "elapsed_s"} for row in rows]
-                              for part, rows in history.items()} for history in per_seed]
-                      for name, per_seed in result.histories.items()}}))
+        "histories": {name: logs(per_seed) for name, per_seed in result.histories.items()}}))
 
 
 if __name__ == "__main__":

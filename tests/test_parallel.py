@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,14 +93,27 @@ def test_the_knob_is_one_top_level_setting_validated():
     assert experiment_from("smoke", "ucf101", ["seed_processes=2"]).seed_processes == 2
 
 
-def _run_in_child(processes: int, data_root: Path, pretrained: Path, base: Path) -> tuple[Path, dict]:
+def _run_in_child(processes: int, data_root: Path, pretrained: Path, base: Path, task: str = "ucf101") -> tuple[Path, dict]:
+    """The task run by tests/parallel_worker.py in a process started with 1 thread: (checkpoint root, what it wrote)."""
     out, checkpoints = base / f"out{processes}", base / f"checkpoints{processes}"
     env = {**os.environ, "PYTHONPATH": str(REPO), **determinism.child_environment(threads=1)}
-    child = subprocess.run([sys.executable, str(WORKER), "--data-root", str(data_root), "--pretrained", str(pretrained),
-                            "--checkpoints", str(checkpoints), "--out", str(out), "--processes", str(processes)],
-                           env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    child = subprocess.run([sys.executable, str(WORKER), "--task", task, "--data-root", str(data_root), "--pretrained",
+                            str(pretrained), "--checkpoints", str(checkpoints), "--out", str(out), "--processes", str(processes)],
+                           env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert child.returncode == 0, child.stderr[-3000:]
     return checkpoints, {**json.loads((out / "run.json").read_text()), "out": out}
+
+
+def assert_same_checkpoints(one_root: Path, two_root: Path, checkpoints: list[Path]) -> None:
+    """Every tensor of each checkpoint (relative paths) equal under both roots, both trained at 1 thread."""
+    for relative in checkpoints:
+        first = torch.load(one_root / relative, weights_only=True)
+        second = torch.load(two_root / relative, weights_only=True)
+        assert first["step"] == second["step"] and first["extra"]["threads"] == second["extra"]["threads"]
+        assert first["extra"]["threads"]["torch_threads"] == 1
+        assert first["model"].keys() == second["model"].keys()
+        for name, tensor in first["model"].items():
+            assert torch.equal(tensor, second["model"][name]), f"{relative}: {name}"
 
 
 @pytest.mark.slow
@@ -113,14 +127,7 @@ def test_ucf101_in_two_worker_processes_equals_one_process_at_the_same_thread_co
     checkpoints = sorted(path.relative_to(one_root) for path in one_root.rglob("checkpoint.pt") if "ucf101" in path.parts)
     assert len(checkpoints) == 7  # three rows x two training seeds, and the linear probe once
     assert checkpoints == sorted(path.relative_to(two_root) for path in two_root.rglob("checkpoint.pt") if "ucf101" in path.parts)
-    for relative in checkpoints:
-        first = torch.load(one_root / relative, weights_only=True)
-        second = torch.load(two_root / relative, weights_only=True)
-        assert first["step"] == second["step"] and first["extra"]["threads"] == second["extra"]["threads"]
-        assert first["extra"]["threads"]["torch_threads"] == 1
-        assert first["model"].keys() == second["model"].keys()
-        for name, tensor in first["model"].items():
-            assert torch.equal(tensor, second["model"][name]), f"{relative}: {name}"
+    assert_same_checkpoints(one_root, two_root, checkpoints)
     assert (one["out"] / "accuracy.csv").read_bytes() == (two["out"] / "accuracy.csv").read_bytes()
     with np.load(one["out"] / "probs.npz") as first, np.load(two["out"] / "probs.npz") as second:
         assert sorted(first.files) == sorted(second.files) and len(first.files) == 7
@@ -130,3 +137,19 @@ def test_ucf101_in_two_worker_processes_equals_one_process_at_the_same_thread_co
     assert one["histories"]["with_audio"][1]["eval"]  # the curve points were computed (in the workers)
     assert not (Path(two["run_dir"]) / ".worker-data").exists()  # the mapped videos are removed after training
     assert pd.read_csv(two["out"] / "accuracy.csv")["seeds"].iloc[0] == 2
+
+
+@pytest.mark.slow
+def test_separation_in_two_worker_processes_equals_one_process_at_the_same_thread_count(tmp_path):
+    """The smoke profile's separation (full and u-net PIT, two training seeds) from one pretrained network."""
+    one_root, one = _run_in_child(1, Path(""), Path(""), tmp_path, "separation")
+    shutil.copytree(one_root / "smoke" / "pretrain", tmp_path / "checkpoints2" / "smoke" / "pretrain")  # the same start
+    two_root, two = _run_in_child(2, Path(""), Path(""), tmp_path, "separation")
+    assert two["determinism"]["seed_processes"] == 2 and two["determinism"]["threads_per_process"] == 1
+    checkpoints = sorted(path.relative_to(one_root) for path in (one_root / "smoke" / "separation").rglob("checkpoint.pt"))
+    assert [str(path.parent.relative_to("smoke/separation")) for path in checkpoints] == [
+        "full", "train-seed1/full", "train-seed1/unet_pit", "unet_pit"]
+    assert_same_checkpoints(one_root, two_root, checkpoints)
+    assert (one["out"] / "scores.csv").read_bytes() == (two["out"] / "scores.csv").read_bytes()
+    assert one["histories"] == two["histories"]
+    assert not (two_root / "smoke" / "separation" / ".worker-data").exists()
