@@ -1,7 +1,8 @@
 """A task's real ``run`` with ``seed_processes`` workers, in a child process whose thread count tests/test_parallel.py
 sets. ``ucf101``: on a miniature UCF-101 tree, every row with two training seeds; writes the accuracy table, every
 test clip's probabilities, the training logs and the provenance settings to ``--out``. ``separation``: the smoke
-profile (two training seeds); writes the per-pair scores, the training logs and the provenance settings."""
+profile (two training seeds); writes the per-pair scores, the training logs and the provenance settings.
+``ablations``: the smoke profile's rows and I3D (two training seeds); the same, and the I3D's accuracies."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from avlib import determinism  # noqa: E402
 from avlib.config import resolve  # noqa: E402
-from avlib.tasks import separation  # noqa: E402
+from avlib.tasks import ablations, separation  # noqa: E402
 from avlib.tasks.ucf101 import accuracy_table, run  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def tiny(processes: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--task", choices=("ucf101", "separation"), default="ucf101")
+    parser.add_argument("--task", choices=("ucf101", "separation", "ablations"), default="ucf101")
     for name in ("--data-root", "--pretrained"):
         parser.add_argument(name, default="")
     for name in ("--checkpoints", "--out"):
@@ -51,6 +52,13 @@ def main() -> None:
         result.scores().to_csv(out / "scores.csv", index=False)
         (out / "run.json").write_text(json.dumps({"determinism": determinism.record(), "histories": {
             "full": logs(result.full_histories), "unet_pit": logs(result.pit_histories)}}))
+        return
+    if args.task == "ablations":
+        result = ablations.run(resolve("smoke", {"seed_processes": args.processes}), checkpoint_root=args.checkpoints,
+                               device="cpu")
+        result.scores.to_csv(out / "scores.csv", index=False)
+        (out / "run.json").write_text(json.dumps({"determinism": determinism.record(), "i3d": result.i3d_accuracies,
+                                                  "histories": {name: logs(runs) for name, runs in result.seed_runs.items()}}))
         return
     result = run(resolve("paper", tiny(args.processes)), seed=3, data_root=args.data_root, checkpoint_root=args.checkpoints,
                  device="cpu", pretrained_checkpoint=args.pretrained)

@@ -153,3 +153,27 @@ def test_separation_in_two_worker_processes_equals_one_process_at_the_same_threa
     assert (one["out"] / "scores.csv").read_bytes() == (two["out"] / "scores.csv").read_bytes()
     assert one["histories"] == two["histories"]
     assert not (two_root / "smoke" / "separation" / ".worker-data").exists()
+
+
+@pytest.mark.slow
+def test_ablations_in_two_worker_processes_equal_one_process_at_the_same_thread_count(tmp_path):
+    """The smoke profile's ablations (every row and the I3D, two training seeds) from one pretrained network."""
+    one_root, one = _run_in_child(1, Path(""), Path(""), tmp_path, "ablations")
+    shutil.copytree(one_root / "smoke" / "pretrain", tmp_path / "checkpoints2" / "smoke" / "pretrain")  # the same start
+    two_root, two = _run_in_child(2, Path(""), Path(""), tmp_path, "ablations")
+    assert two["determinism"]["seed_processes"] == 2 and two["determinism"]["threads_per_process"] == 1
+    # folders of rows that start from a checkpoint carry a key of its file's time: pair them by name and training seed
+    def trained(root: Path) -> dict[tuple[str, int], Path]:
+        return {(path.parent.name.rsplit("-", 1)[0], torch.load(path, weights_only=True)["config"]["run"]["seed"]): path
+                for path in (root / "smoke" / "separation").rglob("checkpoint.pt")}
+
+    first, second = trained(one_root), trained(two_root)
+    assert sorted(first) == sorted(second) and len(first) == 2 * 7  # six rows and the I3D, two training seeds
+    for name, path in first.items():
+        left, right = torch.load(path, weights_only=True), torch.load(second[name], weights_only=True)
+        assert left["extra"]["threads"]["torch_threads"] == right["extra"]["threads"]["torch_threads"] == 1
+        for key, tensor in left["model"].items():
+            assert torch.equal(tensor, right["model"][key]), f"{name}: {key}"
+    assert (one["out"] / "scores.csv").read_bytes() == (two["out"] / "scores.csv").read_bytes()
+    assert one["histories"] == two["histories"] and one["i3d"] == two["i3d"] and len(one["i3d"]) == 2
+    assert not (two_root / "smoke" / "separation" / "ablations" / ".worker-data").exists()

@@ -341,6 +341,17 @@ def _fit_in_worker(*args) -> None:
     fit_model(*args)
 
 
+def shared_speaker_clips(clips, folder: Path, prefix: str):
+    """``clips`` (:class:`~avlib.data.mixtures.SpeakerClips`) for worker processes: clips decoded into memory are
+    written once to ``folder/<prefix>{frames,audio_tracks}.npy`` and mapped read-only by each worker
+    (:func:`avlib.parallel.shared_copy`) instead of pickled; clips read from files go as they are."""
+    if not isinstance(clips.clips, DecodedClips):
+        return clips
+    shared = copy.copy(clips)
+    shared.clips = shared_copy(clips.clips, folder, ("frames", "audio_tracks"), prefix)
+    return shared
+
+
 def train_in_workers(settings: SeparationSettings, pretrained: str | os.PathLike, clips, runs: Sequence[tuple[int, str]],
                      seed: int, checkpoints: Path, profile: str, device: str, resume: bool, processes: int) -> None:
     """Train each (training seed, ``full`` | ``unet_pit``) of ``runs`` in ``processes`` worker processes
@@ -352,10 +363,7 @@ def train_in_workers(settings: SeparationSettings, pretrained: str | os.PathLike
     """
     shared_dir = checkpoints / ".worker-data"
     try:
-        shared = clips
-        if isinstance(clips.clips, DecodedClips):
-            shared = copy.copy(clips)
-            shared.clips = shared_copy(clips.clips, shared_dir, ("frames", "audio_tracks"), "train-")
+        shared = shared_speaker_clips(clips, shared_dir, "train-")
         jobs = [Job(f"separation {kind}, training seed {training_seed}", _fit_in_worker,
                     (kind, settings, pretrained, shared, seed_folder(checkpoints, seed, training_seed), training_seed, device,
                      resume, {"profile": profile, "seed": training_seed}))
