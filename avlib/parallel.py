@@ -157,10 +157,14 @@ def _in_workers(jobs: list[Job], count: int, threads: int) -> list[Any]:
                 values[index] = payload
                 running = {pid: job for pid, job in running.items() if job != index}
     finally:
+        unfinished = len(values) < len(jobs)
         for worker in workers:
-            if worker.exitcode is None and len(values) < len(jobs):
+            if worker.exitcode is None and unfinished:
                 worker.terminate()
             worker.join(timeout=30)
+        if unfinished:  # jobs left in the queue: do not wait at exit to hand them to workers that are gone
+            tasks.cancel_join_thread()
+            results.cancel_join_thread()
         tasks.close()
         results.close()
     return [values[index] for index in range(len(jobs))]
