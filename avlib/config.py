@@ -278,6 +278,10 @@ class Experiment:
     ucf101: UCF101Settings = field(default_factory=UCF101Settings)
     separation: SeparationSettings = field(default_factory=SeparationSettings)
     ablations: AblationSettings = field(default_factory=AblationSettings)
+    # worker processes that train a section's independent runs (training seeds, rows) side by side, each with
+    # thread_count() // seed_processes torch threads (avlib.parallel); 1: one after the other in the task's own
+    # process, as always. The weights' bits follow the threads per process (docs/determinism.md)
+    seed_processes: int = 1
 
     @property
     def name(self) -> str:
@@ -456,6 +460,8 @@ def _derive(experiment: Experiment) -> Experiment:
             separation.model, multisensory=model, fps=shift.fps, size=shift.size, crop=shift.crop,
             spectral=SpectralConfig.for_sample_rate(shift.sample_rate, fft_size=separation.fft_size,
                                                     num_frames=separation.model.spectral.num_frames)))
+    if experiment.seed_processes < 1:
+        raise ConfigError(f"seed_processes must be at least 1, got {experiment.seed_processes}")
     for name in ("ucf101", "separation", "ablations"):
         if getattr(experiment, name).seeds < 1:
             raise ConfigError(f"{name}.seeds must be at least 1, got {getattr(experiment, name).seeds}")

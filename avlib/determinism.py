@@ -69,6 +69,16 @@ def configure(threads: int | None = None) -> dict[str, int]:
     return settings()
 
 
+#: the last :func:`avlib.parallel.run_jobs` of this process with worker processes: their number and threads each
+_WORKERS: dict[str, int] = {}
+
+
+def note_worker_threads(processes: int, threads: int) -> None:
+    """Record that this process ran jobs in ``processes`` workers of ``threads`` torch threads each (for
+    :func:`record`: their results' bits follow the workers' count, not this process's)."""
+    _WORKERS.update(seed_processes=processes, threads_per_process=threads)
+
+
 #: environment variables that decide thread counts or hashing, recorded in provenance ("" when unset)
 RECORDED_VARIABLES = (THREADS_VARIABLE, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED")
 
@@ -83,7 +93,9 @@ def settings() -> dict[str, int]:
 def record() -> dict[str, object] | None:
     """What decides bit-exactness in this process, for every result's provenance: torch's intra- and inter-op
     threads, the variables of :data:`RECORDED_VARIABLES`, torch's deterministic-algorithms flag and cuDNN's
-    ``deterministic`` and ``benchmark`` flags; None when torch was not imported (nothing was computed with it)."""
+    ``deterministic`` and ``benchmark`` flags; None when torch was not imported (nothing was computed with it).
+    After jobs ran in worker processes (:func:`note_worker_threads`) also ``seed_processes`` and
+    ``threads_per_process``, the count the trained weights followed; absent otherwise (every job ran here)."""
     import sys
 
     torch = sys.modules.get("torch")
@@ -91,4 +103,5 @@ def record() -> dict[str, object] | None:
         return None
     return {**settings(), **{name: os.environ.get(name, "") for name in RECORDED_VARIABLES},
             "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
-            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic), "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic), "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            **_WORKERS}

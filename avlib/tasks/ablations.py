@@ -152,7 +152,8 @@ def action_clips(separation: SeparationSettings):
 
 
 def ensure_i3d(experiment: Experiment, checkpoints: str | Path, *, seed: int = 0, data_root: str | Path = "",
-               device: str = "auto", resume: bool = True, training_seed: int | None = None, actions=None) -> dict:
+               device: str = "auto", resume: bool = True, training_seed: int | None = None, actions=None,
+               score: bool = True) -> dict:
     """The experiment's I3D feature network: trained on the action classes (``ablations.i3d_train``) with
     ``training_seed`` (default ``seed``; the actions are ``seed``'s world), or loaded from the converted
     checkpoint when ``i3d_train`` is None. ``actions``: the action sources already loaded for these clips
@@ -160,7 +161,8 @@ def ensure_i3d(experiment: Experiment, checkpoints: str | Path, *, seed: int = 0
 
     Returns ``net`` (an :class:`I3D`), ``checkpoint`` (its file), ``source`` (what it was trained on),
     ``history`` and, when trained here, ``accuracy`` (clip accuracy on the actions' test split of split 1),
-    ``test_videos``, ``classes`` and ``sound_only_classes`` (classes only their sound tells apart).
+    ``test_videos``, ``classes`` and ``sound_only_classes`` (classes only their sound tells apart). ``score=False``
+    only trains (a worker process's job): ``net``, ``checkpoint`` and ``history``.
     """
     ablation, separation = experiment.ablations, experiment.separation
     if ablation.i3d_train is None:
@@ -190,6 +192,8 @@ def ensure_i3d(experiment: Experiment, checkpoints: str | Path, *, seed: int = 0
     history = fit(net, VideoClassifierLoss(), batches, train, resume=resume,
                   run_config={"ablations": run_settings(ablation), "clips": asdict(clips), "profile": experiment.profile,
                               "seed": training_seed})
+    if not score:
+        return {"net": net.eval(), "checkpoint": out_dir / "checkpoint.pt", "history": history}
     run_device = next(net.parameters()).device
     evaluation = evaluate_classifier(_VideoOnly(net), test_source, ablation.i3d_test_clips, split.classes, device=run_device)
     pairs = actions.sound_only_pairs
@@ -543,6 +547,9 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     ``unet_pit`` are notebook 04's runs of the same training seed where :func:`is_notebook_04s` says so (04 must
     then train as many seeds: ``separation.seeds`` >= ``ablations.seeds``, or the missing ones are trained here).
 
+    With ``experiment.seed_processes`` > 1 the training runs side by side in that many worker processes first
+    (:func:`train_in_workers`); this process then reloads and scores them in the same order.
+
     Checkpoints go to ``<checkpoint dir>/separation`` (notebook 04's rows are its folders there).
     ``resume=False`` trains every row again (except notebook 04's u-net PIT), and the I3D, and scores again.
     ``results``: the notebook's :class:`avlib.report.results.ResultWriter`, whose tables hold the fixed test
@@ -567,14 +574,19 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
         return load_test_mixtures(rows, speakers.test)
 
     seeds = training_seeds(seed, ablation.seeds)
+    prepared: dict[int, dict] = {}  # training seed -> its I3D, once trained in worker processes
+    if experiment.seed_processes > 1:
+        prepared = train_in_workers(experiment, checkpoints, seed, seeds, pretrained, speakers.train, data_root=data_root,
+                                    device=device, resume=resume)
     first: dict = {}
     seed_runs: dict[str, list] = {variant.name: [] for variant in VARIANTS}
     seed_folders: dict[str, list] = {variant.name: [] for variant in VARIANTS}
     accuracies, parts, mixture = [], [], None
     actions = None
     for training_seed in seeds:
-        i3d = ensure_i3d(experiment, checkpoints, seed=seed, data_root=data_root, device=device, resume=resume,
-                         training_seed=training_seed, actions=actions)
+        i3d = prepared[training_seed] if prepared else ensure_i3d(
+            experiment, checkpoints, seed=seed, data_root=data_root, device=device, resume=resume, training_seed=training_seed,
+            actions=actions)
         actions = i3d.get("actions")  # the action clips, decoded once for every seed's I3D
         if "accuracy" in i3d:
             accuracies.append(float(i3d["accuracy"]))
@@ -585,7 +597,7 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
             models[variant.name] = build_variant(variant, separation, pretrained, i3d["net"], seed=training_seed)
             seed_runs[variant.name].append(train_variant(
                 models[variant.name], variant, speakers.train, separation, ablation, folder, seed=training_seed,
-                device=device, resume=resume or variant.pit,
+                device=device, resume=resume or variant.pit or bool(prepared),  # runs trained by workers are reloaded
                 run_config={"profile": experiment.profile, "seed": training_seed}))
             seed_folders[variant.name].append(folder)
             per_row[variant.name] = cached_scores(
@@ -604,6 +616,84 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
                        {name: runs[0] for name, runs in seed_runs.items()},
                        {name: folders[0] for name, folders in seed_folders.items()}, titles, scores,
                        against_full(scores, list(first["models"])), seeds, seed_runs, seed_folders, accuracies)
+
+
+def _train_i3d(experiment: Experiment, checkpoints: Path, seed: int, data_root: str | Path, device: str, resume: bool,
+               training_seed: int, actions) -> None:
+    """A worker's job: train (or finish) one training seed's I3D; the parent reloads and scores it."""
+    ensure_i3d(experiment, checkpoints, seed=seed, data_root=data_root, device=device, resume=resume,
+               training_seed=training_seed, actions=actions, score=False)
+
+
+def _train_row(variant: Variant, separation: SeparationSettings, ablation: AblationSettings, pretrained: Path,
+               i3d: I3D | None, train_clips, folder: Path, training_seed: int, device: str, resume: bool,
+               run_config: dict) -> None:
+    """A worker's job: build one row as :func:`run` does and train it into ``folder``; the parent reloads it."""
+    model = build_variant(variant, separation, pretrained, i3d, seed=training_seed)
+    train_variant(model, variant, train_clips, separation, ablation, folder, seed=training_seed, device=device, resume=resume,
+                  run_config=run_config)
+
+
+def _finished(folder: Path, steps: int) -> bool:
+    """Whether ``folder`` holds a checkpoint of ``steps`` steps or more (notebook 04's rows, a finished earlier run)."""
+    from avlib.checkpoint import load_checkpoint
+
+    path = folder / "checkpoint.pt"
+    return path.exists() and load_checkpoint(path)["step"] >= steps
+
+
+def train_in_workers(experiment: Experiment, checkpoints: Path, seed: int, seeds: Sequence[int], pretrained: Path,
+                     train_clips, *, data_root: str | Path = "", device: str = "auto", resume: bool = True) -> dict[int, dict]:
+    """Train what :func:`run` trains, in ``experiment.seed_processes`` worker processes (:func:`avlib.parallel.run_jobs`):
+    first every training seed's I3D (when trained here), then every (training seed, row) not already finished, each
+    into the folder :func:`run` uses. Returns each training seed's I3D (:func:`ensure_i3d`, reloaded and scored here).
+
+    Data decoded into memory reaches the workers through ``.npy`` files in ``<checkpoints>/ablations/.worker-data``
+    that each maps read-only (:func:`avlib.parallel.shared_copy`): the speakers' training clips and the action
+    videos; the folder is removed afterwards.
+    """
+    import shutil
+
+    from avlib.data.sources import action_sources
+    from avlib.data.ucf101 import DecodedVideos
+    from avlib.parallel import Job, run_jobs, shared_copy
+    from avlib.tasks.separation import shared_speaker_clips
+
+    separation, ablation, processes = experiment.separation, experiment.ablations, experiment.seed_processes
+    shared_dir = checkpoints / "ablations" / ".worker-data"
+    try:
+        actions = None
+        if ablation.i3d_train is not None and experiment.synthetic:
+            actions = action_sources(synthetic=True, world=experiment.profile, seed=seed, data_root=data_root,
+                                     clip_format=action_clips(separation), split=1)
+            mapped = {part: shared_copy(source, shared_dir, ("frames", "audio"), f"actions-{part}-")
+                      if isinstance(source, DecodedVideos) else source for part, source in (("train", actions.train),
+                                                                                            ("test", actions.test))}
+            run_jobs([Job(f"ablations I3D, training seed {training_seed}", _train_i3d,
+                          (experiment, checkpoints, seed, data_root, device, resume, training_seed, replace(actions, **mapped)))
+                      for training_seed in seeds], processes)
+        i3ds = {}
+        for training_seed in seeds:  # reloaded (trained above), or converted
+            i3ds[training_seed] = ensure_i3d(experiment, checkpoints, seed=seed, data_root=data_root, device=device,
+                                             resume=True, training_seed=training_seed, actions=actions)
+            actions = i3ds[training_seed].get("actions")
+        clips = shared_speaker_clips(train_clips, shared_dir, "speakers-train-")
+        jobs = []
+        for training_seed in seeds:
+            i3d = i3ds[training_seed]
+            for variant in VARIANTS:
+                inputs = [i3d["checkpoint"]] if variant.features == "i3d" else [pretrained] if variant.initialisation != "random" else []
+                folder = checkpoint_folder(variant, separation, ablation, checkpoints, inputs, seed, training_seed)
+                row_resume = resume or variant.pit
+                if row_resume and _finished(folder, separation.pit_steps if variant.pit else ablation.steps):
+                    continue
+                jobs.append(Job(f"ablations {variant.name}, training seed {training_seed}", _train_row, (
+                    variant, separation, ablation, pretrained, i3d["net"] if variant.features == "i3d" else None, clips, folder,
+                    training_seed, device, row_resume, {"profile": experiment.profile, "seed": training_seed})))
+        run_jobs(jobs, processes)
+    finally:
+        shutil.rmtree(shared_dir, ignore_errors=True)
+    return i3ds
 
 
 def budget_table(result: AblationRun, separation: SeparationSettings) -> pd.DataFrame:

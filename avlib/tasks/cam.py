@@ -53,6 +53,7 @@ from avlib.localize import MapSource, TiledCam, map_video, overlay_scale, to_fra
 from avlib.losses import alignment_loss
 from avlib.metrics import alignment_accuracy
 from avlib.models.multisensory import MultisensoryNet, cam_network, network_cam
+from avlib.parallel import Job, run_jobs
 from avlib.report.claims import verdict
 from avlib.stats import interval_over_seeds, seed_spread
 from avlib.tasks.pretrain import ensure_pretrained, scene_files_of
@@ -312,13 +313,21 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     with random weights (one draw per seed), with the pretrained weights, and with the motion-energy, centre and
     random baselines; score the maps where the clip has ground truth. Without ground truth in any clip (real data) only
     the networks' tiled maps are made: the others would never be scored. ``work_dir`` keeps the maps
-    (``evaluation/``, ``sync_only/``)."""
+    (``evaluation/``, ``sync_only/``). With ``experiment.seed_processes`` > 1 the fine-tunings run side by side in
+    that many worker processes (:func:`avlib.parallel.run_jobs`); each worker decodes its own training clips (the
+    task holds none to share), so clips in memory are held once per worker."""
     settings, shift = experiment.cam, cam_shift(experiment)
     device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
     pretrained = ensure_pretrained(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device)
-    fine_tuned = {train_seed: cam_checkpoint(experiment, seed, train_seed=train_seed, data_root=data_root,
-                                             checkpoint_root=checkpoint_root, device=device)
-                  for train_seed in settings.seeds}
+    if experiment.seed_processes > 1 and settings.fine_tune_steps:  # fine-tunings side by side, each worker loads its clips
+        jobs = [Job(f"cam fine-tuning, training seed {train_seed}", cam_checkpoint, (experiment, seed),
+                    dict(train_seed=train_seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device))
+                for train_seed in settings.seeds]
+        fine_tuned = dict(zip(settings.seeds, run_jobs(jobs, experiment.seed_processes)))
+    else:
+        fine_tuned = {train_seed: cam_checkpoint(experiment, seed, train_seed=train_seed, data_root=data_root,
+                                                 checkpoint_root=checkpoint_root, device=device)
+                      for train_seed in settings.seeds}
     tuned = fine_tuned[settings.seeds[0]] != pretrained
     frames = f"{settings.size} px frames" if (settings.size, settings.crop) != (experiment.pretrain.shift.size,
                                                                                experiment.pretrain.shift.crop) else ""

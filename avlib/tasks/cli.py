@@ -27,11 +27,12 @@ def is_main_process() -> bool:
 
 
 def experiment_from(profile: str, section: str, assignments: Sequence[str]) -> Experiment:
-    """Resolve ``profile`` with ``key=value`` assignments; keys not naming a section are ``section``'s."""
+    """Resolve ``profile`` with ``key=value`` assignments; keys not naming a section or a top-level field
+    (``seed_processes``, ...) are ``section``'s."""
     overrides = {}
     for key, value in parse_assignments(list(assignments)).items():
         head = key.split(".", 1)[0]
-        absolute = head in SECTIONS or head in ("description", "is_result", "synthetic")
+        absolute = head in SECTIONS or head in ("description", "is_result", "synthetic", "seed_processes")
         overrides[key if absolute else f"{section}.{key}"] = value
     return resolve(profile, overrides)
 

@@ -22,7 +22,9 @@ verified (docs/paper.md §7.8).
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -33,10 +35,12 @@ import torch
 
 from avlib.config import Experiment, SeparationSettings, run_settings, seed_folder, training_seeds
 from avlib.data.mixtures import MixtureBatches, MixtureConfig, load_test_mixtures, make_test_list, read_test_list, write_test_list
+from avlib.data.shift import DecodedClips
 from avlib.data.sources import SpeakerData, speaker_sources
 from avlib.losses import SeparationLoss
 from avlib.metrics import improvement_over_mixture, score_separation, summarize
 from avlib.models.unet import MultisensoryFeatures, SeparationConfig, SeparationNet
+from avlib.parallel import Job, run_jobs, shared_copy
 from avlib.stats import confidence_interval, interval_over_seeds, seed_spread
 from avlib.train import fit
 
@@ -274,6 +278,8 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | os.PathLike =
     as it always did); the speakers and the test list are ``seed``'s for all. The test mixtures are decoded once and
     the mixture's own scores computed once, for every seed. The first training seed trains in
     ``<checkpoints>/<profile>/separation/{full,unet_pit}/``, each further seed ``t`` in ``.../train-seed<t>/``.
+    With ``experiment.seed_processes`` > 1 every (training seed, model) trains side by side in that many worker
+    processes first (:func:`train_in_workers`); this process then reloads and scores them in the same order.
 
     ``out``: the :class:`avlib.report.results.ResultWriter` whose tables hold the test list (made and written on
     first use, :func:`ensure_test_list`); None writes it under ``<checkpoints>/<profile>/separation/``.
@@ -288,21 +294,20 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | os.PathLike =
     test_list = ensure_test_list(out if out is not None else checkpoints, data.table, settings, seed)
     pretrained = ensure_pretrained(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device)
     seeds = training_seeds(seed, settings.seeds)
+    runs = [(training_seed, kind) for training_seed in seeds for kind in ("full", "unet_pit")]
+    if experiment.seed_processes > 1:
+        train_in_workers(settings, pretrained, data.train, runs, seed, checkpoints, experiment.profile, device, resume,
+                         experiment.seed_processes)
+        resume = True  # every run is finished: the loop below reloads them
     test_batch = None
     fulls, pits, full_histories, pit_histories, folders, evaluations = [], [], [], [], [], []
     for training_seed in seeds:
         record = {"profile": experiment.profile, "seed": training_seed}
         folder = seed_folder(checkpoints, seed, training_seed)
-        torch.manual_seed(training_seed)  # each model's initialisation from its training seed, whatever ran before
-        full = build_model(settings.model, pretrained)
-        full_histories.append(train(full, MixtureBatches(data.train, settings.batch_size, seed=training_seed), settings,
-                                    folder / "full", seed=training_seed, device=device, resume=resume, run_config=record))
-        torch.manual_seed(training_seed + 1)  # u-net PIT's own draw, not what the full model's training left
-        pit = build_model(pit_config(settings))
-        pit_histories.append(train(pit, MixtureBatches(data.train, settings.pit_batch_size, seed=training_seed + 1,
-                                                       both_orders=False),
-                                   settings, folder / "unet_pit", pit=True, seed=training_seed, device=device, resume=resume,
-                                   run_config=record))
+        full, full_history = fit_model("full", settings, pretrained, data.train, folder, training_seed, device, resume, record)
+        full_histories.append(full_history)
+        pit, pit_history = fit_model("unet_pit", settings, pretrained, data.train, folder, training_seed, device, resume, record)
+        pit_histories.append(pit_history)
         if test_batch is None:
             test_batch = load_test_mixtures(test_list, data.test)
         full.to(device_name)
@@ -314,6 +319,61 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | os.PathLike =
         folders.append(folder)
     return SeparationRun(data, test_list, test_batch, seeds, fulls, pits, full_histories, pit_histories, checkpoints,
                          folders, evaluations)
+
+
+def fit_model(kind: str, settings: SeparationSettings, pretrained: str | os.PathLike, clips, folder: Path,
+              training_seed: int, device: str, resume: bool, record: dict) -> tuple[SeparationNet, dict]:
+    """Build and train one of a training seed's models into ``folder/<kind>`` (a finished run is reloaded): ``full``
+    from the training seed, or u-net PIT (``unet_pit``) from the training seed + 1, its batches too."""
+    if kind == "full":
+        torch.manual_seed(training_seed)  # each model's initialisation from its training seed, whatever ran before
+        model = build_model(settings.model, pretrained)
+        return model, train(model, MixtureBatches(clips, settings.batch_size, seed=training_seed), settings, folder / "full",
+                            seed=training_seed, device=device, resume=resume, run_config=record)
+    if kind != "unet_pit":
+        raise ValueError(f"no separation model {kind!r}; use 'full' or 'unet_pit'")
+    torch.manual_seed(training_seed + 1)  # u-net PIT's own draw, not what the full model's training left
+    model = build_model(pit_config(settings))
+    return model, train(model, MixtureBatches(clips, settings.pit_batch_size, seed=training_seed + 1, both_orders=False),
+                        settings, folder / "unet_pit", pit=True, seed=training_seed, device=device, resume=resume,
+                        run_config=record)
+
+
+def _fit_in_worker(*args) -> None:
+    """A worker's job: :func:`fit_model` (the parent reloads the finished run)."""
+    fit_model(*args)
+
+
+def shared_speaker_clips(clips, folder: Path, prefix: str):
+    """``clips`` (:class:`~avlib.data.mixtures.SpeakerClips`) for worker processes: clips decoded into memory are
+    written once to ``folder/<prefix>{frames,audio_tracks}.npy`` and mapped read-only by each worker
+    (:func:`avlib.parallel.shared_copy`) instead of pickled; clips read from files go as they are."""
+    if not isinstance(clips.clips, DecodedClips):
+        return clips
+    shared = copy.copy(clips)
+    shared.clips = shared_copy(clips.clips, folder, ("frames", "audio_tracks"), prefix)
+    return shared
+
+
+def train_in_workers(settings: SeparationSettings, pretrained: str | os.PathLike, clips, runs: Sequence[tuple[int, str]],
+                     seed: int, checkpoints: Path, profile: str, device: str, resume: bool, processes: int) -> None:
+    """Train each (training seed, ``full`` | ``unet_pit``) of ``runs`` in ``processes`` worker processes
+    (:func:`avlib.parallel.run_jobs`), into the folders :func:`run` trains them in.
+
+    Training clips decoded into memory reach the workers through ``.npy`` files in ``checkpoints/.worker-data``
+    that each maps read-only (:func:`avlib.parallel.shared_copy`), not as a pickled copy per worker; the folder is
+    removed afterwards.
+    """
+    shared_dir = checkpoints / ".worker-data"
+    try:
+        shared = shared_speaker_clips(clips, shared_dir, "train-")
+        jobs = [Job(f"separation {kind}, training seed {training_seed}", _fit_in_worker,
+                    (kind, settings, pretrained, shared, seed_folder(checkpoints, seed, training_seed), training_seed, device,
+                     resume, {"profile": profile, "seed": training_seed}))
+                for training_seed, kind in runs]
+        run_jobs(jobs, processes)
+    finally:
+        shutil.rmtree(shared_dir, ignore_errors=True)
 
 
 def _run(experiment: Experiment, args) -> dict:

@@ -22,6 +22,7 @@ iterations, test-time averaging) are our choices, listed with their status by
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -34,10 +35,11 @@ from torch import Tensor, nn
 
 from avlib.config import Experiment, UCF101Settings, flatten, run_settings, seed_folder, training_seeds
 from avlib.data.sources import action_sources
-from avlib.data.ucf101 import ActionClipFormat, ClipBatches, UCF101Split, VideoSource
+from avlib.data.ucf101 import ActionClipFormat, ClipBatches, DecodedVideos, UCF101Split, VideoSource
 from avlib.hashing import file_stamp, json_key
 from avlib.metrics import Evaluation, evaluate_classifier
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, _init_weights, from_checkpoint, normalize_frames
+from avlib.parallel import Job, run_jobs, shared_copy
 from avlib.tasks.pretrain import ensure_pretrained
 from avlib.train import TrainConfig, fit
 
@@ -406,6 +408,67 @@ def curve_video_indices(count: int, curve_videos: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, count - 1, curve_videos)})
 
 
+@dataclass(frozen=True)
+class RowRun:
+    """One row trained with one training seed into its folder: all it needs, picklable, so that a worker
+    process (:func:`avlib.parallel.run_jobs`) can train it as well as :func:`run` itself."""
+
+    variant: Variant
+    training_seed: int
+    folder: Path
+    checkpoint: Path  # the pretrained network
+    num_classes: int
+    settings: UCF101Settings
+    train: VideoSource
+    test: VideoSource  # the curve points' videos
+    classes: list[str]
+    curve_videos: list[int]
+    device: str
+    run_config: dict
+
+    @property
+    def name(self) -> str:
+        return f"ucf101 {self.variant.name}, training seed {self.training_seed}"
+
+    def fit(self, resume: bool) -> tuple[ActionClassifier, dict[str, list[dict[str, float]]]]:
+        """Build the row's classifier from its training seed and fine-tune it (a finished run is reloaded)."""
+        model = build_classifier(self.variant, self.checkpoint, self.num_classes, dropout=self.settings.dropout,
+                                 seed=self.training_seed)
+        curve_point = curve_accuracy(self.test, self.classes, self.curve_videos, self.settings, resolve_device(self.device))
+        history = finetune(model, self.train, self.settings, self.variant, self.folder, seed=self.training_seed,
+                           device=self.device, resume=resume, eval_fn=curve_point, run_config=self.run_config)
+        return model, history
+
+
+def _train_row(row: RowRun, resume: bool) -> None:
+    """A worker's job: train ``row`` into its folder (the parent reloads the finished run)."""
+    row.fit(resume)
+
+
+def train_in_workers(rows: Sequence[RowRun], processes: int, shared_dir: Path, resume: bool) -> None:
+    """Train ``rows`` in ``processes`` worker processes (:func:`avlib.parallel.run_jobs`), each into its own folder.
+
+    Videos decoded into memory (:class:`~avlib.data.ucf101.DecodedVideos`) reach the workers through ``.npy``
+    files in ``shared_dir`` that each maps read-only (:func:`avlib.parallel.shared_copy`), not as a pickled copy
+    per worker; the folder is removed afterwards.
+    """
+    shared: dict[int, VideoSource] = {}
+
+    def mapped(source: VideoSource, prefix: str) -> VideoSource:
+        if not isinstance(source, DecodedVideos):
+            return source  # files: each worker reads its windows itself
+        if id(source) not in shared:
+            shared[id(source)] = shared_copy(source, shared_dir, ("frames", "audio"), prefix)
+        return shared[id(source)]
+
+    try:
+        jobs = [Job(row.name, _train_row, (replace(row, train=mapped(row.train, "train-"), test=mapped(row.test, "test-")),
+                                           resume)) for row in rows]
+        run_jobs(jobs, processes)
+    finally:
+        shutil.rmtree(shared_dir, ignore_errors=True)
+
+
 def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", checkpoint_root: str | Path | None = None,
         device: str = "auto", resume: bool = True, pretrained_checkpoint: str | Path | None = None) -> UCF101Run:
     """The whole experiment of ``experiment.ucf101``: load the split's videos (:func:`avlib.data.sources.action_sources`),
@@ -417,6 +480,8 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     ``seed``, ``seed + 1``, ...), which sets its head's (and a randomly initialised trunk's) initialisation, its batch
     order and its dropout; the data, the split and the test videos are ``seed``'s for every training seed, decoded
     once and scored by every model. The linear probe, which no verdict reads, trains with the first seed only.
+    With ``experiment.seed_processes`` > 1 the (row, training seed) runs train side by side in that many worker
+    processes first (:func:`train_in_workers`); this process then reloads and scores them in the same order.
 
     Runs live in ``<checkpoints>/<profile>/ucf101/split<k>-seed<s>-<key>/<row>/`` (further training seeds ``t`` in
     ``.../train-seed<t>/<row>/``), the key a digest of the settings (all but ``seeds``), the clip format and the
@@ -435,23 +500,23 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     run_dir = (experiment.checkpoint_dir(checkpoint_root) / "ucf101"
                / f"split{settings.split}-seed{seed}-{run_key(settings, checkpoint, clips)}")
     variants = [variant for variant in VARIANTS if not variant.frozen or settings.probe_steps > 0]
-    curve_point = curve_accuracy(actions.test, split.classes, curve_video_indices(len(actions.test), settings.curve_videos),
-                                 settings, device_name)
+    curve_videos = curve_video_indices(len(actions.test), settings.curve_videos)
     seeds = training_seeds(seed, settings.seeds)
+    rows = [RowRun(variant, training_seed, seed_folder(run_dir, seed, training_seed) / variant.name, checkpoint,
+                   split.num_classes, settings, actions.train, actions.test, split.classes, curve_videos, device,
+                   {"profile": experiment.profile, "seed": training_seed, "pretrained": checkpoint.name})
+            for training_seed in seeds for variant in variants if not variant.frozen or training_seed == seeds[0]]
+    if experiment.seed_processes > 1:
+        train_in_workers(rows, experiment.seed_processes, run_dir / ".worker-data", resume)
+        resume = True  # every run is finished: the loop below reloads them
     histories: dict[str, list] = {variant.name: [] for variant in variants}
     evaluations: dict[str, list] = {variant.name: [] for variant in variants}
-    for training_seed in seeds:
-        for variant in variants:
-            if variant.frozen and training_seed != seeds[0]:
-                continue
-            model = build_classifier(variant, checkpoint, split.num_classes, dropout=settings.dropout, seed=training_seed)
-            histories[variant.name].append(finetune(
-                model, actions.train, settings, variant, seed_folder(run_dir, seed, training_seed) / variant.name,
-                seed=training_seed, device=device, resume=resume, eval_fn=curve_point,
-                run_config={"profile": experiment.profile, "seed": training_seed, "pretrained": checkpoint.name}))
-            evaluations[variant.name].append(evaluate_classifier(
-                model, actions.test, settings.test_clips, split.classes, batch_size=settings.eval_batch, device=device_name,
-                amp=settings.train.amp, workers=settings.train.workers))
+    for row in rows:
+        model, history = row.fit(resume)
+        histories[row.variant.name].append(history)
+        evaluations[row.variant.name].append(evaluate_classifier(
+            model, actions.test, settings.test_clips, split.classes, batch_size=settings.eval_batch, device=device_name,
+            amp=settings.train.amp, workers=settings.train.workers))
     return UCF101Run(split, actions.sound_only_pairs, evaluations, histories, variants, run_dir, checkpoint, clips, seeds)
 
 
