@@ -54,13 +54,19 @@ SECTIONS = ("pretrain", "cam", "ucf101", "separation", "ablations")
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of the pretraining schedule: its frame rate, batch (videos per step) and last step."""
+    """One stage of the pretraining schedule: its frame rate, batch (videos per step), last step, and the
+    share of its training clips that are talking heads (None: the section's ``pretrain.talking_heads``)."""
 
     name: str
     fps: float
     batch_size: int
     steps: int  # the stage ends at this global step (the paper's counts include earlier stages)
     reinit: tuple[str, ...] = ()  # blocks re-initialised when this stage starts from the last
+    talking_heads: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.talking_heads is not None and not 0 <= self.talking_heads < 1:
+            raise ValueError(f"Stage {self.name!r}: talking_heads must be in [0, 1) or None, got {self.talking_heads}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,8 @@ class PretrainConfig:
     L2 1e-5); each stage sets its own ``steps``. ``held_out_scenes`` is the share of the synthetic
     world's scene clips held out for alignment accuracy (real data has its own test folder).
     ``talking_heads`` is the share of the synthetic training clips that are talking heads, AudioSet's
-    on-screen speech (docs/world.md); real data has its own, and must keep 0.
+    on-screen speech (docs/world.md); real data has its own, and must keep 0. A stage may set its own share
+    (``Stage.talking_heads``); the world must hold talkers for the largest (:meth:`stage_talking_heads`).
     """
 
     shift: ShiftConfig = field(default_factory=ShiftConfig)
@@ -84,6 +91,16 @@ class PretrainConfig:
     eval_pairs_per_video: int = 4
     held_out_scenes: float = 0.0
     talking_heads: float = 0.0
+
+    def stage_talking_heads(self, index: int) -> float:
+        """The share of talking heads among stage ``index``'s training clips: its own, else the section's."""
+        share = self.stages[index].talking_heads
+        return self.talking_heads if share is None else share
+
+    @property
+    def largest_talking_heads(self) -> float:
+        """The largest share of talking heads of any stage: the world's talkers beyond it are held out."""
+        return max(self.stage_talking_heads(index) for index in range(len(self.stages)))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -343,7 +360,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "pretrain": {
             "shift": {"fps": LOW_FPS, "sample_rate": 11025, "size": 40, "crop": 32},
             "model": {"width": 16, "bn_momentum": 0.1},
-            "stages": [{"name": "shift_lowfps", "fps": LOW_FPS, "batch_size": 16, "steps": 600}],
+            # Scenes only, then talking heads from the second stage (same rate and batch, no reinit): from step 0
+            # the talkers kept the network at chance; once it has learnt the scenes it learns them (docs/world.md).
+            "stages": [{"name": "shift_lowfps", "fps": LOW_FPS, "batch_size": 16, "steps": 600, "talking_heads": 0.0},
+                       {"name": "shift_talkers", "fps": LOW_FPS, "batch_size": 16, "steps": 900, "talking_heads": 0.25}],
             "train": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "checkpoint_every": 50,
                       "amp": "none", "channels_last": False, "workers": 0},
             "eval_every": 50, "eval_pairs_per_video": 4, "held_out_scenes": 0.1,
@@ -386,7 +406,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "pretrain": {
             "shift": _SMOKE_SHIFT,
             "model": {"width": 8, "bn_momentum": 0.1},
-            "stages": [{"name": "shift_lowfps", "fps": LOW_FPS, "batch_size": 4, "steps": 4}],
+            "stages": [{"name": "shift_lowfps", "fps": LOW_FPS, "batch_size": 4, "steps": 4, "talking_heads": 0.0},
+                       {"name": "shift_talkers", "fps": LOW_FPS, "batch_size": 4, "steps": 6, "talking_heads": 0.25}],
             "train": {"checkpoint_every": 2, "log_every": 2, "device": "cpu", "amp": "none", "channels_last": False,
                       "workers": 0},
             "eval_every": 2, "eval_pairs_per_video": 2, "held_out_scenes": 0.34, "talking_heads": 0.25,

@@ -248,10 +248,11 @@ if settings.synthetic:
 
 # %% [markdown]
 # ## Talking heads among the pretraining clips
-# AudioSet is full of speech, so a quarter of the `synth` pretraining clips are talking heads
-# (`docs/world.md` gives the share's reasoning): each a person of their own, never a speaker of
-# the separation sets, written as the scenes are (same size, rates and length, off-screen sound and
-# noise). The table counts the pretraining clips by kind.
+# AudioSet is full of speech, so a quarter of the `synth` pretraining clips of its second stage are
+# talking heads (the first stage sees scenes only; `docs/world.md` gives the share's reasoning and the
+# curriculum's): each a person of their own, never a speaker of the separation sets, written as the
+# scenes are (same size, rates and length, off-screen sound and noise). The table counts the
+# pretraining clips by kind at the largest share of any stage.
 
 # %%
 if settings.synthetic:
@@ -259,9 +260,11 @@ if settings.synthetic:
     from avlib.tasks.pretrain import scene_files_of
 
     pretraining = scene_files_of(settings, seed, data_root).counts()
-    out.table(pretraining, "pretraining_clips", caption="Pretraining clips by kind: scenes and talking heads, for training and held out.")
+    out.table(pretraining, "pretraining_clips", caption=(
+        "Pretraining clips by kind: scenes and talking heads, for training (at the largest share of talking heads of any "
+        "stage) and held out."))
     display(pretraining)
-    if settings.pretrain.talking_heads > 0:
+    if settings.pretrain.largest_talking_heads > 0:
         talkers = load_talkers(world["talkers"])
         talk = io.read_clip(world["talkers"] / talkers.iloc[0]["path"], 0.0, 3.0)
         fig, axes = plt.subplots(1, 4, figsize=(8, 2.4))

@@ -49,15 +49,36 @@ def test_paper_profile_is_the_dataclass_defaults() -> None:
 
 def test_derived_fields_follow_the_pretraining() -> None:
     synth = resolve("synth")
-    # the paper's share of the pretraining: 25 k of 650 k, of 600 steps
-    assert synth.cam.fine_tune_steps == round(600 * 25_000 / 650_000) == 23
+    # the paper's share of the pretraining: 25 k of 650 k, of 900 steps (both stages)
+    assert synth.cam.fine_tune_steps == round(900 * 25_000 / 650_000) == 35
     assert synth.cam.fine_tune_batch == synth.pretrain.stages[-1].batch_size
-    longer = resolve("synth", {"pretrain.stages.0.steps": "1300"})
+    longer = resolve("synth", {"pretrain.stages.1.steps": "1300"})
     assert longer.cam.fine_tune_steps == 50
     separation = synth.separation.model
     assert separation.multisensory == synth.pretrain.model
     assert separation.spectral.sample_rate == synth.pretrain.shift.sample_rate == 11025
     assert (separation.fps, separation.size, separation.crop) == (LOW_FPS, 40, 32)
+
+
+def test_synth_and_smoke_pretrain_on_scenes_then_with_talking_heads_and_the_paper_keeps_none() -> None:
+    for profile in ("synth", "smoke"):
+        pretrain = resolve(profile).pretrain
+        first, second = pretrain.stages
+        assert (first.name, second.name) == ("shift_lowfps", "shift_talkers")
+        assert (first.fps, first.batch_size) == (second.fps, second.batch_size) and second.reinit == ()
+        assert [pretrain.stage_talking_heads(index) for index in (0, 1)] == [0.0, 0.25] == [first.talking_heads, second.talking_heads]
+        assert pretrain.largest_talking_heads == 0.25
+    assert resolve("synth").pretrain.stages[1].steps == 900
+    paper = resolve("paper").pretrain
+    assert all(stage.talking_heads is None for stage in paper.stages) and paper.largest_talking_heads == 0.0
+
+
+def test_a_stage_without_its_own_share_of_talking_heads_takes_the_sections() -> None:
+    smoke = resolve("smoke", {"pretrain.stages.1.talking_heads": "None", "pretrain.talking_heads": "0.4"}).pretrain
+    assert smoke.stages[1].talking_heads is None
+    assert [smoke.stage_talking_heads(index) for index in (0, 1)] == [0.0, 0.4] and smoke.largest_talking_heads == 0.4
+    raised = resolve("smoke", {"pretrain.stages.0.talking_heads": "0.5"}).pretrain
+    assert [raised.stage_talking_heads(index) for index in (0, 1)] == [0.5, 0.25] and raised.largest_talking_heads == 0.5
 
 
 def test_overrides_parse_literals_by_the_fields_type() -> None:
@@ -74,7 +95,8 @@ def test_overrides_parse_literals_by_the_fields_type() -> None:
     ("ucf101.batch_size", "big", "is not a Python literal"),
     ("ucf101.batch_size", "1.5", "is not a int"),
     ("ucf101.train.optimizer", "rmsprop", "optimizer must be 'sgd' or 'adam'"),
-    ("pretrain.stages.3.steps", "1", "index '3' is not in a tuple of 1"),
+    ("pretrain.stages.3.steps", "1", "index '3' is not in a tuple of 2"),
+    ("pretrain.stages.1.talking_heads", "1.0", r"Stage 'shift_talkers': talking_heads must be in \[0, 1\)"),
 ])
 def test_bad_overrides_name_the_key(key: str, value: str, message: str) -> None:
     with pytest.raises((ConfigError, ValueError), match=message):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -9,10 +11,11 @@ import torch
 
 from avlib.checkpoint import CheckpointError
 from avlib.config import PAPER_REINIT, Stage, resolve
+from avlib.data.sources import talker_count
 from avlib.losses import alignment_loss
 from avlib.metrics import alignment_accuracy
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, from_checkpoint
-from avlib.tasks.pretrain import in_block, pretrain, reinitialise_blocks, scene_sources
+from avlib.tasks.pretrain import in_block, pretrain, reinitialise_blocks, scene_files_of, scene_sources, stage_steps
 
 
 class _Oracle(torch.nn.Module):
@@ -148,3 +151,67 @@ def test_a_longer_last_stage_extends_the_run_and_a_longer_first_stage_is_refused
     with pytest.raises(CheckpointError, match=r"two.checkpoint\.pt was written with another config; differing keys: "
                                               r"run\.pretrain\.stages\.0\.steps"):
         pretrain(stages(2, 4), sources, tmp_path / "pretrain", seed=0)  # stage two started from a shorter stage one
+
+
+def test_each_stage_trains_on_its_share_of_talking_heads_and_the_held_out_talkers_stay_those_of_the_largest():
+    profile = resolve("smoke")
+    files = scene_files_of(profile, seed=0)  # chosen at the largest share of any stage (the second's 0.25)
+    scenes = files.train[: len(files.train) - len(files.talkers)]
+    assert files.talkers and files.talkers_held_out and not set(files.talkers) & set(files.talkers_held_out)
+    sources, train_count, _ = scene_sources(profile, seed=0)
+    assert train_count == len(scenes) + len(files.talkers)
+    fps = profile.pretrain.stages[0].fps
+    first, first_held_out = sources(fps, profile.pretrain.stage_talking_heads(0))
+    second, second_held_out = sources(fps, profile.pretrain.stage_talking_heads(1))
+    assert first.paths == scenes  # the first stage: scenes only
+    assert second.paths == scenes + files.talkers[: talker_count(len(scenes), 0.25)] == files.train
+    assert first_held_out.paths == second_held_out.paths == files.held_out
+    smaller = files.with_talking_heads(0.0)
+    assert smaller.train == scenes and smaller.talkers == [] and smaller.talkers_held_out == files.talkers_held_out
+    with pytest.raises(ValueError, match=re.escape(str(files.talkers[0].parent.parent)) + ".*at most 1"):
+        files.with_talking_heads(0.5)  # more than the clips were chosen for
+
+
+def test_a_stage_share_larger_than_the_worlds_talkers_is_refused_naming_the_world_folder():
+    profile = resolve("smoke")
+    talkers_folder = scene_files_of(profile, seed=0).talkers[0].parent.parent
+    # the world's 2 talkers cannot be half of the training clips beside 4 scenes and leave one held out
+    larger = resolve("smoke", {"pretrain.stages.0.talking_heads": "0.5"})
+    with pytest.raises(ValueError, match=re.escape(str(talkers_folder)) + ": 2 talking-head clips, but a share of 0.5"):
+        scene_sources(larger, seed=0)
+
+
+def test_two_stage_smoke_pretraining_gives_each_stage_its_share_and_starts_the_second_from_the_first(tmp_path):
+    profile = resolve("smoke")
+    config = profile.pretrain
+    real_sources, _, _ = scene_sources(profile, seed=0)
+    asked = []
+
+    def sources(fps, talking_heads):  # the real sources; records what each stage asked for
+        train, held_out = real_sources(fps, talking_heads)
+        asked.append((talking_heads, len(train)))
+        return train, held_out
+
+    run = pretrain(config, sources, tmp_path / "pretrain", seed=0)
+    files = scene_files_of(profile, seed=0)
+    assert asked == [(0.0, len(files.train) - len(files.talkers)), (0.25, len(files.train))]
+    first_dir, second_dir = (tmp_path / "pretrain" / stage.name for stage in config.stages)
+    assert run["checkpoint"] == second_dir / "checkpoint.pt"
+    assert [row["step"] for row in run["stages"]["shift_talkers"]["train"]][-1] == stage_steps(config, 1) == 2
+
+    # a first stage with other weights (a fresh network of another seed): the second stage must start from them
+    checkpoint = torch.load(first_dir / "checkpoint.pt", weights_only=True)
+    first_weights = checkpoint["model"]
+    torch.manual_seed(123)
+    other = MultisensoryNet(config.model).state_dict()
+    checkpoint["model"] = other
+    torch.save(checkpoint, first_dir / "checkpoint.pt")
+    shutil.rmtree(second_dir)
+    second = torch.load(pretrain(config, sources, tmp_path / "pretrain", seed=0)["checkpoint"], weights_only=True)["model"]
+    parameters = [name for name, _ in MultisensoryNet(config.model).named_parameters()]
+
+    def distance(a, b):
+        return sum(float((a[name].float() - b[name].float()).norm() ** 2) for name in parameters) ** 0.5
+
+    # two clipped SGD steps move the weights by far less than the distance between two networks
+    assert distance(second, other) < 0.05 * distance(other, first_weights)

@@ -17,7 +17,7 @@ Callers pass ``synthetic`` and names; this module never reads a profile.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -53,7 +53,8 @@ class SceneFiles:
     ``probed`` holds the probe of each real clip (by path string), which file sources need.
     Synthetic pretraining may mix talking heads among the training clips (``talkers``, also in
     ``train``); the world's other talking heads are ``talkers_held_out``, never trained on.
-    ``held_out`` holds scenes only (CAM reads their ground truth).
+    ``held_out`` holds scenes only (CAM reads their ground truth). A pretraining stage with a smaller share
+    trains on the first of ``talkers`` (:meth:`with_talking_heads`).
     """
 
     synthetic: bool
@@ -77,6 +78,18 @@ class SceneFiles:
                     DecodedClips(self.held_out, shift, cache_dir=self.cache_dir, progress=True))
         return (FileClips([self.probed[str(path)] for path in self.train], shift),
                 FileClips([self.probed[str(path)] for path in self.held_out], shift))
+
+    def with_talking_heads(self, share: float) -> SceneFiles:
+        """These clips with ``share`` of the training clips talking heads: the first of ``talkers``, the rest
+        left out of training (``talkers_held_out`` stays as it is: never trained on at the largest share)."""
+        scenes = self.train[: len(self.train) - len(self.talkers)]
+        count = talker_count(len(scenes), share)
+        if count > len(self.talkers):
+            where = self.talkers[0].parent.parent if self.talkers else self.root or "real clips (no talking heads)"
+            raise ValueError(f"{where}: a share of {share} talking heads beside {len(scenes)} scenes needs {count} talking-head "
+                             f"clips, but these clips were chosen for at most {len(self.talkers)}; pass the largest share of "
+                             "any stage to scene_files")
+        return replace(self, train=scenes + self.talkers[:count], talkers=self.talkers[:count])
 
     def talkers_held_out_source(self, shift: ShiftConfig) -> ClipSource | None:
         """The held-out talking heads at ``shift``'s rates (None when there are none)."""
@@ -112,7 +125,8 @@ def scene_files(synthetic: bool, world: str, seed: int = 0, data_root: str | os.
 
     Synthetic: the world's scenes (sorted), the last ``held_out_share`` of them (at least one) held out,
     and, when ``talking_heads`` > 0, the first of the world's talking heads (``talkers`` part) among the
-    training clips so that they make up that share of them; the other talking heads are held out.
+    training clips so that they make up that share of them; the other talking heads are held out. Pretraining
+    passes the largest share of any stage and picks each stage's with :meth:`SceneFiles.with_talking_heads`.
     Real: the AudioSet clips with audio under ``data_root/audioset/train/`` and ``.../test/`` (held out);
     unreadable files are skipped and logged by the index.
     """

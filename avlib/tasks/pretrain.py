@@ -9,7 +9,9 @@ batches were. Held-out scores: :func:`avlib.metrics.alignment_accuracy`.
 The paper trains in two stages (``src/shift_params.py``): ``shift_lowfps`` (every 4th frame,
 7.49 fps, batch 15 per GPU, 30 k iterations), then ``shift_v1`` (29.97 fps, batch 5 per GPU)
 initialised from it with the second block of each stage re-initialised. Settings:
-:class:`avlib.config.PretrainConfig`.
+:class:`avlib.config.PretrainConfig`. Each stage may set its own share of talking heads among the synthetic
+training clips (``Stage.talking_heads``): the ``synth`` profile's first stage sees scenes only, its second
+(``shift_talkers``) adds them (docs/world.md).
 
 ``python -m avlib.tasks.pretrain --profile smoke`` trains every stage and prints the held-out
 alignment accuracy; it runs the same under ``torchrun --nproc_per_node N``.
@@ -64,7 +66,7 @@ def reinitialise_blocks(model: MultisensoryNet, blocks: Sequence[str], seed: int
 
 def pretrain(
     config: PretrainConfig,
-    sources: Callable[[float], tuple[ClipSource, ClipSource]],
+    sources: Callable[[float, float], tuple[ClipSource, ClipSource]],
     out_dir: str | Path,
     *,
     seed: int = 0,
@@ -74,7 +76,8 @@ def pretrain(
     """Run every stage of ``config``; return each stage's history, the final checkpoint path and
     the last stage's held-out evaluation set (``held_out``).
 
-    ``sources(fps)`` gives (training clips, held-out clips) decoded at a stage's frame rate.
+    ``sources(fps, talking_heads)`` gives (training clips, held-out clips) decoded at a stage's frame rate, with
+    the stage's share of talking heads among the training clips (:meth:`PretrainConfig.stage_talking_heads`).
     Stage ``k`` writes ``out_dir/<stage name>/``; a stage that already finished is skipped, an
     interrupted one resumes. Each stage after the first starts from the previous stage's
     weights, with ``Stage.reinit`` blocks re-initialised. ``run_config`` (the resolved experiment)
@@ -91,7 +94,7 @@ def pretrain(
     for index, stage in enumerate(config.stages):
         stage_dir = out_dir / stage.name
         shift = replace(config.shift, fps=stage.fps)
-        train_source, held_out_source = sources(stage.fps)
+        train_source, held_out_source = sources(stage.fps, config.stage_talking_heads(index))
         held_out = evaluation_set(held_out_source, shift, per_video=config.eval_pairs_per_video, seed=seed)
         checkpoint = stage_dir / "checkpoint.pt"
         if index > 0 and not checkpoint.exists():
@@ -117,23 +120,25 @@ def scene_files_of(experiment: Experiment, seed: int = 0, data_root: str | Path 
     """The scene clips of the experiment, split into training and held-out clips
     (:func:`avlib.data.sources.scene_files`): the world's, or AudioSet's under ``data_root``."""
     return scene_files(experiment.synthetic, experiment.profile, seed, data_root, experiment.pretrain.held_out_scenes,
-                       experiment.pretrain.talking_heads)
+                       experiment.pretrain.largest_talking_heads)
 
 
 def scene_sources(experiment: Experiment, seed: int = 0,
-                  data_root: str | Path = "") -> tuple[Callable[[float], tuple[ClipSource, ClipSource]], int, int]:
-    """``sources(fps)`` for :func:`pretrain`, and the numbers of training and held-out clips.
+                  data_root: str | Path = "") -> tuple[Callable[[float, float], tuple[ClipSource, ClipSource]], int, int]:
+    """``sources(fps, talking_heads)`` for :func:`pretrain`, and the numbers of training clips (at the largest
+    share of talking heads of any stage) and held-out clips.
 
     Synthetic profiles: the world's scenes (generated on first use), the last
-    ``pretrain.held_out_scenes`` of them held out, with ``pretrain.talking_heads`` of the training
-    clips the world's talking heads, decoded once and cached beside the world.
+    ``pretrain.held_out_scenes`` of them held out, with ``talking_heads`` of the training clips the first
+    of the world's talking heads (those beyond the largest share of any stage are held out), decoded once
+    and cached beside the world.
     ``paper``: AudioSet clips under ``data_root/audioset/{train,test}/`` (docs/datasets.md), read from
     their files.
     """
     files = scene_files_of(experiment, seed, data_root)
 
-    def sources(fps: float):
-        return files.sources(replace(experiment.pretrain.shift, fps=fps))
+    def sources(fps: float, talking_heads: float):
+        return files.with_talking_heads(talking_heads).sources(replace(experiment.pretrain.shift, fps=fps))
 
     return sources, len(files.train), len(files.held_out)
 
