@@ -464,6 +464,9 @@ def _derive(experiment: Experiment) -> Experiment:
     shift = pretrain.shift
     model = replace(pretrain.model, num_frames=shift.num_frames, frame_size=shift.crop, num_samples=shift.num_samples)
     pretrain = replace(pretrain, model=model)
+    ends = [stage.steps for stage in pretrain.stages]
+    if any(later <= earlier for earlier, later in zip([0, *ends], ends)):  # Stage.steps are global ends
+        raise ConfigError(f"pretrain.stages: each stage must end after the one before (at a global step > 0), got steps {ends}")
     last = pretrain.stages[-1]
     cam = experiment.cam
     if cam.fine_tune_steps is None:

@@ -97,6 +97,7 @@ def test_overrides_parse_literals_by_the_fields_type() -> None:
     ("ucf101.train.optimizer", "rmsprop", "optimizer must be 'sgd' or 'adam'"),
     ("pretrain.stages.3.steps", "1", "index '3' is not in a tuple of 2"),
     ("pretrain.stages.1.talking_heads", "1.0", r"Stage 'shift_talkers': talking_heads must be in \[0, 1\)"),
+    ("pretrain.stages.0.steps", "6", r"each stage must end after the one before .* got steps \[6, 6\]"),
 ])
 def test_bad_overrides_name_the_key(key: str, value: str, message: str) -> None:
     with pytest.raises((ConfigError, ValueError), match=message):

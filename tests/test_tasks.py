@@ -52,10 +52,10 @@ def test_cam_fine_tuning_under_torchrun_and_its_scores(tmp_path: Path) -> None:
 def test_a_resume_with_another_config_is_refused_by_key(tmp_path: Path) -> None:
     _run(["avlib.tasks.pretrain", "--profile", "smoke"], tmp_path)
     result = subprocess.run([sys.executable, "-m", "avlib.tasks.pretrain", "--profile", "smoke", "pretrain.eval_every=1",
-                             "pretrain.stages.0.steps=6", "--out", str(tmp_path / "out"),
+                             "pretrain.eval_pairs_per_video=3", "--out", str(tmp_path / "out"),
                              "--checkpoints", str(tmp_path / "checkpoints")],
                             capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "differing keys: run.pretrain.eval_every, run.pretrain.stages.0.steps" in result.stderr
+    assert "differing keys: run.pretrain.eval_every, run.pretrain.eval_pairs_per_video" in result.stderr
     assert torch.load(tmp_path / "checkpoints" / "smoke" / "pretrain" / "shift_lowfps" / "checkpoint.pt",
                       weights_only=True)["step"] == 4  # nothing already written is lost
