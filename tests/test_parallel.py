@@ -139,13 +139,19 @@ def test_ucf101_in_two_worker_processes_equals_one_process_at_the_same_thread_co
     assert pd.read_csv(two["out"] / "accuracy.csv")["seeds"].iloc[0] == 2
 
 
+def _one_process_then_two(tmp_path: Path, task: str) -> tuple[Path, dict, Path, dict]:
+    """``task`` at smoke scale in one process, then in two workers from the same pretrained network (1 thread each)."""
+    one_root, one = _run_in_child(1, Path(""), Path(""), tmp_path, task)
+    shutil.copytree(one_root / "smoke" / "pretrain", tmp_path / "checkpoints2" / "smoke" / "pretrain")  # the same start
+    two_root, two = _run_in_child(2, Path(""), Path(""), tmp_path, task)
+    assert two["determinism"]["seed_processes"] == 2 and two["determinism"]["threads_per_process"] == 1
+    return one_root, one, two_root, two
+
+
 @pytest.mark.slow
 def test_separation_in_two_worker_processes_equals_one_process_at_the_same_thread_count(tmp_path):
     """The smoke profile's separation (full and u-net PIT, two training seeds) from one pretrained network."""
-    one_root, one = _run_in_child(1, Path(""), Path(""), tmp_path, "separation")
-    shutil.copytree(one_root / "smoke" / "pretrain", tmp_path / "checkpoints2" / "smoke" / "pretrain")  # the same start
-    two_root, two = _run_in_child(2, Path(""), Path(""), tmp_path, "separation")
-    assert two["determinism"]["seed_processes"] == 2 and two["determinism"]["threads_per_process"] == 1
+    one_root, one, two_root, two = _one_process_then_two(tmp_path, "separation")
     checkpoints = sorted(path.relative_to(one_root) for path in (one_root / "smoke" / "separation").rglob("checkpoint.pt"))
     assert [str(path.parent.relative_to("smoke/separation")) for path in checkpoints] == [
         "full", "train-seed1/full", "train-seed1/unet_pit", "unet_pit"]
@@ -158,10 +164,7 @@ def test_separation_in_two_worker_processes_equals_one_process_at_the_same_threa
 @pytest.mark.slow
 def test_ablations_in_two_worker_processes_equal_one_process_at_the_same_thread_count(tmp_path):
     """The smoke profile's ablations (every row and the I3D, two training seeds) from one pretrained network."""
-    one_root, one = _run_in_child(1, Path(""), Path(""), tmp_path, "ablations")
-    shutil.copytree(one_root / "smoke" / "pretrain", tmp_path / "checkpoints2" / "smoke" / "pretrain")  # the same start
-    two_root, two = _run_in_child(2, Path(""), Path(""), tmp_path, "ablations")
-    assert two["determinism"]["seed_processes"] == 2 and two["determinism"]["threads_per_process"] == 1
+    one_root, one, two_root, two = _one_process_then_two(tmp_path, "ablations")
     # folders of rows that start from a checkpoint carry a key of its file's time: pair them by name and training seed
     def trained(root: Path) -> dict[tuple[str, int], Path]:
         return {(path.parent.name.rsplit("-", 1)[0], torch.load(path, weights_only=True)["config"]["run"]["seed"]): path
