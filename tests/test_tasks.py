@@ -32,7 +32,10 @@ def test_pretraining_under_torchrun_ends_with_the_resolved_config_stored(tmp_pat
     summary = _run(["avlib.tasks.pretrain", "--profile", "smoke", "train.lr=0.02"], tmp_path, processes=2)
     assert summary["task"] == "pretrain" and summary["config"]["train"]["lr"] == 0.02
     checkpoint = load_checkpoint(summary["summary"]["checkpoint"])
-    assert checkpoint["step"] == 4 and checkpoint["config"]["run"]["pretrain"]["train"]["lr"] == 0.02
+    *_, before, last_stage = summary["config"]["stages"]  # the smoke schedule: scenes, then talking heads
+    # a stage's checkpoint counts that stage's own steps (Stage.steps are global ends)
+    assert checkpoint["step"] == last_stage["steps"] - before["steps"] and checkpoint["config"]["run"]["stage"] == last_stage["name"]
+    assert checkpoint["config"]["run"]["pretrain"]["train"]["lr"] == 0.02
     assert len(checkpoint["extra"]["rng"]) == 2  # both ranks' random streams, for an exact resume
     assert 0.0 <= summary["summary"]["held_out"]["accuracy"] <= 1.0
 
