@@ -19,8 +19,10 @@ and otherwise warns that the process runs another count than the fixed one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 
 #: torch intra-op threads of every run: the synth machine's 2 cores (results change with this number)
 DEFAULT_THREADS = 2
@@ -36,6 +38,22 @@ def thread_count() -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{THREADS_VARIABLE} must be a positive integer, got {value!r}")
     return int(value)
+
+
+@contextlib.contextmanager
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``variables`` set while the block runs: a process started inside (a notebook kernel, a
+    spawned worker) copies them at its start; the previous values come back after."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def child_environment(threads: int | None = None) -> dict[str, str]:

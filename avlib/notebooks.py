@@ -28,7 +28,7 @@ from typing import Callable
 
 from avlib.config import PROFILES as PROFILE_DATA
 from avlib.config import parse_assignments, resolve
-from avlib.determinism import child_environment
+from avlib.determinism import child_environment, environment
 from avlib.files import atomic_path, write_text
 from avlib.report.results import COMPARISONS, INTERACTIVE, PROFILES, REHEARSAL_ENV, RESULTS_ROOT
 
@@ -114,7 +114,7 @@ def run_notebook(source: Path, *, profile: str, seed: int = 0, data_root: str = 
         jupytext.write(notebook, converted)
         # a recorded run writes into results/<profile>/ even when started from ./reproduce.sh lab's terminal
         with atomic_path(output) as partial, \
-                _environment({**child_environment(), **rehearsal_environment(data_root), INTERACTIVE: ""}), \
+                environment({**child_environment(), **rehearsal_environment(data_root), INTERACTIVE: ""}), \
                 reporter or contextlib.nullcontext():
             try:
                 execute(converted, partial, progress=reporter, parameters=parameters,
@@ -131,21 +131,6 @@ def run_notebook(source: Path, *, profile: str, seed: int = 0, data_root: str = 
     _scrub_paths(output, name)
     failed.unlink(missing_ok=True)
     return NotebookRun(name=name, output=output, seconds=time.time() - started)
-
-
-@contextlib.contextmanager
-def _environment(variables: dict[str, str]):
-    """``os.environ`` with ``variables`` set while the block runs (a kernel started inside inherits them)."""
-    previous = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def rehearsal_environment(data_root: str) -> dict[str, str]:
@@ -219,7 +204,7 @@ def run_all(notebooks: list[Path], *, profile: str, seed: int = 0, data_root: st
     ``progress``: where the lines saying which cell is running go (True: the terminal, False: nowhere).
     ``overrides`` (config keys -> literal strings) go to every notebook and into its fingerprint;
     ``checkpoint_root`` (default: the checkout's ``checkpoints/``) to every notebook."""
-    with _environment(rehearsal_environment(data_root)):  # the report's tables too are marked as a rehearsal's
+    with environment(rehearsal_environment(data_root)):  # the report's tables too are marked as a rehearsal's
         return _run_all(notebooks, profile=profile, seed=seed, data_root=data_root, device=device, results_root=results_root,
                         force=force, only=only, html=html, log=log, progress=progress,
                         overrides=dict(sorted((overrides or {}).items())), checkpoint_root=checkpoint_root)

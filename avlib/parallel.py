@@ -22,14 +22,13 @@ import os
 import queue
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from avlib.determinism import child_environment, note_worker_threads, thread_count
+from avlib.determinism import child_environment, environment, note_worker_threads, thread_count
 from avlib.files import atomic_path
 
 
@@ -89,21 +88,6 @@ def run_jobs(jobs: Iterable[Job], processes: int = 1, *, threads: int | None = N
     return _in_workers(jobs, min(processes, len(jobs)), per_worker)
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` while the block runs (a spawned child copies the environment at its start)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _worker(tasks: Any, results: Any) -> None:
     """A worker's loop: take (index, job) until None; report ("start" | "done" | "error", index, payload)."""
     pid = os.getpid()
@@ -130,7 +114,7 @@ def _in_workers(jobs: list[Job], count: int, threads: int) -> list[Any]:
         tasks.put(None)
     workers = [context.Process(target=_worker, args=(tasks, results), name=f"avlib-job-worker-{n}")
                for n in range(count)]
-    with _environment(child_environment(threads)):
+    with environment(child_environment(threads)):
         for worker in workers:
             worker.start()
     running: dict[int, int] = {}  # worker pid -> index of the job it runs
