@@ -354,6 +354,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     "synth": {
         "description": "the synthetic world at toy scale, on a 2-core CPU",
         "is_result": True, "synthetic": True,
+        # two training runs side by side at 1 thread each: a quarter off UCF-101's and u-net PIT's training
+        # on 2 cores, measured (results/bench/seed_processes.md)
+        "seed_processes": 2,
         # The paper's 4.2 s window and 2.0-5.8 s shifts at its low-fps stage's 7.49 fps; 11.025 kHz audio
         # and a quarter of the width so it trains on 2 cores; 40 -> 32 pixel frames and Adam at 1e-3,
         # both measured on the synth world (docs/world.md).

@@ -83,7 +83,9 @@ def test_mapped_arrays_pickle_as_their_file_and_read_the_same_values(tmp_path):
 
 
 def test_the_knob_is_one_top_level_setting_validated():
-    assert resolve("synth").seed_processes == resolve("smoke").seed_processes == resolve("paper").seed_processes == 1
+    # synth trains its seeds side by side on its 2 cores; smoke and paper one after the other
+    assert resolve("smoke").seed_processes == resolve("paper").seed_processes == 1
+    assert resolve("synth").seed_processes == 2
     assert resolve("smoke", {"seed_processes": 2}).seed_processes == 2
     for bad in (0, -1):
         with pytest.raises(ConfigError, match="seed_processes must be at least 1"):
