@@ -19,6 +19,10 @@ from avlib.config import PROFILES, SECTIONS, ConfigError, Experiment, flatten, p
 from avlib.io import MediaError
 
 DEVICES = ("auto", "cpu", "cuda")
+#: Top-level keys of :class:`avlib.config.Experiment` a task's command line sets without a section prefix.
+TOP_LEVEL_KEYS = ("description", "is_result", "synthetic", "seed_processes")
+#: The top-level keys ``--help`` lists beside the section's (the others describe the profile).
+LISTED_TOP_LEVEL_KEYS = ("seed_processes",)
 
 
 def is_main_process() -> bool:
@@ -32,7 +36,7 @@ def experiment_from(profile: str, section: str, assignments: Sequence[str]) -> E
     overrides = {}
     for key, value in parse_assignments(list(assignments)).items():
         head = key.split(".", 1)[0]
-        absolute = head in SECTIONS or head in ("description", "is_result", "synthetic", "seed_processes")
+        absolute = head in SECTIONS or head in TOP_LEVEL_KEYS
         overrides[key if absolute else f"{section}.{key}"] = value
     return resolve(profile, overrides)
 
@@ -52,13 +56,18 @@ def _start_process_group(device: str) -> bool:
 
 
 def keys_help(profile: str, section: str) -> str:
-    """Every key of ``section`` with its value for ``profile``, one per line."""
+    """Every key of ``section`` with its value for ``profile``, one per line, then the top-level keys a
+    task reads (:data:`LISTED_TOP_LEVEL_KEYS`)."""
     try:
-        values = flatten(getattr(resolve(profile), section))
+        experiment = resolve(profile)
     except ConfigError as error:
         return str(error)
-    width = max(len(key) for key in values)
-    return "\n".join(f"  {key:<{width}}  {value!r}" for key, value in values.items())
+    values = flatten(getattr(experiment, section))
+    top = {key: getattr(experiment, key) for key in LISTED_TOP_LEVEL_KEYS}
+    width = max(len(key) for key in [*values, *top])
+    lines = [f"  {key:<{width}}  {value!r}" for key, value in values.items()]
+    lines += ["top-level keys (no section prefix):", *(f"  {key:<{width}}  {value!r}" for key, value in top.items())]
+    return "\n".join(lines)
 
 
 def run_task(task: str, section: str, description: str, run: Callable[[Experiment, argparse.Namespace], Any],
