@@ -987,6 +987,20 @@ def loss_flattened(history: Iterable[Mapping[str, float]] | str | os.PathLike, *
     )
 
 
+def loss_end_label(history: Iterable[Mapping[str, float]] | str | os.PathLike, **rule: Any) -> str:
+    """:func:`loss_flattened` of ``history`` in a few words for a table: ``"falling: 19.6 % (8.9 to 30.2)"`` (the
+    relative drop over the last tenth with its interval), or why the rule could not be applied (too few logged
+    rows in the windows, no rows)."""
+    try:
+        flatness = loss_flattened(history, **rule)
+    except ValueError as error:
+        text = str(error)
+        if "logged rows" not in text:
+            raise
+        return "too few logged steps to judge"
+    return f"{flatness.verdict}: {100 * flatness.relative_drop:.1f} % ({100 * flatness.low:.1f} to {100 * flatness.high:.1f})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m avlib.train METRICS_CSV ...``: print :func:`loss_flattened` of each training log, a line each
     (``--json``: every number as JSON)."""

@@ -58,6 +58,7 @@ from avlib.separate import separate
 from avlib.spectral import analyze
 from avlib.stats import interval_over_seeds, seed_welch_interval, welch_interval
 from avlib.tasks.separation import SYSTEM_NAMES, run, seed_gains, seed_summary
+from avlib.train import loss_end_label
 from avlib.writer import write_video
 
 use_page_style()
@@ -133,6 +134,22 @@ axis.set_title(f"Separation training, {profile} profile")
 out.figure(fig, "separation_training", caption=("Training loss of the full model and of the u-net PIT baseline, one line per "
                                                "training seed (the first solid)."))
 plt.show()
+
+# %% [markdown]
+# Has each loss flattened at this budget? `avlib.train.loss_flattened` compares the mean loss of the last
+# tenth of the steps with the tenth before: *flat* only when the 95 % interval of the relative drop lies
+# within +-2 % (`docs/training.md`).
+
+# %%
+training_end = pd.DataFrame([
+    {"model": name, "training seed": training_seed, "steps": int(history["train"][-1]["step"]),
+     "loss over the last tenth: drop % (95 % CI)": loss_end_label(history["train"])}
+    for name, histories in (("full", result.full_histories), ("u-net PIT", result.pit_histories))
+    for training_seed, history in zip(result.seeds, histories) if history["train"]])
+out.table(training_end, "separation_training_end", caption=(
+    "Whether each model's training loss has flattened: the relative drop of the mean loss over the last tenth of "
+    "the steps, against the tenth before, with its 95 % interval (flat: within +-2 %)."))
+training_end
 
 # %% [markdown]
 # ## Evaluation on the test list

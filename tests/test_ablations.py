@@ -296,4 +296,9 @@ def test_the_command_line_runs_every_row_end_to_end(tmp_path):
     assert all(row["verdict"] in ("holds", "opposite", "not resolved") for row in summary["against_full"].values())
     budget = pd.read_csv(out / "separation_ablation_budget.csv")
     assert budget.set_index("features").loc["i3d", "steps"] == resolve("smoke").ablations.steps
+    seeds = resolve("smoke").ablations.seeds  # one flatness label per training seed, from the row's own log
+    for label in budget["loss over the last tenth, per training seed"]:
+        parts = label.split("; ")
+        assert len(parts) == seeds and all(part.split(":")[0] in (
+            "flat", "falling", "rising", "not resolved", "too few logged steps to judge") for part in parts), label
     assert (checkpoints / "smoke" / "separation" / "unet_pit" / "checkpoint.pt").exists()

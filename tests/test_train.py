@@ -344,6 +344,19 @@ def test_loss_flattened_tells_a_late_exponential_and_noise_from_a_fall() -> None
     assert loss_flattened(loss_rows(1.0 + 0.0005 * steps[:1000])).verdict == "rising"
 
 
+def test_loss_end_label_gives_the_verdict_and_drop_or_why_there_is_none() -> None:
+    from avlib.train import loss_end_label, loss_flattened
+
+    decay = 1.0 + 2.0 * np.exp(-np.arange(1, 301) / 200) + np.random.default_rng(1).normal(0, 0.02, 300)
+    flatness = loss_flattened(loss_rows(decay))
+    label = loss_end_label(loss_rows(decay))
+    assert label == (f"falling: {100 * flatness.relative_drop:.1f} % "
+                     f"({100 * flatness.low:.1f} to {100 * flatness.high:.1f})")
+    assert loss_end_label(loss_rows(decay[:8], every=10)) == "too few logged steps to judge"
+    with pytest.raises(ValueError, match="no column 'loss'"):  # a wrong log is an error, not a table cell
+        loss_end_label([{"step": 1, "accuracy": 0.5}])
+
+
 def test_loss_flattened_reads_a_training_log_and_names_it_when_it_cannot(tmp_path: Path, capsys) -> None:
     import json
 

@@ -70,7 +70,7 @@ from avlib.models.unet import MultisensoryFeatures, SeparationConfig, Separation
 from avlib.report.claims import CLAIMS_BY_KEY, PaperClaim, verdict
 from avlib.stats import interval_over_seeds, seed_spread, seed_welch_interval, welch_interval
 from avlib.tasks.separation import ensure_test_list, mixture_config, pit_config, train
-from avlib.train import fit
+from avlib.train import fit, loss_end_label
 
 # ------------------------------------------------------------------------------------------ rows
 
@@ -707,6 +707,9 @@ def budget_table(result: AblationRun, separation: SeparationSettings) -> pd.Data
         "steps": int(result.runs[variant.name]["train"][-1]["step"]) if result.runs[variant.name]["train"] else None,
         "examples per step": separation.pit_batch_size if variant.pit else separation.batch_size,
         "trainable parameters (M)": sum(p.numel() for p in result.models[variant.name].parameters() if p.requires_grad) / 1e6,
+        # has the loss flattened? the last tenth of the steps against the tenth before (docs/training.md), each seed
+        "loss over the last tenth, per training seed": "; ".join(
+            loss_end_label(run["train"]) if run["train"] else "not trained here" for run in result.seed_runs[variant.name]),
         # the folder without its run key: the key hashes input files' modification times, so it changes with every run
         "checkpoint": f"{result.folders[variant.name].parent.name}/{variant.name}",
     } for variant in VARIANTS])
