@@ -915,6 +915,10 @@ class Flatness:
         return {**asdict(self), "flat": self.flat}
 
 
+class TooFewLoggedRows(ValueError):
+    """:func:`loss_flattened` cannot apply its rule: a window holds fewer than two logged rows (or the log none)."""
+
+
 def loss_flattened(history: Iterable[Mapping[str, float]] | str | os.PathLike, *, window: float = 0.1,
                    tolerance: float = 0.02, level: float = 0.95, column: str = "loss") -> Flatness:
     """Whether a training loss has flattened at the end of its run, from the rows of its metrics.csv.
@@ -953,13 +957,13 @@ def loss_flattened(history: Iterable[Mapping[str, float]] | str | os.PathLike, *
     steps = np.asarray([row["step"] for row in rows], dtype=np.int64)
     losses = np.asarray([row[column] for row in rows], dtype=np.float64)
     if steps.size == 0:
-        raise ValueError(f"{source} has no logged rows")
+        raise TooFewLoggedRows(f"{source} has no logged rows")
     last_step = int(steps.max())
     width = max(1, round(window * last_step))
     in_last = (steps > last_step - width) & (steps <= last_step)
     in_earlier = (steps > last_step - 2 * width) & (steps <= last_step - width)
     if in_last.sum() < 2 or in_earlier.sum() < 2:
-        raise ValueError(
+        raise TooFewLoggedRows(
             f"{source}: the windows of {width} steps before step {last_step} hold {int(in_earlier.sum())} and "
             f"{int(in_last.sum())} logged rows; each needs 2 or more (log more often, or a wider window)")
     from avlib.stats import welch_interval
@@ -993,10 +997,7 @@ def loss_end_label(history: Iterable[Mapping[str, float]] | str | os.PathLike, *
     rows in the windows, no rows)."""
     try:
         flatness = loss_flattened(history, **rule)
-    except ValueError as error:
-        text = str(error)
-        if "logged rows" not in text:
-            raise
+    except TooFewLoggedRows:
         return "too few logged steps to judge"
     return f"{flatness.verdict}: {100 * flatness.relative_drop:.1f} % ({100 * flatness.low:.1f} to {100 * flatness.high:.1f})"
 

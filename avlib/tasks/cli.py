@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -19,8 +20,9 @@ from avlib.config import PROFILES, SECTIONS, ConfigError, Experiment, flatten, p
 from avlib.io import MediaError
 
 DEVICES = ("auto", "cpu", "cuda")
-#: Top-level keys of :class:`avlib.config.Experiment` a task's command line sets without a section prefix.
-TOP_LEVEL_KEYS = ("description", "is_result", "synthetic", "seed_processes")
+#: Top-level keys of :class:`avlib.config.Experiment` a task's command line sets without a section prefix:
+#: every field but the profile and the sections.
+TOP_LEVEL_KEYS = tuple(field.name for field in fields(Experiment) if field.name != "profile" and field.name not in SECTIONS)
 #: The top-level keys ``--help`` lists beside the section's (the others describe the profile).
 LISTED_TOP_LEVEL_KEYS = ("seed_processes",)
 
