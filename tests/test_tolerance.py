@@ -24,16 +24,15 @@ def other(tmp_path) -> Path:
     return tmp_path
 
 
-def edit(run: Path, key: str, **changes) -> dict:
-    """Change the row ``key`` of ``run``'s comparisons; return the row as it was."""
+def edit(run: Path, key: str, **changes) -> None:
+    """Change the row ``key`` of ``run``'s comparisons."""
     for path in sorted((run / COMPARISONS).glob("*.json")):
         rows = json.loads(path.read_text())
         for row in rows:
             if row["key"] == key:
-                before = dict(row)
                 row.update(changes)
                 path.write_text(json.dumps(rows))
-                return before
+                return
     raise KeyError(key)
 
 

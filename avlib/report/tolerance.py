@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avlib.report.results import COMPARISONS, escape_cell, read_comparisons
+from avlib.report.index import recorded_rows
+from avlib.report.results import COMPARISONS, escape_cell
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,12 @@ class RowCheck:
 
 
 def comparison_rows(results: Path) -> dict[str, dict[str, Any]]:
-    """Every row recorded in ``results/comparisons/*.json``, by key; a missing folder raises naming it."""
+    """Every row recorded in ``results/comparisons/*.json`` (:func:`~avlib.report.index.recorded_rows`), by key; a
+    missing folder raises naming it."""
     folder = Path(results) / COMPARISONS
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no comparisons folder; is {results} a results/<profile> folder of a run?")
-    rows: dict[str, dict[str, Any]] = {}
-    for path in sorted(folder.glob("*.json")):
-        for row in read_comparisons(path):
-            rows[row["key"]] = row
-    return rows
+    return {row["key"]: row for row in recorded_rows(results)}
 
 
 def _finite(value: Any) -> bool:
@@ -60,18 +58,15 @@ def _finite(value: Any) -> bool:
 
 def check_row(key: str, reference: dict[str, Any] | None, other: dict[str, Any] | None) -> RowCheck:
     """Apply the rule to one row (``None``: the run did not record it)."""
-    ours = None if reference is None else reference.get("ours")
-    theirs = None if other is None else other.get("ours")
-    low = None if reference is None else reference.get("low")
-    high = None if reference is None else reference.get("high")
-    ref_verdict = None if reference is None else reference.get("verdict")
-    other_verdict = None if other is None else other.get("verdict")
+    ref, oth = reference or {}, other or {}
+    ours, theirs, low, high = ref.get("ours"), oth.get("ours"), ref.get("low"), ref.get("high")
+    ref_verdict, other_verdict = ref.get("verdict"), oth.get("verdict")
     if reference is None:
         problem = "not in the reference run"
     elif other is None:
         problem = "missing from the other run"
-    elif reference.get("profile") != other.get("profile"):
-        problem = f"profile {other.get('profile')!r}, the reference's is {reference.get('profile')!r}"
+    elif ref.get("profile") != oth.get("profile"):
+        problem = f"profile {oth.get('profile')!r}, the reference's is {ref.get('profile')!r}"
     elif ref_verdict != other_verdict:
         problem = f"verdict {other_verdict!r}, the reference's is {ref_verdict!r}"
     elif _finite(low) and _finite(high):
