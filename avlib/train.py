@@ -461,7 +461,7 @@ def _train(
             dist.broadcast(buffer, src=0)
     if not is_main:
         return {"train": [], "eval": []}
-    return {"train": _read_log(metrics_path), "eval": _read_log(eval_path)}
+    return {"train": read_log(metrics_path), "eval": read_log(eval_path)}
 
 
 def _loop(
@@ -862,7 +862,7 @@ def _read_header(path: Path) -> list[str]:
         return next(csv.reader(file))
 
 
-def _read_log(path: Path) -> list[dict[str, float]]:
+def read_log(path: Path) -> list[dict[str, float]]:
     """The rows of a CSV log as numbers (step as int)."""
     if not path.exists():
         return []
@@ -944,7 +944,7 @@ def loss_flattened(history: Iterable[Mapping[str, float]] | str | os.PathLike, *
         path = Path(history)
         if not path.is_file():
             raise FileNotFoundError(f"no training log at {path}")
-        rows = _read_log(path)
+        rows = read_log(path)
     else:
         rows = list(history)
     if not 0 < window <= 0.5:

@@ -132,6 +132,31 @@ out.figure(fig, "pretrain_curves", caption=(
 plt.show()
 
 # %% [markdown]
+# ### Restarts of the first stage
+# In `synth` the first stage leaves the plateau on some training seeds by step 200-350 and on others not by
+# step 1200 (`docs/world.md`). With `pretrain.restart_at` set, an attempt whose mean *training* loss over the
+# last `restart_window` steps is still above `restart_loss` at that step is set aside and the stage starts again
+# from other initial weights and batches (seed + 10 000 per attempt). Only the training loss decides, never the
+# held-out clips. The curves above are the kept attempt's.
+
+# %%
+if config.restart_at is not None:
+    from avlib.tasks.pretrain import RESTART_SEED_STRIDE, plateau_loss
+
+    first = config.stages[0]
+    kept_loss = plateau_loss(run["stages"][first.name]["train"], config.restart_at, config.restart_window)
+    attempts = pd.DataFrame([*({**row, "outcome": "restarted"} for row in run["restarts"]),
+                             {"attempt": len(run["restarts"]), "seed": seed + RESTART_SEED_STRIDE * len(run["restarts"]),
+                              "step": config.restart_at, "loss": kept_loss, "outcome": "kept"}])
+    attempts = attempts.rename(columns={"loss": f"mean training loss, steps {config.restart_at - config.restart_window + 1}-"
+                                                f"{config.restart_at}"})
+    out.table(attempts, "pretrain_restarts", caption=(
+        f"Attempts of the first pretraining stage ({first.name}), {profile} profile: an attempt whose mean training "
+        f"loss at step {config.restart_at} is above {config.restart_loss} (chance: ln 2 = 0.693) starts again from "
+        f"other weights, at most {config.restarts} times; the kept attempt trains on to step {first.steps}."))
+    display(attempts)
+
+# %% [markdown]
 # ## Held-out alignment accuracy
 # Each held-out clip is scored once, with its aligned or its shifted audio (50/50), as the
 # official test protocol (`do_shift`). The **no-audio control** is the same trained network

@@ -215,3 +215,70 @@ def test_two_stage_smoke_pretraining_gives_each_stage_its_share_and_starts_the_s
 
     # two clipped SGD steps move the weights by far less than the distance between two networks
     assert distance(second, other) < 0.05 * distance(other, first_weights)
+
+
+def _restart_config(restart_loss: float, restarts: int = 2):
+    """smoke's pretraining with one 4-step stage checked at step 2: a loss above ``restart_loss`` restarts it."""
+    profile = resolve("smoke")
+    stage = Stage("shift_lowfps", profile.pretrain.shift.fps, 2, 4, talking_heads=0.0)
+    config = replace(profile.pretrain, stages=(stage,), eval_every=2, restart_at=2, restart_window=2,
+                     restart_loss=restart_loss, restarts=restarts)
+    return profile, config
+
+
+def test_a_first_stage_whose_training_loss_stays_above_the_bar_restarts_from_new_weights_up_to_the_limit(tmp_path):
+    profile, config = _restart_config(restart_loss=0.0)  # any loss is "still on the plateau": every attempt restarts
+    sources, _, _ = scene_sources(profile, seed=0)
+    run = pretrain(config, sources, tmp_path / "pretrain", seed=5)
+    stuck = [tmp_path / "pretrain" / f"shift_lowfps.stuck{k}" for k in range(3)]
+    assert stuck[0].is_dir() and stuck[1].is_dir() and not stuck[2].exists()  # two restarts, the third attempt kept
+    assert [(row["attempt"], row["seed"], row["step"]) for row in run["restarts"]] == [(0, 5, 2), (1, 10_005, 2)]
+    assert all(row["loss"] > 0 for row in run["restarts"])
+    kept = torch.load(run["checkpoint"], weights_only=False)
+    assert kept["step"] == 4 and kept["config"]["run"]["attempt"] == 2
+    stuck_first = torch.load(stuck[0] / "checkpoint.pt", weights_only=False)
+    assert stuck_first["step"] == 2 and stuck_first["config"]["run"]["attempt"] == 0
+    # the kept attempt starts from other initial weights than the stuck one (seed 20_005, not 5)
+    torch.manual_seed(20_005)
+    fresh = MultisensoryNet(config.model).state_dict()
+    torch.manual_seed(5)
+    first_fresh = MultisensoryNet(config.model).state_dict()
+    weight = "video.conv1.conv.weight"
+    assert not torch.equal(fresh[weight], first_fresh[weight])
+
+    # run again: nothing retrains, the same attempts are reported, the weights are the same
+    again = pretrain(config, sources, tmp_path / "pretrain", seed=5)
+    assert again["restarts"] == run["restarts"]
+    assert torch.equal(torch.load(again["checkpoint"])["model"][weight], kept["model"][weight])
+    # starting over removes the earlier attempts with the checkpoint
+    over = pretrain(config, sources, tmp_path / "pretrain", seed=5, resume=False)
+    assert [row["attempt"] for row in over["restarts"]] == [0, 1]
+
+
+def test_a_first_stage_below_the_bar_keeps_its_weights_and_equals_a_run_without_the_rule(tmp_path):
+    profile, config = _restart_config(restart_loss=100.0)
+    sources, _, _ = scene_sources(profile, seed=0)
+    checked = pretrain(config, sources, tmp_path / "checked", seed=0)
+    plain = pretrain(replace(config, restart_at=None), sources, tmp_path / "plain", seed=0)
+    assert checked["restarts"] == [] and not list((tmp_path / "checked").glob("*.stuck*"))
+    checked_state, plain_state = torch.load(checked["checkpoint"])["model"], torch.load(plain["checkpoint"])["model"]
+    assert all(torch.equal(checked_state[name], plain_state[name]) for name in plain_state)  # stopping at 2 changes no bit
+
+
+def test_an_interrupted_restart_resumes_the_attempt_it_was_on(tmp_path):
+    profile, config = _restart_config(restart_loss=0.0, restarts=1)
+    sources, _, _ = scene_sources(profile, seed=0)
+    whole = pretrain(config, sources, tmp_path / "whole", seed=0)
+    # the same run stopped after the first attempt was moved aside: the second attempt starts, not the first again
+    pretrain(replace(config, restarts=0, stages=(replace(config.stages[0], steps=3),), restart_at=2), sources,
+             tmp_path / "cut", seed=0)
+    (tmp_path / "cut" / "shift_lowfps").rename(tmp_path / "cut" / "shift_lowfps.stuck0")
+    resumed = pretrain(config, sources, tmp_path / "cut", seed=0)
+    assert torch.load(resumed["checkpoint"], weights_only=False)["config"]["run"]["attempt"] == 1
+    whole_state, resumed_state = torch.load(whole["checkpoint"])["model"], torch.load(resumed["checkpoint"])["model"]
+    assert all(torch.equal(whole_state[name], resumed_state[name]) for name in whole_state)
+
+
+def test_a_restart_step_outside_the_first_stage_is_refused():
+    with pytest.raises(ValueError, match="restart_at must lie inside the first stage"):
+        resolve("smoke", {"pretrain.restart_at": 4})

@@ -19,6 +19,8 @@ alignment accuracy; it runs the same under ``torchrun --nproc_per_node N``.
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -32,7 +34,7 @@ from avlib.data.sources import SceneFiles, scene_files
 from avlib.losses import alignment_loss
 from avlib.metrics import alignment_accuracy
 from avlib.models.multisensory import MultisensoryNet
-from avlib.train import fit
+from avlib.train import METRICS_FILE, fit, read_log
 
 
 def stage_steps(config: PretrainConfig, index: int) -> int:
@@ -64,6 +66,35 @@ def reinitialise_blocks(model: MultisensoryNet, blocks: Sequence[str], seed: int
     model.load_state_dict(state)
 
 
+#: Initial weights and batches of the first stage's attempt k are drawn from ``seed + RESTART_SEED_STRIDE * k``.
+RESTART_SEED_STRIDE = 10_000
+
+
+def stuck_dir(out_dir: Path, stage_name: str, attempt: int) -> Path:
+    """Where a first-stage attempt that stayed on the plateau is kept (``<stage>.stuck<k>``), beside the stage."""
+    return out_dir / f"{stage_name}.stuck{attempt}"
+
+
+def plateau_loss(rows: Sequence[dict], step: int, window: int) -> float:
+    """The mean training loss of the logged rows in the ``window`` steps up to ``step``."""
+    losses = [row["loss"] for row in rows if step - window < row["step"] <= step]
+    if not losses:
+        raise ValueError(f"no training loss logged in steps {step - window + 1}-{step}: log more often than restart_window")
+    return sum(losses) / len(losses)
+
+
+def stuck_attempts(config: PretrainConfig, out_dir: str | Path, seed: int = 0) -> list[dict]:
+    """The first-stage attempts of a run under ``out_dir`` that were restarted: attempt, seed, mean loss."""
+    out_dir, name = Path(out_dir), config.stages[0].name
+    attempts = []
+    while (folder := stuck_dir(out_dir, name, len(attempts))).exists():
+        rows = read_log(folder / METRICS_FILE)
+        attempts.append({"attempt": len(attempts), "seed": seed + RESTART_SEED_STRIDE * len(attempts),
+                         "step": config.restart_at,
+                         "loss": plateau_loss(rows, config.restart_at, config.restart_window)})
+    return attempts
+
+
 def pretrain(
     config: PretrainConfig,
     sources: Callable[[float, float], tuple[ClipSource, ClipSource]],
@@ -73,8 +104,8 @@ def pretrain(
     resume: bool = True,
     run_config: dict | None = None,
 ) -> dict:
-    """Run every stage of ``config``; return each stage's history, the final checkpoint path and
-    the last stage's held-out evaluation set (``held_out``).
+    """Run every stage of ``config``; return each stage's history, the final checkpoint path, the last
+    stage's held-out evaluation set (``held_out``) and the first stage's restarted attempts (``restarts``).
 
     ``sources(fps, talking_heads)`` gives (training clips, held-out clips) decoded at a stage's frame rate, with
     the stage's share of talking heads among the training clips (:meth:`PretrainConfig.stage_talking_heads`).
@@ -84,35 +115,72 @@ def pretrain(
     is stored in every checkpoint. The initial weights are drawn after ``torch.manual_seed(seed)``, so
     they do not depend on the caller's random state. A larger ``steps`` of the last stage extends the finished
     run (docs/training.md); a stage's later stages refuse a change of its steps.
+
+    With ``config.restart_at`` set, the first stage stops at that step and looks at its own training loss: a mean
+    over the last ``restart_window`` steps above ``restart_loss`` (the plateau at ln 2 = 0.693) moves the attempt
+    to ``out_dir/<stage>.stuck<k>/`` and starts the stage again from weights and batches of seed
+    ``seed + RESTART_SEED_STRIDE * (k + 1)``, at most ``config.restarts`` times (the last attempt is kept, stuck
+    or not). Only training data decides; the held-out clips never do. Single-process runs only.
     """
     out_dir = Path(out_dir)
-    # initial weights from ``seed`` alone, not from what the caller drew before (any task may train it)
-    torch.manual_seed(seed)
-    model = build_model(config)
-    results = {"stages": {}, "checkpoint": None, "held_out": None}
+    results = {"stages": {}, "checkpoint": None, "held_out": None, "restarts": []}
     device = torch.device("cuda" if config.train.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
+    if config.restart_at is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("pretrain.restart_at restarts the first stage in one process; under torchrun set it to None")
+    model = None
     for index, stage in enumerate(config.stages):
         stage_dir = out_dir / stage.name
         shift = replace(config.shift, fps=stage.fps)
         train_source, held_out_source = sources(stage.fps, config.stage_talking_heads(index))
         held_out = evaluation_set(held_out_source, shift, per_video=config.eval_pairs_per_video, seed=seed)
         checkpoint = stage_dir / "checkpoint.pt"
-        if index > 0 and not checkpoint.exists():
-            previous = load_checkpoint(out_dir / config.stages[index - 1].name / "checkpoint.pt",
-                                       expected_model_class="MultisensoryNet")
-            load_model_state(model, previous["model"], out_dir / config.stages[index - 1].name / "checkpoint.pt")
-            reinitialise_blocks(model, stage.reinit, seed + index)
-        train = replace(config.train, steps=stage_steps(config, index), seed=seed + index, out_dir=str(stage_dir))
-        history = fit(
-            model, alignment_loss, ShiftBatches(train_source, shift, stage.batch_size, seed=seed + 1000 * index), train,
-            resume=resume, eval_fn=lambda net: alignment_accuracy(net, held_out, device=device), eval_every=config.eval_every,
-            run_config={**(run_config or {"pretrain": config.to_dict()}), "stage": stage.name, "shift": asdict(shift)},
-            # this stage's own end (its budget, checked as train.steps) and later stages' may grow; earlier ones may not
-            other_budgets=tuple(f"pretrain.stages.{later}.steps" for later in range(index, len(config.stages))),
-        )
-        results["stages"][stage.name] = history
+        restart_at = config.restart_at if index == 0 else None
+        if restart_at is not None and not resume:
+            for folder in out_dir.glob(f"{stage.name}.stuck*"):
+                shutil.rmtree(folder)  # starting over: the earlier attempts go with the stage's checkpoint
+        attempt = len(stuck_attempts(config, out_dir, seed)) if restart_at is not None else 0
+        fresh = not resume
+        while True:
+            stage_seed = seed + RESTART_SEED_STRIDE * attempt if index == 0 else seed
+            if index == 0:
+                # initial weights from ``seed`` alone, not from what the caller drew before (any task may train it)
+                torch.manual_seed(stage_seed)
+                model = build_model(config)
+            elif not checkpoint.exists():
+                previous = load_checkpoint(out_dir / config.stages[index - 1].name / "checkpoint.pt",
+                                           expected_model_class="MultisensoryNet")
+                load_model_state(model, previous["model"], out_dir / config.stages[index - 1].name / "checkpoint.pt")
+                reinitialise_blocks(model, stage.reinit, seed + index)
+            batches = ShiftBatches(train_source, shift, stage.batch_size, seed=stage_seed + 1000 * index)
+            stage_config = {**(run_config or {"pretrain": config.to_dict()}), "stage": stage.name, "shift": asdict(shift)}
+            if restart_at is not None:
+                stage_config["attempt"] = attempt
+
+            def train_to(steps: int, fresh: bool) -> dict:
+                train = replace(config.train, steps=steps, seed=stage_seed + index, out_dir=str(stage_dir))
+                return fit(
+                    model, alignment_loss, batches, train, resume=not fresh,
+                    eval_fn=lambda net: alignment_accuracy(net, held_out, device=device), eval_every=config.eval_every,
+                    run_config=stage_config,
+                    # this stage's own end (its budget, checked as train.steps) and later stages' may grow; earlier
+                    # ones may not
+                    other_budgets=tuple(f"pretrain.stages.{later}.steps" for later in range(index, len(config.stages))),
+                )
+
+            done = load_checkpoint(checkpoint)["step"] if resume and checkpoint.exists() else 0
+            if restart_at is None or done > restart_at or attempt >= config.restarts:
+                break
+            history = train_to(restart_at, fresh=not resume)
+            fresh = False  # the stage's folder now holds this attempt's run, which the next call extends
+            if plateau_loss(history["train"], restart_at, config.restart_window) <= config.restart_loss:
+                break
+            stage_dir.rename(stuck_dir(out_dir, stage.name, attempt))
+            attempt += 1
+        results["stages"][stage.name] = train_to(stage_steps(config, index), fresh=fresh)
         results["checkpoint"] = checkpoint
         results["held_out"] = held_out
+    if config.restart_at is not None:
+        results["restarts"] = stuck_attempts(config, out_dir, seed)
     return results
 
 
