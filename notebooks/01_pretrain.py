@@ -45,6 +45,7 @@ from dataclasses import replace
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from IPython.display import display
 
 from avlib.config import resolve
 from avlib.data.shift import evaluation_set
