@@ -170,7 +170,7 @@ def pretrain(
             done = load_checkpoint(checkpoint)["step"] if resume and checkpoint.exists() else 0
             if restart_at is None or done > restart_at or attempt >= config.restarts:
                 break
-            history = train_to(restart_at, fresh=not resume)
+            history = train_to(restart_at, fresh=fresh)
             fresh = False  # the stage's folder now holds this attempt's run, which the next call extends
             if plateau_loss(history["train"], restart_at, config.restart_window) <= config.restart_loss:
                 break
