@@ -142,13 +142,8 @@ plt.show()
 
 # %%
 if config.restart_at is not None:
-    from avlib.tasks.pretrain import RESTART_SEED_STRIDE, plateau_loss
-
     first = config.stages[0]
-    kept_loss = plateau_loss(run["stages"][first.name]["train"], config.restart_at, config.restart_window)
-    attempts = pd.DataFrame([*({**row, "outcome": "restarted"} for row in run["restarts"]),
-                             {"attempt": len(run["restarts"]), "seed": seed + RESTART_SEED_STRIDE * len(run["restarts"]),
-                              "step": config.restart_at, "loss": kept_loss, "outcome": "kept"}])
+    attempts = pd.DataFrame([*({**row, "outcome": "restarted"} for row in run["restarts"]), {**run["kept"], "outcome": "kept"}])
     attempts = attempts.rename(columns={"loss": f"mean training loss, steps {config.restart_at - config.restart_window + 1}-"
                                                 f"{config.restart_at}"})
     out.table(attempts, "pretrain_restarts", caption=(

@@ -234,6 +234,7 @@ def test_a_first_stage_whose_training_loss_stays_above_the_bar_restarts_from_new
     assert stuck[0].is_dir() and stuck[1].is_dir() and not stuck[2].exists()  # two restarts, the third attempt kept
     assert [(row["attempt"], row["seed"], row["step"]) for row in run["restarts"]] == [(0, 5, 2), (1, 10_005, 2)]
     assert all(row["loss"] > 0 for row in run["restarts"])
+    assert (run["kept"]["attempt"], run["kept"]["seed"], run["kept"]["step"]) == (2, 20_005, 2)
     kept = torch.load(run["checkpoint"], weights_only=False)
     assert kept["step"] == 4 and kept["config"]["run"]["attempt"] == 2
     stuck_first = torch.load(stuck[0] / "checkpoint.pt", weights_only=False)

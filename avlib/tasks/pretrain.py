@@ -83,15 +83,18 @@ def plateau_loss(rows: Sequence[dict], step: int, window: int) -> float:
     return sum(losses) / len(losses)
 
 
+def attempt_record(config: PretrainConfig, seed: int, attempt: int, rows: Sequence[dict]) -> dict:
+    """A first-stage attempt: its number, seed, the step checked and its mean training loss there (``rows``: its log)."""
+    return {"attempt": attempt, "seed": seed + RESTART_SEED_STRIDE * attempt, "step": config.restart_at,
+            "loss": plateau_loss(rows, config.restart_at, config.restart_window)}
+
+
 def stuck_attempts(config: PretrainConfig, out_dir: str | Path, seed: int = 0) -> list[dict]:
-    """The first-stage attempts of a run under ``out_dir`` that were restarted: attempt, seed, mean loss."""
+    """The first-stage attempts of a run under ``out_dir`` that were restarted (:func:`attempt_record` each)."""
     out_dir, name = Path(out_dir), config.stages[0].name
     attempts = []
     while (folder := stuck_dir(out_dir, name, len(attempts))).exists():
-        rows = read_log(folder / METRICS_FILE)
-        attempts.append({"attempt": len(attempts), "seed": seed + RESTART_SEED_STRIDE * len(attempts),
-                         "step": config.restart_at,
-                         "loss": plateau_loss(rows, config.restart_at, config.restart_window)})
+        attempts.append(attempt_record(config, seed, len(attempts), read_log(folder / METRICS_FILE)))
     return attempts
 
 
@@ -105,7 +108,8 @@ def pretrain(
     run_config: dict | None = None,
 ) -> dict:
     """Run every stage of ``config``; return each stage's history, the final checkpoint path, the last
-    stage's held-out evaluation set (``held_out``) and the first stage's restarted attempts (``restarts``).
+    stage's held-out evaluation set (``held_out``), and with the restart rule the first stage's restarted attempts
+    (``restarts``) and the kept one (``kept``), each an :func:`attempt_record`.
 
     ``sources(fps, talking_heads)`` gives (training clips, held-out clips) decoded at a stage's frame rate, with
     the stage's share of talking heads among the training clips (:meth:`PretrainConfig.stage_talking_heads`).
@@ -167,9 +171,10 @@ def pretrain(
                     other_budgets=tuple(f"pretrain.stages.{later}.steps" for later in range(index, len(config.stages))),
                 )
 
-            done = load_checkpoint(checkpoint)["step"] if resume and checkpoint.exists() else 0
-            if restart_at is None or done > restart_at or attempt >= config.restarts:
+            if restart_at is None or attempt >= config.restarts:
                 break
+            if resume and checkpoint.exists() and load_checkpoint(checkpoint)["step"] > restart_at:
+                break  # this attempt passed its check before the run was stopped
             history = train_to(restart_at, fresh=fresh)
             fresh = False  # the stage's folder now holds this attempt's run, which the next call extends
             if plateau_loss(history["train"], restart_at, config.restart_window) <= config.restart_loss:
@@ -179,8 +184,9 @@ def pretrain(
         results["stages"][stage.name] = train_to(stage_steps(config, index), fresh=fresh)
         results["checkpoint"] = checkpoint
         results["held_out"] = held_out
-    if config.restart_at is not None:
-        results["restarts"] = stuck_attempts(config, out_dir, seed)
+        if restart_at is not None:
+            results["restarts"] = stuck_attempts(config, out_dir, seed)
+            results["kept"] = attempt_record(config, seed, attempt, results["stages"][stage.name]["train"])
     return results
 
 
