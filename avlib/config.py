@@ -393,9 +393,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         },
         # The paper's share of the pretraining (25 k of 650 k) at the last stage's batch; fine-tuned and mapped
         # at 64-pixel frames (4 x 4 conv5 cells; at 32 pixels each of the 2 x 2 cells saw the whole frame and
-        # 41 % of the peaks fell in one corner cell; at 64, 16-25 %, docs/world.md), 3 training seeds.
+        # 41 % of the peaks fell in one corner cell; at 64, 16-25 %, docs/world.md), 3 training seeds; 120 sync-only
+        # clips: at 60 the interval against the centre prior was +-7 points wide, the difference 7-9 (docs/world.md).
         "cam": {"fine_tune_steps": None, "fine_tune_batch": None, "map_stride": 4, "tile_batch": 8,
-                "eval_clips": None, "size": 64, "crop": 64, "seeds": [0, 1, 2], "sync_only_clips": 60,
+                "eval_clips": None, "size": 64, "crop": 64, "seeds": [0, 1, 2], "sync_only_clips": 120,
                 "speaker_clips": 20},
         # Adam at 3e-4, batches of 16, 1500 steps: the paper-like SGD at 1e-2 stayed at chance on the
         # world's actions (docs/world.md).

@@ -54,11 +54,15 @@ def main() -> None:
             "full": logs(result.full_histories), "unet_pit": logs(result.pit_histories)}}))
         return
     if args.task == "ablations":
+        scored_here = []  # the rows this process scores itself (spawned workers import the module afresh)
+        score = ablations.evaluate
+        ablations.evaluate = lambda systems, *rest, **options: scored_here.append(list(systems)) or score(systems, *rest, **options)
         result = ablations.run(resolve("smoke", {"seed_processes": args.processes}), checkpoint_root=args.checkpoints,
                                device="cpu")
         result.scores.to_csv(out / "scores.csv", index=False)
         (out / "run.json").write_text(json.dumps({"determinism": determinism.record(), "i3d": result.i3d_accuracies,
-                                                  "histories": {name: logs(runs) for name, runs in result.seed_runs.items()}}))
+                                                  "histories": {name: logs(runs) for name, runs in result.seed_runs.items()},
+                                                  "scored_here": scored_here}))
         return
     result = run(resolve("paper", tiny(args.processes)), seed=3, data_root=args.data_root, checkpoint_root=args.checkpoints,
                  device="cpu", pretrained_checkpoint=args.pretrained)

@@ -202,6 +202,19 @@ def test_summary_has_every_row_source_and_kind_of_mixture():
     assert set(only_different.mixtures) == {"all", "different gender"}
 
 
+def test_summary_leaves_out_a_pair_whose_metric_is_infinite():
+    """BSS-Eval gives the mixture SAR = +inf on a pair where the mixture is exactly the references' sum."""
+    rows = ["full"]
+    scores = fake_scores(rows, {}, pairs=10)
+    scores.loc[(scores.system == "mixture") & (scores.pair == 3), "sar"] = np.inf
+    summary = summary_table(scores, rows, {"full": "Full"}).set_index(["system", "source", "mixtures"])
+    finite = scores[(scores.system == "mixture") & (scores.source == "on_screen") & (scores.pair != 3)].sar
+    assert summary.loc[("mixture", "on_screen", "all"), "sar"] == pytest.approx(finite.mean())
+    assert np.isfinite(summary.loc[("mixture", "on_screen", "all"), ["sar_low", "sar_high"]].to_numpy(dtype=float)).all()
+    assert summary.loc[("mixture", "on_screen", "all"), "sdr"] == pytest.approx(
+        scores[(scores.system == "mixture") & (scores.source == "on_screen")].sdr.mean())  # the pair's other metrics stay
+
+
 def test_scores_are_cached_by_checkpoint_content(tmp_path, monkeypatch):
     calls = []
 

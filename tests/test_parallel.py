@@ -181,4 +181,6 @@ def test_ablations_in_two_worker_processes_equal_one_process_at_the_same_thread_
             assert torch.equal(tensor, right["model"][key]), f"{name}: {key}"
     assert (one["out"] / "scores.csv").read_bytes() == (two["out"] / "scores.csv").read_bytes()
     assert one["histories"] == two["histories"] and one["i3d"] == two["i3d"] and len(one["i3d"]) == 2
+    # one process scores every row of both seeds itself; with workers each worker scored its own row
+    assert len(one["scored_here"]) == 2 * 6 and two["scored_here"] == []
     assert not (two_root / "smoke" / "separation" / "ablations" / ".worker-data").exists()

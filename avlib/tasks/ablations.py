@@ -302,18 +302,12 @@ def cached_scores(name: str, model: SeparationNet, checkpoint: str | Path,
     row only. A cached table holding more (the mixture, STOI) serves a call that asks for less."""
     from avlib.files import atomic_path
 
-    key = {"checkpoint": file_digest(checkpoint, "sha1"), "test_list": hashlib.sha1(test_list.to_csv(index=False).encode()).hexdigest(),
-           "phase": phase, "order_free": order_free, "format": 1}
+    key = _scores_key(checkpoint, test_list, phase, order_free)
     cache_dir = Path(cache_dir)
     table_path, key_path = cache_dir / f"{name}.csv", cache_dir / f"{name}.json"
-    if not recompute and table_path.exists() and key_path.exists():
-        try:
-            if json.loads(key_path.read_text()) == key:
-                cached = pd.read_csv(table_path)
-                if not with_mixture or (cached.system == "mixture").any():
-                    return cached
-        except json.JSONDecodeError:
-            pass  # a damaged key: score again
+    cached = None if recompute else _read_cached_scores(name, cache_dir, key, with_mixture)
+    if cached is not None:
+        return cached
     scores = evaluate({name: (model, order_free, phase)}, test_batch, test_list, batch_size, speech_metrics=True,
                       score_mixture=with_mixture, stoi=False)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -322,6 +316,27 @@ def cached_scores(name: str, model: SeparationNet, checkpoint: str | Path,
     with atomic_path(key_path) as tmp:
         tmp.write_text(json.dumps(key, indent=1) + "\n")
     return scores
+
+
+def _scores_key(checkpoint: str | Path, test_list: pd.DataFrame, phase: str, order_free: bool) -> dict:
+    """What a cached score table must have been computed from: the checkpoint (by content), test list and phase."""
+    return {"checkpoint": file_digest(checkpoint, "sha1"), "test_list": hashlib.sha1(test_list.to_csv(index=False).encode()).hexdigest(),
+            "phase": phase, "order_free": order_free, "format": 1}
+
+
+def _read_cached_scores(name: str, cache_dir: Path, key: dict, with_mixture: bool) -> pd.DataFrame | None:
+    """The cached scores of ``name`` under ``cache_dir`` when they were computed from ``key`` (and hold the mixture's
+    rows if ``with_mixture``), else None."""
+    table_path, key_path = cache_dir / f"{name}.csv", cache_dir / f"{name}.json"
+    if not (table_path.exists() and key_path.exists()):
+        return None
+    try:
+        if json.loads(key_path.read_text()) != key:
+            return None
+    except json.JSONDecodeError:
+        return None  # a damaged key: score again
+    cached = pd.read_csv(table_path)
+    return cached if not with_mixture or (cached.system == "mixture").any() else None
 
 
 def combine_scores(per_row: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -434,7 +449,8 @@ def _direction_row(title: str, claim: PaperClaim, compared: str, difference: flo
 def summary_table(scores: pd.DataFrame, rows: Sequence[str], titles: Mapping[str, str],
                   metrics: Sequence[str] = ("sdr", "sir", "sar", "pesq")) -> pd.DataFrame:
     """Mean and 95 % interval of each metric, per row, source and subset of the test pairs (long form), over the
-    training seeds and test pairs (:func:`interval_over_seeds`; pairs where a metric is NaN for some seed left out).
+    training seeds and test pairs (:func:`interval_over_seeds`; pairs where a metric is NaN or infinite for some seed
+    left out).
 
     Columns: row, system, source, mixtures (all / same gender / different gender), seeds, pairs, per metric
     ``<metric>``, ``<metric>_low``, ``<metric>_high``, and SDR's seed spread ``sdr_seed_sd``, ``sdr_seed_min``,
@@ -449,7 +465,9 @@ def summary_table(scores: pd.DataFrame, rows: Sequence[str], titles: Mapping[str
             for metric in metrics:
                 if metric not in chosen:
                     continue
-                values = seed_matrix(chosen, system, metric, source).dropna(axis=1).to_numpy(dtype=np.float64)
+                # the mixture is a sum of the references, so its SAR can come out +inf (no artifact at all): left out as NaN
+                values = seed_matrix(chosen, system, metric, source).replace([np.inf, -np.inf], np.nan).dropna(axis=1)
+                values = values.to_numpy(dtype=np.float64)
                 record["seeds"] = values.shape[0]
                 record["pairs"] = int(chosen[(chosen.system == system) & (chosen.source == source)].pair.nunique())
                 mean, low, high = interval_over_seeds(values) if values.size else (float("nan"),) * 3
@@ -547,8 +565,8 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     ``unet_pit`` are notebook 04's runs of the same training seed where :func:`is_notebook_04s` says so (04 must
     then train as many seeds: ``separation.seeds`` >= ``ablations.seeds``, or the missing ones are trained here).
 
-    With ``experiment.seed_processes`` > 1 the training runs side by side in that many worker processes first
-    (:func:`train_in_workers`); this process then reloads and scores them in the same order.
+    With ``experiment.seed_processes`` > 1 the training and scoring run side by side in that many worker processes
+    first (:func:`train_in_workers`); this process then reloads each row and reads its scores from the cache.
 
     Checkpoints go to ``<checkpoint dir>/separation`` (notebook 04's rows are its folders there).
     ``resume=False`` trains every row again (except notebook 04's u-net PIT), and the I3D, and scores again.
@@ -577,7 +595,7 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     prepared: dict[int, dict] = {}  # training seed -> its I3D, once trained in worker processes
     if experiment.seed_processes > 1:
         prepared = train_in_workers(experiment, checkpoints, seed, seeds, pretrained, speakers.train, data_root=data_root,
-                                    device=device, resume=resume)
+                                    device=device, resume=resume, test_list=test_list, test_clips=speakers.test)
     first: dict = {}
     seed_runs: dict[str, list] = {variant.name: [] for variant in VARIANTS}
     seed_folders: dict[str, list] = {variant.name: [] for variant in VARIANTS}
@@ -604,7 +622,7 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
                 variant.name, models[variant.name].to(device_name), folder / "checkpoint.pt", test_batch, test_list,
                 seed_folder(checkpoints / "ablations" / "scores", seed, training_seed), phase=separation.phase,
                 order_free=variant.pit, batch_size=separation.eval_batch, with_mixture=mixture is None and not per_row,
-                recompute=not resume)
+                recompute=not resume and not prepared)  # workers scored every row of this call
             if mixture is None and (per_row[variant.name].system == "mixture").any():
                 mixture = per_row[variant.name][per_row[variant.name].system == "mixture"]
         rows_only = [table[table.system == name] for name, table in per_row.items()]
@@ -627,11 +645,21 @@ def _train_i3d(experiment: Experiment, checkpoints: Path, seed: int, data_root: 
 
 def _train_row(variant: Variant, separation: SeparationSettings, ablation: AblationSettings, pretrained: Path,
                i3d: I3D | None, train_clips, folder: Path, training_seed: int, device: str, resume: bool,
-               run_config: dict) -> None:
-    """A worker's job: build one row as :func:`run` does and train it into ``folder``; the parent reloads it."""
+               run_config: dict, scoring: dict | None = None) -> None:
+    """A worker's job: build one row as :func:`run` does and train it into ``folder`` (a finished run is restored);
+    with ``scoring`` (:func:`cached_scores`' arguments but the model's) also score it into the cache that :func:`run`
+    then reads. The parent reloads both."""
     model = build_variant(variant, separation, pretrained, i3d, seed=training_seed)
     train_variant(model, variant, train_clips, separation, ablation, folder, seed=training_seed, device=device, resume=resume,
                   run_config=run_config)
+    if scoring is not None:
+        from avlib.data.mixtures import load_test_mixtures
+
+        test_clips = scoring["test_clips"]
+        device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+        cached_scores(variant.name, model.to(device_name), folder / "checkpoint.pt",
+                      lambda rows: load_test_mixtures(rows, test_clips),
+                      **{key: value for key, value in scoring.items() if key != "test_clips"})
 
 
 def _finished(folder: Path, steps: int) -> bool:
@@ -643,14 +671,19 @@ def _finished(folder: Path, steps: int) -> bool:
 
 
 def train_in_workers(experiment: Experiment, checkpoints: Path, seed: int, seeds: Sequence[int], pretrained: Path,
-                     train_clips, *, data_root: str | Path = "", device: str = "auto", resume: bool = True) -> dict[int, dict]:
+                     train_clips, *, data_root: str | Path = "", device: str = "auto", resume: bool = True,
+                     test_list: pd.DataFrame | None = None, test_clips=None) -> dict[int, dict]:
     """Train what :func:`run` trains, in ``experiment.seed_processes`` worker processes (:func:`avlib.parallel.run_jobs`):
     first every training seed's I3D (when trained here), then every (training seed, row) not already finished, each
     into the folder :func:`run` uses. Returns each training seed's I3D (:func:`ensure_i3d`, reloaded and scored here).
 
+    With ``test_list`` and ``test_clips`` (the speakers' test clips) each worker also scores its row on the test list
+    into the cache :func:`run` reads (:func:`cached_scores`, as :func:`run` would call it), and rows that are trained
+    but not yet scored (notebook 04's u-net PIT) get a job that only scores; those short jobs come last.
+
     Data decoded into memory reaches the workers through ``.npy`` files in ``<checkpoints>/ablations/.worker-data``
-    that each maps read-only (:func:`avlib.parallel.shared_copy`): the speakers' training clips and the action
-    videos; the folder is removed afterwards.
+    that each maps read-only (:func:`avlib.parallel.shared_copy`): the speakers' training and test clips and the
+    action videos; the folder is removed afterwards.
     """
     import shutil
 
@@ -678,19 +711,35 @@ def train_in_workers(experiment: Experiment, checkpoints: Path, seed: int, seeds
                                              resume=True, training_seed=training_seed, actions=actions)
             actions = i3ds[training_seed].get("actions")
         clips = shared_speaker_clips(train_clips, shared_dir, "speakers-train-")
-        jobs = []
+        scored = test_list is not None and test_clips is not None
+        shared_test = shared_speaker_clips(test_clips, shared_dir, "speakers-test-") if scored else None
+        training, scoring_only = [], []
         for training_seed in seeds:
             i3d = i3ds[training_seed]
             for variant in VARIANTS:
                 inputs = [i3d["checkpoint"]] if variant.features == "i3d" else [pretrained] if variant.initialisation != "random" else []
                 folder = checkpoint_folder(variant, separation, ablation, checkpoints, inputs, seed, training_seed)
                 row_resume = resume or variant.pit
-                if row_resume and _finished(folder, separation.pit_steps if variant.pit else ablation.steps):
+                finished = row_resume and _finished(folder, separation.pit_steps if variant.pit else ablation.steps)
+                scoring = None
+                if scored:  # the arguments run() gives cached_scores; the mixture is scored with its first row
+                    with_mixture = training_seed == seeds[0] and variant is VARIANTS[0]
+                    cache_dir = seed_folder(checkpoints / "ablations" / "scores", seed, training_seed)
+                    if not (finished and resume and _read_cached_scores(
+                            variant.name, cache_dir, _scores_key(folder / "checkpoint.pt", test_list, separation.phase,
+                                                                 variant.pit), with_mixture) is not None):
+                        scoring = {"test_clips": shared_test, "test_list": test_list, "cache_dir": cache_dir,
+                                   "phase": separation.phase, "order_free": variant.pit,
+                                   "batch_size": separation.eval_batch, "with_mixture": with_mixture,
+                                   "recompute": not resume}
+                if finished and scoring is None:
                     continue
-                jobs.append(Job(f"ablations {variant.name}, training seed {training_seed}", _train_row, (
-                    variant, separation, ablation, pretrained, i3d["net"] if variant.features == "i3d" else None, clips, folder,
-                    training_seed, device, row_resume, {"profile": experiment.profile, "seed": training_seed})))
-        run_jobs(jobs, processes)
+                (scoring_only if finished else training).append(Job(
+                    f"ablations {variant.name}, training seed {training_seed}", _train_row, (
+                        variant, separation, ablation, pretrained, i3d["net"] if variant.features == "i3d" else None, clips,
+                        folder, training_seed, device, row_resume, {"profile": experiment.profile, "seed": training_seed},
+                        scoring)))
+        run_jobs(training + scoring_only, processes)
     finally:
         shutil.rmtree(shared_dir, ignore_errors=True)
     return i3ds

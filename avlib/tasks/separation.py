@@ -294,7 +294,9 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | os.PathLike =
     test_list = ensure_test_list(out if out is not None else checkpoints, data.table, settings, seed)
     pretrained = ensure_pretrained(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device)
     seeds = training_seeds(seed, settings.seeds)
-    runs = [(training_seed, kind) for training_seed in seeds for kind in ("full", "unet_pit")]
+    # every full model before any u-net PIT (at synth one full run costs ~5 u-net PIT runs): the short runs then fill
+    # the gap beside an odd full run instead of delaying it
+    runs = [(training_seed, kind) for kind in ("full", "unet_pit") for training_seed in seeds]
     if experiment.seed_processes > 1:
         train_in_workers(settings, pretrained, data.train, runs, seed, checkpoints, experiment.profile, device, resume,
                          experiment.seed_processes)
