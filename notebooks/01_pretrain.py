@@ -134,7 +134,7 @@ plt.show()
 
 # %% [markdown]
 # ### Restarts of the first stage
-# In `synth` the first stage leaves the plateau on some training seeds by step 200-350 and on others not by
+# In `synth` the first stage leaves the plateau on some training seeds by step 200-550 and on others not by
 # step 1200 (`docs/world.md`). With `pretrain.restart_at` set, an attempt whose mean *training* loss over the
 # last `restart_window` steps is still above `restart_loss` at that step is set aside and the stage starts again
 # from other initial weights and batches (seed + 10 000 per attempt). Only the training loss decides, never the
@@ -149,7 +149,8 @@ if config.restart_at is not None:
     out.table(attempts, "pretrain_restarts", caption=(
         f"Attempts of the first pretraining stage ({first.name}), {profile} profile: an attempt whose mean training "
         f"loss at step {config.restart_at} is above {config.restart_loss} (chance: ln 2 = 0.693) starts again from "
-        f"other weights, at most {config.restarts} times; the kept attempt trains on to step {first.steps}."))
+        f"other weights, at most {config.restarts} times; the kept attempt "
+        f"{'ends there' if config.restart_at == first.steps else f'trains on to step {first.steps}'}."))
     display(attempts)
 
 # %% [markdown]

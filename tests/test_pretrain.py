@@ -217,28 +217,32 @@ def test_two_stage_smoke_pretraining_gives_each_stage_its_share_and_starts_the_s
     assert distance(second, other) < 0.05 * distance(other, first_weights)
 
 
-def _restart_config(restart_loss: float, restarts: int = 2):
-    """smoke's pretraining with one 4-step stage checked at step 2: a loss above ``restart_loss`` restarts it."""
+def _restart_config(restart_loss: float, restarts: int = 2, restart_at: int = 2):
+    """smoke's pretraining with one 4-step stage checked at step ``restart_at`` (4: the finished stage, as
+    ``synth`` checks): a loss above ``restart_loss`` restarts it."""
     profile = resolve("smoke")
     stage = Stage("shift_lowfps", profile.pretrain.shift.fps, 2, 4, talking_heads=0.0)
-    config = replace(profile.pretrain, stages=(stage,), eval_every=2, restart_at=2, restart_window=2,
+    config = replace(profile.pretrain, stages=(stage,), eval_every=2, restart_at=restart_at, restart_window=2,
                      restart_loss=restart_loss, restarts=restarts)
     return profile, config
 
 
-def test_a_first_stage_whose_training_loss_stays_above_the_bar_restarts_from_new_weights_up_to_the_limit(tmp_path):
-    profile, config = _restart_config(restart_loss=0.0)  # any loss is "still on the plateau": every attempt restarts
+@pytest.mark.parametrize("check", [2, 4])
+def test_a_first_stage_whose_training_loss_stays_above_the_bar_restarts_from_new_weights_up_to_the_limit(tmp_path,
+                                                                                                          check):
+    # any loss is "still on the plateau": every attempt restarts
+    profile, config = _restart_config(restart_loss=0.0, restart_at=check)
     sources, _, _ = scene_sources(profile, seed=0)
     run = pretrain(config, sources, tmp_path / "pretrain", seed=5)
     stuck = [tmp_path / "pretrain" / f"shift_lowfps.stuck{k}" for k in range(3)]
     assert stuck[0].is_dir() and stuck[1].is_dir() and not stuck[2].exists()  # two restarts, the third attempt kept
-    assert [(row["attempt"], row["seed"], row["step"]) for row in run["restarts"]] == [(0, 5, 2), (1, 10_005, 2)]
+    assert [(row["attempt"], row["seed"], row["step"]) for row in run["restarts"]] == [(0, 5, check), (1, 10_005, check)]
     assert all(row["loss"] > 0 for row in run["restarts"])
-    assert (run["kept"]["attempt"], run["kept"]["seed"], run["kept"]["step"]) == (2, 20_005, 2)
+    assert (run["kept"]["attempt"], run["kept"]["seed"], run["kept"]["step"]) == (2, 20_005, check)
     kept = torch.load(run["checkpoint"], weights_only=False)
     assert kept["step"] == 4 and kept["config"]["run"]["attempt"] == 2
     stuck_first = torch.load(stuck[0] / "checkpoint.pt", weights_only=False)
-    assert stuck_first["step"] == 2 and stuck_first["config"]["run"]["attempt"] == 0
+    assert stuck_first["step"] == check and stuck_first["config"]["run"]["attempt"] == 0
     # the kept attempt starts from other initial weights than the stuck one (seed 20_005, not 5)
     torch.manual_seed(20_005)
     fresh = MultisensoryNet(config.model).state_dict()
@@ -256,14 +260,20 @@ def test_a_first_stage_whose_training_loss_stays_above_the_bar_restarts_from_new
     assert [row["attempt"] for row in over["restarts"]] == [0, 1]
 
 
-def test_a_first_stage_below_the_bar_keeps_its_weights_and_equals_a_run_without_the_rule(tmp_path):
-    profile, config = _restart_config(restart_loss=100.0)
+@pytest.mark.parametrize("check", [2, 4])
+def test_a_first_stage_below_the_bar_keeps_its_weights_and_equals_a_run_without_the_rule(tmp_path, check):
+    profile, config = _restart_config(restart_loss=100.0, restart_at=check)
     sources, _, _ = scene_sources(profile, seed=0)
     checked = pretrain(config, sources, tmp_path / "checked", seed=0)
     plain = pretrain(replace(config, restart_at=None), sources, tmp_path / "plain", seed=0)
     assert checked["restarts"] == [] and not list((tmp_path / "checked").glob("*.stuck*"))
     checked_state, plain_state = torch.load(checked["checkpoint"])["model"], torch.load(plain["checkpoint"])["model"]
-    assert all(torch.equal(checked_state[name], plain_state[name]) for name in plain_state)  # stopping at 2 changes no bit
+    assert all(torch.equal(checked_state[name], plain_state[name]) for name in plain_state)  # stopping changes no bit
+    # run again: the finished attempt is checked again and kept, nothing retrains
+    again = pretrain(config, sources, tmp_path / "checked", seed=0)
+    assert again["restarts"] == [] and again["kept"] == checked["kept"]
+    again_state = torch.load(again["checkpoint"])["model"]
+    assert all(torch.equal(again_state[name], checked_state[name]) for name in checked_state)
 
 
 def test_an_interrupted_restart_resumes_the_attempt_it_was_on(tmp_path):
@@ -280,6 +290,19 @@ def test_an_interrupted_restart_resumes_the_attempt_it_was_on(tmp_path):
     assert all(torch.equal(whole_state[name], resumed_state[name]) for name in whole_state)
 
 
+def test_attempts_set_aside_by_another_restart_rule_are_refused_on_resume(tmp_path):
+    profile, config = _restart_config(restart_loss=0.0, restarts=1, restart_at=2)
+    sources, _, _ = scene_sources(profile, seed=0)
+    pretrain(config, sources, tmp_path / "pretrain", seed=0)  # attempt 0 set aside at step 2
+    later = replace(config, restart_at=4)
+    with pytest.raises(CheckpointError, match=r"shift_lowfps\.stuck0 is a first-stage attempt set aside by another "
+                                              r"restart rule \(pretrain\.restart_at: 2 -> 4\)"):
+        pretrain(later, sources, tmp_path / "pretrain", seed=0)
+    over = pretrain(later, sources, tmp_path / "pretrain", seed=0, resume=False)
+    assert [(row["attempt"], row["step"]) for row in over["restarts"]] == [(0, 4)]
+
+
 def test_a_restart_step_outside_the_first_stage_is_refused():
+    assert resolve("smoke", {"pretrain.restart_at": 4}).pretrain.restart_at == 4  # the first stage's last step
     with pytest.raises(ValueError, match="restart_at must lie inside the first stage"):
-        resolve("smoke", {"pretrain.restart_at": 4})
+        resolve("smoke", {"pretrain.restart_at": 5})

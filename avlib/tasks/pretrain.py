@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from avlib.checkpoint import load_checkpoint, load_model_state
+from avlib.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from avlib.config import Experiment, PretrainConfig
 from avlib.data.shift import ClipSource, ShiftBatches, evaluation_set
 from avlib.data.sources import SceneFiles, scene_files
@@ -90,10 +90,22 @@ def attempt_record(config: PretrainConfig, seed: int, attempt: int, rows: Sequen
 
 
 def stuck_attempts(config: PretrainConfig, out_dir: str | Path, seed: int = 0) -> list[dict]:
-    """The first-stage attempts of a run under ``out_dir`` that were restarted (:func:`attempt_record` each)."""
+    """The first-stage attempts of a run under ``out_dir`` that were restarted (:func:`attempt_record` each).
+
+    An attempt set aside under another rule (``restart_at``, ``restart_window`` or ``restart_loss``) is refused with
+    a :class:`CheckpointError` naming its folder: its verdict was not this run's.
+    """
     out_dir, name = Path(out_dir), config.stages[0].name
+    rule = ("restart_at", "restart_window", "restart_loss")
     attempts = []
     while (folder := stuck_dir(out_dir, name, len(attempts))).exists():
+        stored = load_checkpoint(folder / "checkpoint.pt")["config"].get("run", {}).get("pretrain", {})
+        changed = [f"pretrain.{key}: {stored.get(key)} -> {getattr(config, key)}" for key in rule
+                   if key in stored and stored[key] != getattr(config, key)]
+        if changed:
+            raise CheckpointError(f"{folder} is a first-stage attempt set aside by another restart rule "
+                                  f"({', '.join(changed)}). Resume with the same config, or start over "
+                                  "(resume=False, or another folder)")
         attempts.append(attempt_record(config, seed, len(attempts), read_log(folder / METRICS_FILE)))
     return attempts
 
@@ -120,11 +132,12 @@ def pretrain(
     they do not depend on the caller's random state. A larger ``steps`` of the last stage extends the finished
     run (docs/training.md); a stage's later stages refuse a change of its steps.
 
-    With ``config.restart_at`` set, the first stage stops at that step and looks at its own training loss: a mean
-    over the last ``restart_window`` steps above ``restart_loss`` (the plateau at ln 2 = 0.693) moves the attempt
-    to ``out_dir/<stage>.stuck<k>/`` and starts the stage again from weights and batches of seed
-    ``seed + RESTART_SEED_STRIDE * (k + 1)``, at most ``config.restarts`` times (the last attempt is kept, stuck
-    or not). Only training data decides; the held-out clips never do. Single-process runs only.
+    With ``config.restart_at`` set, the first stage stops at that step (its last step at most: the finished stage is
+    then checked) and looks at its own training loss: a mean over the last ``restart_window`` steps above
+    ``restart_loss`` (the plateau at ln 2 = 0.693) moves the attempt to ``out_dir/<stage>.stuck<k>/`` and starts
+    the stage again from weights and batches of seed ``seed + RESTART_SEED_STRIDE * (k + 1)``, at most
+    ``config.restarts`` times (the last attempt is kept, stuck or not). Only training data decides; the held-out
+    clips never do. Single-process runs only.
     """
     out_dir = Path(out_dir)
     results = {"stages": {}, "checkpoint": None, "held_out": None, "restarts": []}
