@@ -533,6 +533,11 @@ def _loop(
     progress.close()
 
 
+def resolve_device(device: str) -> str:
+    """'cuda' or 'cpu' for 'auto' | 'cuda' | 'cpu': CUDA when asked for (or 'auto') and torch sees a device."""
+    return "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+
+
 def _resolve_device(name: str, local_rank: int) -> torch.device:
     """The torch device for 'cpu' | 'cuda' | 'auto'; under torchrun each process takes its LOCAL_RANK GPU."""
     if name == "auto":

@@ -70,7 +70,7 @@ from avlib.models.unet import MultisensoryFeatures, SeparationConfig, Separation
 from avlib.report.claims import CLAIMS_BY_KEY, PaperClaim, verdict
 from avlib.stats import interval_over_seeds, seed_spread, seed_welch_interval, welch_interval
 from avlib.tasks.separation import ensure_test_list, mixture_config, pit_config, train
-from avlib.train import fit, loss_end_label
+from avlib.train import fit, loss_end_label, resolve_device
 
 # ------------------------------------------------------------------------------------------ rows
 
@@ -578,7 +578,7 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     from avlib.tasks.pretrain import ensure_pretrained
 
     separation, ablation = experiment.separation, experiment.ablations
-    device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+    device_name = resolve_device(device)
     checkpoints = experiment.checkpoint_dir(checkpoint_root) / "separation"
     speakers = speaker_sources(experiment.synthetic, experiment.profile, seed, data_root, mixture_config(separation))
     test_list = (ensure_test_list(results, speakers.table, separation, seed) if results is not None else
@@ -656,7 +656,7 @@ def _train_row(variant: Variant, separation: SeparationSettings, ablation: Ablat
         from avlib.data.mixtures import load_test_mixtures
 
         test_clips = scoring["test_clips"]
-        device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+        device_name = resolve_device(device)
         cached_scores(variant.name, model.to(device_name), folder / "checkpoint.pt",
                       lambda rows: load_test_mixtures(rows, test_clips),
                       **{key: value for key, value in scoring.items() if key != "test_clips"})

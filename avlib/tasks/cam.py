@@ -57,6 +57,7 @@ from avlib.parallel import Job, run_jobs
 from avlib.report.claims import verdict
 from avlib.stats import interval_over_seeds, seed_spread
 from avlib.tasks.pretrain import ensure_pretrained, scene_files_of
+from avlib.train import resolve_device
 
 # ----------------------------------------------------------------------------- scenes and their scores
 
@@ -151,7 +152,7 @@ def cam_checkpoint(experiment: Experiment, seed: int = 0, *, train_seed: int | N
                                    device=device)
     if settings.fine_tune_steps == 0:
         return pretrained
-    run_device = torch.device("cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
+    run_device = torch.device(resolve_device(device))
     config = replace(
         pretrain.train, steps=settings.fine_tune_steps,
         lr=pretrain.train.lr if settings.fine_tune_lr is None else settings.fine_tune_lr,
@@ -317,7 +318,7 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | Path = "", ch
     that many worker processes (:func:`avlib.parallel.run_jobs`); each worker decodes its own training clips (the
     task holds none to share), so clips in memory are held once per worker."""
     settings, shift = experiment.cam, cam_shift(experiment)
-    device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+    device_name = resolve_device(device)
     pretrained = ensure_pretrained(experiment, seed, data_root=data_root, checkpoint_root=checkpoint_root, device=device)
     if experiment.seed_processes > 1 and settings.fine_tune_steps:  # fine-tunings side by side, each worker loads its clips
         jobs = [Job(f"cam fine-tuning, training seed {train_seed}", cam_checkpoint, (experiment, seed),

@@ -34,7 +34,7 @@ from avlib.data.sources import SceneFiles, scene_files
 from avlib.losses import alignment_loss
 from avlib.metrics import alignment_accuracy
 from avlib.models.multisensory import MultisensoryNet
-from avlib.train import METRICS_FILE, fit, read_log
+from avlib.train import METRICS_FILE, fit, read_log, resolve_device
 
 
 def stage_steps(config: PretrainConfig, index: int) -> int:
@@ -141,7 +141,7 @@ def pretrain(
     """
     out_dir = Path(out_dir)
     results = {"stages": {}, "checkpoint": None, "held_out": None, "restarts": []}
-    device = torch.device("cuda" if config.train.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
+    device = torch.device(resolve_device(config.train.device))
     if config.restart_at is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("pretrain.restart_at restarts the first stage in one process; under torchrun set it to None")
     model = None

@@ -42,7 +42,7 @@ from avlib.metrics import improvement_over_mixture, score_separation, summarize
 from avlib.models.unet import MultisensoryFeatures, SeparationConfig, SeparationNet
 from avlib.parallel import Job, run_jobs, shared_copy
 from avlib.stats import confidence_interval, interval_over_seeds, seed_spread
-from avlib.train import fit
+from avlib.train import fit, resolve_device
 
 #: Names of the scored systems in the tables.
 SYSTEM_NAMES = {"full": "full model, predicted phase (ours)", "full_mixture_phase": "full model, mixture phase (ours)",
@@ -288,7 +288,7 @@ def run(experiment: Experiment, *, seed: int = 0, data_root: str | os.PathLike =
 
     settings = experiment.separation
     checkpoints = experiment.checkpoint_dir(checkpoint_root) / "separation"
-    device_name = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+    device_name = resolve_device(device)
     torch.manual_seed(seed)
     data = speaker_data(experiment, seed, data_root)
     test_list = ensure_test_list(out if out is not None else checkpoints, data.table, settings, seed)

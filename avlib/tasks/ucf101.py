@@ -41,7 +41,7 @@ from avlib.metrics import Evaluation, evaluate_classifier
 from avlib.models.multisensory import MultisensoryConfig, MultisensoryNet, _init_weights, from_checkpoint, normalize_frames
 from avlib.parallel import Job, run_jobs, shared_copy
 from avlib.tasks.pretrain import ensure_pretrained
-from avlib.train import TrainConfig, fit
+from avlib.train import TrainConfig, fit, resolve_device
 
 # ---------------------------------------------------------------------------------------------
 # Settings
@@ -305,11 +305,6 @@ def curve_accuracy(source: VideoSource, classes: Sequence[str], videos: Sequence
         return {"test_clip_accuracy": scored.clip_accuracy}
 
     return curve_point
-
-
-def resolve_device(device: str) -> str:
-    """'cuda' or 'cpu' for 'auto' | 'cuda' | 'cpu'."""
-    return "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
 
 
 def correct_by_seed(evaluations: Sequence[Evaluation], mask: np.ndarray | None = None) -> np.ndarray:
